@@ -1,0 +1,239 @@
+"""Export a checkpoint to the serving contract in models/<name>/ (see models/README.md).
+
+    python3 models/training/export.py --ckpt /tmp/ml.pt --out models/ml-small --name ml-small
+
+Writes step.onnx and score.onnx (graphs only), weights.bin (every weight once, shared by both
+graphs as ONNX external data, so the tied item embedding is stored a single time), manifest.json
+and golden.json (a fixed event sequence, its states and top-k, computed by PyTorch).
+"""
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, os.path.dirname(__file__))
+import data as D  # noqa: E402
+from model import GRURec, ModelConfig  # noqa: E402
+
+OPSET = 17
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, state, new_session, mask):
+        lg = self.model.logits(state, new_session)
+        return torch.where(mask > 0.5, torch.full_like(lg, float("-inf")), lg)
+
+
+class _Step(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, state, item, new_session):
+        return self.model.advance(state, item, new_session)
+
+
+def load(ckpt_path):
+    ck = torch.load(ckpt_path, map_location="cpu")
+    model = GRURec(ModelConfig(**ck["config"]))
+    model.load_state_dict(ck["state_dict"])
+    model.eval()
+    return model, ck
+
+
+def export_graphs(model, out_dir, half=False):
+    S, N = model.state_size, model.cfg.n_items
+    state = torch.zeros(2, S)
+    ns = torch.ones(2)
+    item = torch.tensor([1, 2])
+    mask = torch.zeros(2, N)
+    step_path, score_path = os.path.join(out_dir, "step.onnx"), os.path.join(out_dir, "score.onnx")
+    torch.onnx.export(_Step(model), (state, item, ns), step_path, opset_version=OPSET,
+                      input_names=["state", "item", "new_session"], output_names=["next_state"],
+                      dynamic_axes={"state": {0: "batch"}, "item": {0: "batch"}, "new_session": {0: "batch"},
+                                    "next_state": {0: "batch"}})
+    torch.onnx.export(_Logits(model), (state, ns, mask), score_path, opset_version=OPSET,
+                      input_names=["state", "new_session", "mask"], output_names=["logits"],
+                      dynamic_axes={"state": {0: "batch"}, "new_session": {0: "batch"}, "mask": {0: "batch"},
+                                    "logits": {0: "batch"}})
+    # Append TopK with a runtime k, so one graph serves any k.
+    g = onnx.load(score_path)
+    g.graph.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
+    g.graph.node.append(helper.make_node("TopK", ["logits", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1))
+    del g.graph.output[:]
+    g.graph.output.extend([
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "k"]),
+        helper.make_tensor_value_info("indices", TensorProto.INT64, ["batch", "k"]),
+    ])
+    onnx.save(g, score_path)
+    share_weights([step_path, score_path], os.path.join(out_dir, "weights.bin"))
+    return step_path, score_path
+
+
+def share_weights(graph_paths, weights_path, min_bytes=1024):
+    """Move large initializers of all graphs into one file, each distinct tensor stored once."""
+    blobs, offsets, size = [], {}, 0
+    graphs = [onnx.load(p) for p in graph_paths]
+    for g in graphs:
+        for init in g.graph.initializer:
+            raw = numpy_helper.to_array(init).tobytes()
+            if len(raw) < min_bytes:
+                continue
+            key = hashlib.sha256(raw).hexdigest()
+            if key not in offsets:
+                pad = (-size) % 64          # 64-byte alignment, as ONNX external data recommends
+                blobs.append(b"\0" * pad)
+                size += pad
+                offsets[key] = (size, len(raw))
+                blobs.append(raw)
+                size += len(raw)
+            off, n = offsets[key]
+            init.ClearField("raw_data")
+            for f in ("float_data", "int64_data", "int32_data", "double_data"):
+                init.ClearField(f)
+            init.data_location = TensorProto.EXTERNAL
+            del init.external_data[:]
+            for k, v in (("location", os.path.basename(weights_path)), ("offset", str(off)), ("length", str(n))):
+                e = init.external_data.add()
+                e.key, e.value = k, v
+    with open(weights_path, "wb") as f:
+        for b in blobs:
+            f.write(b)
+    for g, p in zip(graphs, graph_paths):
+        onnx.save(g, p)
+
+
+def golden(model, ck, n_events=12, k=10):
+    """A real user's first events (across >= 2 sessions when possible), states and top-k."""
+    ev = D.LOADERS[ck["dataset"]](idle_gap=ck["args"]["idle_gap"]) if ck["dataset"].startswith("movielens") \
+        else D.LOADERS[ck["dataset"]]()
+    ids = ck["item_ids"]
+    rows = D.to_rows(ev, ids)
+    gap = ck["args"]["idle_gap"]
+    pick = None
+    for u in range(int(ev.user.max()) + 1):
+        sel = np.flatnonzero((ev.user == u) & (rows > 0))[:n_events]
+        if len(sel) == n_events and len(np.unique(ev.session[sel])) >= 2:
+            pick = sel
+            break
+    if pick is None:
+        pick = np.flatnonzero(rows > 0)[:n_events]
+    times = ev.time[pick]
+    ns = [1.0] + [1.0 if times[i] - times[i - 1] > gap else 0.0 for i in range(1, len(pick))]
+    state = torch.zeros(1, model.state_size)
+    states = []
+    with torch.no_grad():
+        for j, i in enumerate(pick):
+            state = model.advance(state, torch.tensor([int(rows[i])]), torch.tensor([ns[j]]))
+            states.append(state[0].tolist())
+        out = {}
+        for name, flag, exclude in (("same_session", 0.0, False), ("new_session", 1.0, False),
+                                    ("same_session_excluding_seen", 0.0, True)):
+            lg = model.logits(state, torch.tensor([flag]))[0]
+            if exclude:
+                lg[torch.tensor([int(rows[i]) for i in pick])] = float("-inf")
+            sc, ix = torch.topk(lg, k)
+            out[name] = {"new_session": flag, "exclude_seen": exclude,
+                         "item_ids": [ids[r - 1] for r in ix.tolist()], "scores": sc.tolist()}
+    return {
+        "events": [{"item_id": str(ev.item[i]), "timestamp": int(times[j] * 1000)} for j, i in enumerate(pick)],
+        "new_session": ns,
+        "states": states,
+        "k": k,
+        "topk": out,
+        "tolerance": 1e-4,
+    }
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read())
+    return h.hexdigest()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--out", required=True, help="model folder, e.g. models/ml-small")
+    p.add_argument("--name", required=True)
+    p.add_argument("--popular", type=int, default=200, help="how many popular items the manifest lists")
+    args = p.parse_args(argv)
+
+    model, ck = load(args.ckpt)
+    os.makedirs(args.out, exist_ok=True)
+    export_graphs(model, args.out)
+    S, N, d = model.state_size, model.cfg.n_items, model.cfg.dim
+    wsum = sha256(os.path.join(args.out, "weights.bin"))
+    gold = golden(model, ck)
+    with open(os.path.join(args.out, "golden.json"), "w") as f:
+        json.dump(gold, f)
+    ids, counts = ck["item_ids"], ck["item_counts"]
+    now = dt.datetime.now(dt.timezone.utc)
+    manifest = {
+        "format": 1,
+        "name": args.name,
+        "version": f"{args.name}-{now:%Y%m%d}-{wsum[:8]}",
+        "created_at": now.isoformat(timespec="seconds"),
+        "opset": OPSET,
+        "graphs": {
+            "step": {
+                "file": "step.onnx",
+                "inputs": [
+                    {"name": "state", "dtype": "float32", "shape": ["batch", S]},
+                    {"name": "item", "dtype": "int64", "shape": ["batch"]},
+                    {"name": "new_session", "dtype": "float32", "shape": ["batch"]},
+                ],
+                "outputs": [{"name": "next_state", "dtype": "float32", "shape": ["batch", S]}],
+            },
+            "score": {
+                "file": "score.onnx",
+                "inputs": [
+                    {"name": "state", "dtype": "float32", "shape": ["batch", S]},
+                    {"name": "new_session", "dtype": "float32", "shape": ["batch"]},
+                    {"name": "mask", "dtype": "float32", "shape": ["batch", N]},
+                    {"name": "k", "dtype": "int64", "shape": [1]},
+                ],
+                "outputs": [
+                    {"name": "scores", "dtype": "float32", "shape": ["batch", "k"]},
+                    {"name": "indices", "dtype": "int64", "shape": ["batch", "k"]},
+                ],
+            },
+        },
+        "weights": {"file": "weights.bin", "bytes": os.path.getsize(os.path.join(args.out, "weights.bin")),
+                    "sha256": wsum},
+        "state": {
+            "size": S,
+            "dtype": "float32",
+            "initial": "zeros",
+            "layout": [{"name": "user", "offset": 0, "size": d}, {"name": "session", "offset": d, "size": d}],
+        },
+        "items": {"rows": N, "padding_row": 0, "ids": ids},
+        "popular": {"ids": ids[:args.popular], "counts": counts[:args.popular], "source": "training event counts"},
+        "session": {"idle_gap_seconds": ck["args"]["idle_gap"],
+                    "rule": "new_session = 1 for a user's first event, or when more than idle_gap_seconds "
+                            "passed since the previous event; else 0"},
+        "training": {"dataset": ck["dataset"], "config": ck["config"], "args": ck["args"],
+                     "train_seconds": round(ck["train_seconds"], 1), "history": ck["history"]},
+        "metrics": ck["metrics"],
+        "golden": "golden.json",
+    }
+    with open(os.path.join(args.out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    sizes = {n: os.path.getsize(os.path.join(args.out, n)) for n in sorted(os.listdir(args.out))}
+    print(json.dumps({"version": manifest["version"], "sizes": sizes}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Train the GRU user-interest model.
+
+    python3 models/training/train.py --dataset movielens-latest-small --out models/ml-small/ckpt.pt
+
+Users (or anonymous sessions) run in parallel lanes, GRU4Rec style: a lane walks one user's whole
+history; when it ends the lane takes the next user and its state is reset to zero. Backprop is
+truncated every --bptt steps (the state is carried forward, detached). The loss at each event is
+full-softmax cross-entropy of the event's item given the state before it (after the session rule).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+import data as D  # noqa: E402
+from metrics import summary, target_ranks  # noqa: E402
+from model import GRURec, ModelConfig  # noqa: E402
+
+
+def user_sequences(ev, rows):
+    """Per user: (rows int64[], new_session float32[]) of the events whose item is indexed."""
+    keep = rows > 0
+    users, sessions, rows = ev.user[keep], ev.session[keep], rows[keep]
+    split = ev.split[keep]
+    out = []
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    ends = np.r_[starts[1:], len(users)]
+    for a, b in zip(starts, ends):
+        s = sessions[a:b]
+        ns = np.r_[1.0, (s[1:] != s[:-1]).astype(np.float32)].astype(np.float32)
+        out.append((rows[a:b], ns, split[a:b]))
+    return out
+
+
+def lanes(seqs, n_lanes, rng):
+    """Pack shuffled user sequences into n_lanes streams: item, new_session, reset, valid."""
+    order = rng.permutation(len(seqs))
+    buckets = [[] for _ in range(n_lanes)]
+    lengths = np.zeros(n_lanes, np.int64)
+    for i in order:  # greedy: shortest lane next
+        j = int(np.argmin(lengths))
+        buckets[j].append(seqs[i])
+        lengths[j] += len(seqs[i][0])
+    T = int(lengths.max())
+    item = np.zeros((n_lanes, T), np.int64)
+    ns = np.ones((n_lanes, T), np.float32)
+    reset = np.zeros((n_lanes, T), np.float32)
+    valid = np.zeros((n_lanes, T), np.float32)
+    for j, b in enumerate(buckets):
+        p = 0
+        for r, n, _ in b:
+            item[j, p:p + len(r)] = r
+            ns[j, p:p + len(r)] = n
+            reset[j, p] = 1.0
+            valid[j, p:p + len(r)] = 1.0
+            p += len(r)
+    return item, ns, reset, valid
+
+
+def train_epoch(model, opt, seqs, args, rng):
+    model.train()
+    item, ns, reset, valid = (torch.from_numpy(a) for a in lanes(seqs, args.batch, rng))
+    B, T = item.shape
+    state = torch.zeros(B, model.state_size)
+    total, count = 0.0, 0.0
+    for c in range(0, T, args.bptt):
+        state = state.detach()
+        loss = 0.0
+        n = valid[:, c:c + args.bptt].sum()
+        if n == 0:
+            break
+        for t in range(c, min(c + args.bptt, T)):
+            state = state * (1 - reset[:, t:t + 1])
+            logits = model.logits(state, ns[:, t])
+            v = valid[:, t] > 0
+            if v.any():
+                loss = loss + F.cross_entropy(logits[v], item[v, t], reduction="sum")
+            state = model.advance(state, item[:, t], ns[:, t])
+        opt.zero_grad()
+        (loss / n).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        total += float(loss)
+        count += float(n)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model, seqs, ks=(10, 20), boot=0, batch=256, reset_every_session=False):
+    """Replay every user's full history; rank each test event (split == 1) from the state before it."""
+    model.eval()
+    ranks = []
+    for a in range(0, len(seqs), batch):
+        chunk = [s for s in seqs[a:a + batch] if (s[2] == 1).any()]
+        if not chunk:
+            continue
+        L = max(len(s[0]) for s in chunk)
+        B = len(chunk)
+        item = torch.zeros(B, L, dtype=torch.long)
+        ns = torch.ones(B, L)
+        test = torch.zeros(B, L, dtype=torch.bool)
+        for j, (r, n, sp) in enumerate(chunk):
+            item[j, :len(r)] = torch.from_numpy(r)
+            ns[j, :len(r)] = torch.from_numpy(n)
+            test[j, :len(r)] = torch.from_numpy(sp == 1)
+        state = torch.zeros(B, model.state_size)
+        for t in range(L):
+            if reset_every_session:
+                state = state * (1 - ns[:, t:t + 1])
+            if test[:, t].any():
+                idx = test[:, t].nonzero().squeeze(1)
+                lg = model.logits(state[idx], ns[idx, t]).numpy()
+                ranks.extend(target_ranks(lg, item[idx, t].numpy()).tolist())
+            state = model.advance(state, item[:, t], ns[:, t])
+    return summary(np.array(ranks), ks=ks, boot=boot), len(ranks)
+
+
+def holdout_last_session(ev):
+    """Per-user time split: each user's last session is test (users with >= 2 sessions)."""
+    split = np.zeros(len(ev), np.int8)
+    last = np.r_[ev.user[1:] != ev.user[:-1], True]
+    last_session_of_user = ev.session[last]
+    first_session_of_user = ev.session[np.r_[True, ev.user[1:] != ev.user[:-1]]]
+    multi = last_session_of_user != first_session_of_user
+    test_sessions = set(last_session_of_user[multi].tolist())
+    split[np.isin(ev.session, list(test_sessions))] = 1
+    ev.split = split
+    return ev
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="movielens-latest-small", choices=sorted(D.LOADERS))
+    p.add_argument("--out", required=True, help="checkpoint path (.pt)")
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--no-memory", action="store_true", help="session-only variant")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch", type=int, default=64, help="parallel lanes")
+    p.add_argument("--bptt", type=int, default=20)
+    p.add_argument("--min-count", type=int, default=3, help="items seen fewer times are not indexed")
+    p.add_argument("--idle-gap", type=float, default=1800.0, help="seconds; a new session starts after it")
+    p.add_argument("--max-users", type=int, default=0, help="use only the first N users (tiny runs)")
+    p.add_argument("--holdout", default="last-session", choices=["last-session", "none", "given"])
+    p.add_argument("--threads", type=int, default=1, help="torch threads (more is slower for this small model)")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.time()
+    loader = D.LOADERS[args.dataset]
+    ev = loader(idle_gap=args.idle_gap) if args.dataset.startswith("movielens") else loader()
+    if args.max_users:
+        ev = ev.take(ev.user < args.max_users)
+    if args.holdout == "last-session":
+        ev = holdout_last_session(ev)
+    elif args.holdout == "none":
+        ev.split[:] = 0
+    ids, counts = D.build_index(ev, args.min_count)
+    rows = D.to_rows(ev, ids)
+    seqs = user_sequences(ev, rows)
+    train_seqs = [(r[sp == 0], n[sp == 0], sp[sp == 0]) for r, n, sp in seqs]
+    train_seqs = [s for s in train_seqs if len(s[0])]
+    n_train = sum(len(s[0]) for s in train_seqs)
+    print(f"{args.dataset}: {len(ev)} events, {len(seqs)} users, {len(ids)} items indexed, "
+          f"{n_train} training events", flush=True)
+
+    cfg = ModelConfig(n_items=len(ids) + 1, dim=args.dim, dropout=args.dropout, memory=not args.no_memory)
+    model = GRURec(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1))
+    history = []
+    for epoch in range(args.epochs):
+        te = time.time()
+        loss = train_epoch(model, opt, train_seqs, args, rng)
+        sched.step()
+        dt = time.time() - te
+        history.append({"epoch": epoch + 1, "loss": loss, "seconds": dt, "events_per_s": n_train / dt})
+        print(f"epoch {epoch + 1}: loss {loss:.4f}  {dt:.1f}s  {n_train / dt:.0f} events/s", flush=True)
+    train_seconds = time.time() - t0
+
+    metrics, n_test = ({}, 0)
+    if (ev.split == 1).any():
+        metrics, n_test = evaluate(model, seqs)
+        print(f"test ({n_test} targets): " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    torch.save({
+        "state_dict": model.state_dict(),
+        "config": cfg.to_dict(),
+        "item_ids": ids,
+        "item_counts": counts,
+        "dataset": args.dataset,
+        "args": vars(args),
+        "history": history,
+        "train_seconds": train_seconds,
+        "metrics": {"test_targets": n_test, **metrics},
+    }, args.out)
+    print(f"saved {args.out} ({train_seconds:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()

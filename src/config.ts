@@ -1,0 +1,48 @@
+/**
+ * Runtime configuration from Worker vars, validated once per isolate.
+ * Every number has a documented default; see README "Configuration".
+ */
+import { z } from "zod";
+
+const int = (def: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(def);
+
+const ConfigSchema = z.object({
+  /** Sliding TTL of a user's state in Redis, seconds. Default 180 days. */
+  STATE_TTL_SECONDS: int(180 * 24 * 3600, 60, 5 * 365 * 24 * 3600),
+  /** How long an event_id is remembered for de-duplication, seconds. Default 24 h. */
+  DEDUP_WINDOW_SECONDS: int(24 * 3600, 60, 30 * 24 * 3600),
+  /** Timeout of each Redis call on the request path, milliseconds. Default 1000. */
+  REDIS_TIMEOUT_MS: int(1000, 10, 30_000),
+  /** Total time an event request may spend retrying compare-and-set conflicts, ms. Default 5000. */
+  CAS_BUDGET_MS: int(5000, 100, 60_000),
+  /** Largest request body accepted, bytes. Default 1 MiB. */
+  MAX_BODY_BYTES: int(1024 * 1024, 1024, 100 * 1024 * 1024),
+  /** Largest batch of events in one request. Default 500. */
+  MAX_BATCH: int(500, 1, 500),
+  /** Items remembered in the user's recent ring (excluded from recommendations). Default 20. */
+  RECENT_RING: int(20, 0, 200),
+  /** Largest k a request may ask for. Default 100. */
+  MAX_K: int(100, 1, 1000),
+  /** Seconds a client should wait before retrying a 503. Default 2. */
+  RETRY_AFTER_SECONDS: int(2, 1, 3600),
+  /** Model to serve (a folder name under models/ that is bundled). */
+  MODEL_NAME: z.string().min(1).default("ml-small"),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+let cached: { source: unknown; config: Config } | undefined;
+
+/** Parse vars into a Config (cached per isolate while the env object is the same). */
+export function loadConfig(env: Record<string, unknown>): Config {
+  if (cached && cached.source === env) return cached.config;
+  const picked: Record<string, unknown> = {};
+  for (const key of Object.keys(ConfigSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== "") picked[key] = v;
+  }
+  const config = ConfigSchema.parse(picked);
+  cached = { source: env, config };
+  return config;
+}

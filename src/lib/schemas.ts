@@ -1,0 +1,38 @@
+/**
+ * Shared zod schemas for ids and events. Ids are catalog strings (SKUs, user ids) of at most
+ * 256 characters, without control characters.
+ */
+import { z } from "zod";
+
+/** Longest user or item id accepted, characters. */
+export const MAX_ID_LENGTH = 256;
+
+// Control characters (C0, DEL, C1) and lone surrogates make ids unprintable or unstorable.
+// eslint-disable-next-line no-control-regex
+const BAD_ID = /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+export const Id = z
+  .string()
+  .min(1, "must not be empty")
+  .max(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`)
+  .refine((s) => !BAD_ID.test(s), "must not contain control characters or unpaired surrogates")
+  .refine((s) => s.trim() === s, "must not start or end with whitespace");
+
+const EARLIEST_MS = Date.UTC(2000, 0, 1);
+
+/** Event timestamp: milliseconds since the epoch, or an ISO 8601 string. */
+export const Timestamp = z
+  .union([z.number().int().nonnegative(), z.string().datetime({ offset: true })])
+  .transform((v) => (typeof v === "number" ? v : Date.parse(v)))
+  .refine((ms) => ms >= EARLIEST_MS, "must be on or after 2000-01-01")
+  .refine((ms) => ms <= Date.now() + 24 * 3600 * 1000, "must not be more than 24 h in the future");
+
+export const EventSchema = z.strictObject({
+  event_id: Id.optional(),
+  user_id: Id,
+  item_id: Id,
+  type: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, 'must be a lower-case event name such as "view", "add_to_cart" or "purchase"'),
+  timestamp: Timestamp.optional(),
+});
+
+export type EventInput = z.infer<typeof EventSchema>;

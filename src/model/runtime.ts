@@ -1,0 +1,154 @@
+/**
+ * GruModel: the two ONNX graphs of one model version behind a small typed API.
+ *   step(state, row, newSession)          -> next state        (one event)
+ *   topK(state, newSession, k, exclude)   -> [{row, score}]    (full ranking, masked)
+ * Sessions are created once per isolate and reused; runs on one session are serialised
+ * (onnxruntime-web's wasm backend is single-threaded and not re-entrant).
+ */
+import type { InferenceSession } from "onnxruntime-web/wasm";
+import { checkSessions, type Manifest, ModelLoadError, parseManifest } from "./manifest";
+import { withOrt } from "./ort";
+
+/** The bytes of one exported model folder. */
+export interface ModelFiles {
+  manifest: unknown;
+  step: ArrayBuffer | Uint8Array;
+  score: ArrayBuffer | Uint8Array;
+  weights: ArrayBuffer | Uint8Array;
+}
+
+export interface Scored {
+  row: number;
+  score: number;
+}
+
+const u8 = (b: ArrayBuffer | Uint8Array) => (b instanceof Uint8Array ? b : new Uint8Array(b));
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(d, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+export class GruModel {
+  readonly version: string;
+  readonly stateSize: number;
+  /** Rows in the item table, padding row 0 included. */
+  readonly rows: number;
+  /** Idle gap after which the next event starts a new session, milliseconds. */
+  readonly idleGapMs: number;
+  private readonly rowById: Map<string, number>;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    readonly manifest: Manifest,
+    private readonly ort: typeof import("onnxruntime-web/wasm"),
+    private readonly stepSession: InferenceSession,
+    private readonly scoreSession: InferenceSession,
+  ) {
+    this.version = manifest.version;
+    this.stateSize = manifest.state.size;
+    this.rows = manifest.items.rows;
+    this.idleGapMs = manifest.session.idle_gap_seconds * 1000;
+    this.rowById = new Map(manifest.items.ids.map((id, i) => [id, i + 1]));
+  }
+
+  /** Validate the manifest, check the weights' checksum, create both sessions, cross-check them. */
+  static async load(wasm: WebAssembly.Module, files: ModelFiles): Promise<GruModel> {
+    const m = parseManifest(files.manifest);
+    const weights = u8(files.weights);
+    if (weights.byteLength !== m.weights.bytes) {
+      throw new ModelLoadError(`model ${m.name}: ${m.weights.file} has ${weights.byteLength} bytes, manifest says ${m.weights.bytes}`);
+    }
+    const sum = await sha256Hex(weights);
+    if (sum !== m.weights.sha256) throw new ModelLoadError(`model ${m.name}: ${m.weights.file} checksum differs from the manifest`);
+    return withOrt(wasm, async (ort) => {
+      const opts = (): InferenceSession.SessionOptions => ({
+        executionProviders: ["wasm"],
+        graphOptimizationLevel: "all",
+        externalData: [{ path: m.weights.file, data: weights }],
+      });
+      let step: InferenceSession, score: InferenceSession;
+      try {
+        step = await ort.InferenceSession.create(u8(files.step), opts());
+        score = await ort.InferenceSession.create(u8(files.score), opts());
+      } catch (e) {
+        throw new ModelLoadError(`model ${m.name}: onnxruntime could not load the graphs: ${(e as Error).message}`);
+      }
+      checkSessions(m, { step, score });
+      return new GruModel(m, ort, step, score);
+    });
+  }
+
+  /** Embedding row of a catalog item id, or undefined when the model does not know it. */
+  rowOf(itemId: string): number | undefined {
+    return this.rowById.get(itemId);
+  }
+
+  /** Catalog item id of an embedding row (1..rows-1). */
+  idOf(row: number): string {
+    return this.manifest.items.ids[row - 1]!;
+  }
+
+  /** A fresh state (all zeros, as the manifest's `state.initial`). */
+  initialState(): Float32Array {
+    return new Float32Array(this.stateSize);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Advance `state` by one event on item `row`. Returns a new array. */
+  step(state: Float32Array, row: number, newSession: boolean): Promise<Float32Array> {
+    const T = this.ort.Tensor;
+    return this.serial(async () => {
+      const out = await this.stepSession.run({
+        state: new T("float32", state, [1, this.stateSize]),
+        item: new T("int64", BigInt64Array.of(BigInt(row)), [1]),
+        new_session: new T("float32", Float32Array.of(newSession ? 1 : 0), [1]),
+      });
+      const next = out.next_state!;
+      const copy = new Float32Array(next.data as Float32Array);
+      next.dispose();
+      return copy;
+    });
+  }
+
+  /**
+   * The k best rows for `state`, best first, never a row in `exclude` nor the padding row.
+   * `newSession`: the request comes after the idle gap (the session rule is applied first).
+   */
+  topK(state: Float32Array, newSession: boolean, k: number, exclude: Iterable<number> = []): Promise<Scored[]> {
+    const T = this.ort.Tensor;
+    const mask = new Float32Array(this.rows);
+    mask[0] = 1;
+    let excluded = 1;
+    for (const r of exclude) {
+      if (r > 0 && r < this.rows && mask[r] === 0) {
+        mask[r] = 1;
+        excluded++;
+      }
+    }
+    const kk = Math.max(0, Math.min(k, this.rows - excluded));
+    if (kk === 0) return Promise.resolve([]);
+    return this.serial(async () => {
+      const out = await this.scoreSession.run({
+        state: new T("float32", state, [1, this.stateSize]),
+        new_session: new T("float32", Float32Array.of(newSession ? 1 : 0), [1]),
+        mask: new T("float32", mask, [1, this.rows]),
+        k: new T("int64", BigInt64Array.of(BigInt(kk)), [1]),
+      });
+      const scores = out.scores!.data as Float32Array;
+      const indices = out.indices!.data as BigInt64Array;
+      const result: Scored[] = [];
+      for (let i = 0; i < scores.length; i++) {
+        if (Number.isFinite(scores[i]!)) result.push({ row: Number(indices[i]!), score: scores[i]! });
+      }
+      out.scores!.dispose();
+      out.indices!.dispose();
+      return result;
+    });
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * UserStateStore on Redis through the Upstash REST protocol (@upstash/redis), the same client in
+ * production (Upstash) and locally (our REST bridge in front of redis-server).
+ *
+ * Keys (the braces keep a user's keys in one cluster slot):
+ *   gru:<model version>:{<user id>}:state   base64 state record, sliding TTL (PX, refreshed on write)
+ *   gru:<model version>:{<user id>}:dedup   ZSET event_id -> applied-at ms, trimmed to the window
+ * Writes are compare-and-set in one Lua script, so concurrent writers never lose an update.
+ * Every call has a timeout (AbortSignal) and no client-side retries: the caller decides.
+ */
+import { Redis } from "@upstash/redis/cloudflare";
+import { decodeState, encodeState, fromBase64, StateCodecError, toBase64, type UserState } from "./codec";
+import { type Snapshot, StoreUnavailableError, type UserStateStore } from "./store";
+
+const READ_LUA = `
+local st = redis.call('GET', KEYS[1]) or ''
+local out = {st}
+local cutoff = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local sc = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  if sc and tonumber(sc) >= cutoff then out[i] = 1 else out[i] = 0 end
+end
+return out`;
+
+const COMMIT_LUA = `
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if #ARGV > 5 then
+  local now = tonumber(ARGV[4])
+  for i = 6, #ARGV do redis.call('ZADD', KEYS[2], now, ARGV[i]) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%d', now - tonumber(ARGV[5])))
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+return 1`;
+
+export interface RedisStoreOptions {
+  url: string;
+  token: string;
+  modelVersion: string;
+  stateSize: number;
+  /** Sliding TTL of a state record, seconds. */
+  ttlSeconds: number;
+  /** How long applied event ids are remembered, seconds. */
+  dedupWindowSeconds: number;
+  /** Timeout of each call, milliseconds. */
+  timeoutMs: number;
+}
+
+const clients = new Map<string, Redis>();
+
+function client(url: string, token: string, timeoutMs: number): Redis {
+  const key = `${url}\n${token}\n${timeoutMs}`;
+  let c = clients.get(key);
+  if (!c) {
+    c = new Redis({
+      url,
+      token,
+      automaticDeserialization: false,
+      enableTelemetry: false,
+      readYourWrites: false,
+      retry: false,
+      keepAlive: true,
+      signal: () => AbortSignal.timeout(timeoutMs),
+    });
+    clients.set(key, c);
+  }
+  return c;
+}
+
+export class RedisStateStore implements UserStateStore {
+  readonly modelVersion: string;
+  private readonly redis: Redis;
+
+  constructor(private readonly o: RedisStoreOptions) {
+    this.modelVersion = o.modelVersion;
+    this.redis = client(o.url, o.token, o.timeoutMs);
+  }
+
+  /** Key of the user's state record. */
+  stateKey(userId: string) {
+    return `gru:${this.o.modelVersion}:{${userId}}:state`;
+  }
+
+  /** Key of the user's applied-event-id set. */
+  dedupKey(userId: string) {
+    return `gru:${this.o.modelVersion}:{${userId}}:dedup`;
+  }
+
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      const err = e as Error;
+      const timeout = err.name === "TimeoutError" || err.name === "AbortError" || /abort|timeout/i.test(err.message);
+      throw new StoreUnavailableError(`redis ${what} ${timeout ? `timed out after ${this.o.timeoutMs} ms` : `failed: ${err.message}`}`, { cause: e });
+    }
+  }
+
+  async read(userId: string, eventIds: readonly string[] = []): Promise<Snapshot> {
+    const cutoff = Date.now() - this.o.dedupWindowSeconds * 1000;
+    const out = await this.call("read", () =>
+      this.redis.eval(READ_LUA, [this.stateKey(userId), this.dedupKey(userId)], [String(cutoff), ...eventIds]),
+    ) as unknown[];
+    const raw = typeof out[0] === "string" && out[0] !== "" ? out[0] : null;
+    const seen = new Set<string>();
+    eventIds.forEach((id, i) => {
+      if (Number(out[i + 1]) === 1) seen.add(id);
+    });
+    if (raw === null) return { raw, state: null, seen };
+    try {
+      return { raw, state: decodeState(fromBase64(raw), this.o.modelVersion, this.o.stateSize), seen };
+    } catch (e) {
+      if (e instanceof StateCodecError) return { raw, state: null, corrupt: e.message, seen };
+      throw e;
+    }
+  }
+
+  async commit(userId: string, expectedRaw: string | null, next: UserState, eventIds: readonly string[], nowMs: number): Promise<boolean> {
+    const text = toBase64(encodeState(next, this.o.modelVersion));
+    const r = await this.call("commit", () =>
+      this.redis.eval(COMMIT_LUA, [this.stateKey(userId), this.dedupKey(userId)], [
+        expectedRaw ?? "",
+        text,
+        String(this.o.ttlSeconds * 1000),
+        String(Math.floor(nowMs)),
+        String(this.o.dedupWindowSeconds * 1000),
+        ...eventIds,
+      ]),
+    );
+    return Number(r) === 1;
+  }
+
+  async remove(userId: string): Promise<boolean> {
+    const n = await this.call("delete", () => this.redis.del(this.stateKey(userId), this.dedupKey(userId)));
+    return Number(n) > 0;
+  }
+
+  async ping(): Promise<number> {
+    const t = Date.now();
+    await this.call("ping", () => this.redis.ping());
+    return Date.now() - t;
+  }
+}
