@@ -9,7 +9,11 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Redis } from "ioredis";
+import { createRequire } from "node:module";
+import type { Redis as RedisClient } from "ioredis";
+
+// Loaded through require so that several test projects in one process share one instance.
+const Redis: typeof RedisClient = createRequire(import.meta.url)("ioredis");
 
 export interface BridgeOptions {
   /** redis-server port on 127.0.0.1. */

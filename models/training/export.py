@@ -59,11 +59,12 @@ def export_graphs(model, out_dir, half=False):
     item = torch.tensor([1, 2])
     mask = torch.zeros(2, N)
     step_path, score_path = os.path.join(out_dir, "step.onnx"), os.path.join(out_dir, "score.onnx")
-    torch.onnx.export(_Step(model), (state, item, ns), step_path, opset_version=OPSET,
+    # Wrappers must be in eval mode too: export restores the wrapper's mode recursively afterwards.
+    torch.onnx.export(_Step(model).eval(), (state, item, ns), step_path, opset_version=OPSET,
                       input_names=["state", "item", "new_session"], output_names=["next_state"],
                       dynamic_axes={"state": {0: "batch"}, "item": {0: "batch"}, "new_session": {0: "batch"},
                                     "next_state": {0: "batch"}})
-    torch.onnx.export(_Logits(model), (state, ns, mask), score_path, opset_version=OPSET,
+    torch.onnx.export(_Logits(model).eval(), (state, ns, mask), score_path, opset_version=OPSET,
                       input_names=["state", "new_session", "mask"], output_names=["logits"],
                       dynamic_axes={"state": {0: "batch"}, "new_session": {0: "batch"}, "mask": {0: "batch"},
                                     "logits": {0: "batch"}})
@@ -174,6 +175,7 @@ def main(argv=None):
     model, ck = load(args.ckpt)
     os.makedirs(args.out, exist_ok=True)
     export_graphs(model, args.out)
+    model.eval()
     S, N, d = model.state_size, model.cfg.n_items, model.cfg.dim
     wsum = sha256(os.path.join(args.out, "weights.bin"))
     gold = golden(model, ck)

@@ -24,7 +24,7 @@ events.post("/", async (c) => {
   if (list.length > config.MAX_BATCH) {
     throw new ApiError(413, "batch_too_large", `a batch holds at most ${config.MAX_BATCH} events, got ${list.length}`, { field: "events" });
   }
-  const parsed = parseOr400(z.array(EventSchema), list, root);
+  const parsed = Array.isArray(body) ? parseOr400(z.array(EventSchema), body, root) : [parseOr400(EventSchema, body)];
 
   const loaded = await c.var.model.get();
   if (!loaded.ok) {

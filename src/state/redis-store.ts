@@ -59,8 +59,7 @@ function client(url: string, token: string, timeoutMs: number): Redis {
       automaticDeserialization: false,
       enableTelemetry: false,
       readYourWrites: false,
-      retry: false,
-      keepAlive: true,
+      retry: { retries: 0 },
       signal: () => AbortSignal.timeout(timeoutMs),
     });
     clients.set(key, c);

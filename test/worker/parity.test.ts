@@ -1,0 +1,73 @@
+/**
+ * Parity: the worker's runtime (onnxruntime-web in workerd) reproduces the golden vectors that
+ * the Python export computed with PyTorch.
+ */
+import { describe, expect, it } from "vitest";
+import golden from "../../models/ml-small/golden.json";
+import manifestJson from "../../models/ml-small/manifest.json";
+import { emptyState, startsSession } from "../../src/domain/advance";
+import { modelHandle } from "../../src/model/registry";
+import { parseManifest } from "../../src/model/manifest";
+
+async function model() {
+  const r = await modelHandle("ml-small").get();
+  if (!r.ok) throw new Error(r.message);
+  return r.model;
+}
+
+describe("model parity with the PyTorch export", () => {
+  it("applies the manifest's session rule exactly as the export did", async () => {
+    const m = await model();
+    let s = emptyState(m, 20);
+    golden.events.forEach((e, i) => {
+      expect(startsSession(s, e.timestamp, m.idleGapMs)).toBe(golden.new_session[i] === 1);
+      s = { ...s, eventCount: s.eventCount + 1, lastEventMs: e.timestamp };
+    });
+  });
+
+  it("reproduces the state after every event within 1e-4", async () => {
+    const m = await model();
+    let state = m.initialState();
+    for (let i = 0; i < golden.events.length; i++) {
+      const row = m.rowOf(golden.events[i]!.item_id)!;
+      state = await m.step(state, row, golden.new_session[i] === 1);
+      const want = golden.states[i]!;
+      let worst = 0;
+      for (let j = 0; j < want.length; j++) worst = Math.max(worst, Math.abs(state[j]! - want[j]!));
+      expect(worst, `event ${i}`).toBeLessThan(golden.tolerance);
+    }
+  });
+
+  it("reproduces the top-k items and scores (same session, new session, seen items excluded)", async () => {
+    const m = await model();
+    let state = m.initialState();
+    golden.events.forEach(() => {});
+    for (let i = 0; i < golden.events.length; i++) state = await m.step(state, m.rowOf(golden.events[i]!.item_id)!, golden.new_session[i] === 1);
+    const seen = golden.events.map((e) => m.rowOf(e.item_id)!);
+    for (const [name, g] of Object.entries(golden.topk)) {
+      const top = await m.topK(state, g.new_session === 1, golden.k, g.exclude_seen ? seen : []);
+      expect(top.map((t) => m.idOf(t.row)), name).toEqual(g.item_ids);
+      top.forEach((t, j) => expect(Math.abs(t.score - g.scores[j]!), `${name}[${j}]`).toBeLessThan(golden.tolerance));
+    }
+  });
+
+  it("never returns an excluded item or the padding row, even when k exceeds what is left", async () => {
+    const m = await model();
+    const exclude = Array.from({ length: m.rows - 4 }, (_, i) => i + 1); // leave 3 items
+    const top = await m.topK(m.initialState(), true, 10, exclude);
+    expect(top.length).toBe(3);
+    for (const t of top) expect(exclude.includes(t.row) || t.row === 0).toBe(false);
+  });
+
+  it("refuses a manifest that disagrees with itself, with a message naming the field", () => {
+    const bad = structuredClone(manifestJson) as any;
+    bad.state.size = 64;
+    expect(() => parseManifest(bad)).toThrow(/state\.layout covers 128 floats, state\.size is 64/);
+    const bad2 = structuredClone(manifestJson) as any;
+    bad2.items.ids.pop();
+    expect(() => parseManifest(bad2)).toThrow(/items\.ids has/);
+    const bad3 = structuredClone(manifestJson) as any;
+    bad3.graphs.score.inputs[2].name = "filter";
+    expect(() => parseManifest(bad3)).toThrow(/graphs\.score/);
+  });
+});

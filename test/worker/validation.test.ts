@@ -1,0 +1,88 @@
+/**
+ * Bad input of any kind gets a 4xx with {"error":{"code","message"}} and changes nothing.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { api, ev, manifest, uid } from "./helpers";
+
+const items = manifest.items.ids;
+const u = uid("victim");
+let before: any;
+
+beforeAll(async () => {
+  await api("/v1/events", { body: [ev(u, items[0]!, { event_id: "seed" })] });
+  before = (await api(`/v1/users/${u}`)).body;
+});
+
+const cases: [string, Parameters<typeof api>[1] & { path?: string }, number, string, string?][] = [
+  ["malformed JSON", { raw: '{"user_id": "' }, 400, "malformed_json"],
+  ["a JSON value that is not an event", { body: 42 }, 400, "invalid_request"],
+  ["user_id of the wrong type", { body: { user_id: 7, item_id: items[1], type: "view" } }, 400, "invalid_request", "user_id"],
+  ["a missing item_id", { body: { user_id: u, type: "view" } }, 400, "invalid_request", "item_id"],
+  ["an unknown field", { body: { ...ev(u, items[1]!), color: "red" } }, 400, "invalid_request"],
+  ["an event type with spaces", { body: ev(u, items[1]!, { type: "look at" }) }, 400, "invalid_request", "type"],
+  ["a timestamp far in the future", { body: ev(u, items[1]!, { timestamp: Date.now() + 7 * 86400_000 }) }, 400, "invalid_request", "timestamp"],
+  ["a timestamp that is not a date", { body: ev(u, items[1]!, { timestamp: "yesterday" }) }, 400, "invalid_request", "timestamp"],
+  ["an item the model does not know", { body: ev(u, "no-such-item") }, 422, "unknown_item", "item_id"],
+  ["a batch with one unknown item among good ones", { body: [ev(u, items[1]!), ev(u, "nope"), ev(u, items[2]!)] }, 422, "unknown_item", "events[1].item_id"],
+  ["a batch with one bad event among good ones", { body: [ev(u, items[1]!), { user_id: u }] }, 400, "invalid_request", "events[1].item_id"],
+  ["an empty batch", { body: [] }, 400, "empty_batch"],
+  ["a batch of 501 events", { body: Array.from({ length: 501 }, () => ev(u, items[1]!)) }, 413, "batch_too_large"],
+  ["a body over the size limit", { raw: JSON.stringify([ev(u, items[1]!, { event_id: "x".repeat(200) })]).padEnd(1024 * 1024 + 10, " ") }, 413, "body_too_large"],
+  ["a user id of 257 characters", { body: ev("u".repeat(257), items[1]!) }, 400, "invalid_request", "user_id"],
+  ["a user id with a control character", { body: ev(`${u}\u0000`, items[1]!) }, 400, "invalid_request", "user_id"],
+  ["a user id with a newline", { body: ev(`${u}\n`, items[1]!) }, 400, "invalid_request", "user_id"],
+  ["an empty item id", { body: ev(u, "") }, 400, "invalid_request", "item_id"],
+  ["a user id padded with spaces", { body: ev(` ${u}`, items[1]!) }, 400, "invalid_request", "user_id"],
+  ["an event_id with a lone surrogate", { body: ev(u, items[1]!, { event_id: "a\ud800b" }) }, 400, "invalid_request", "event_id"],
+  ["no API key", { body: ev(u, items[1]!), key: null }, 401, "unauthorized"],
+  ["a wrong API key", { body: ev(u, items[1]!), key: "nope" }, 401, "unauthorized"],
+  ["a form-encoded body", { raw: "user_id=x", headers: { "content-type": "application/x-www-form-urlencoded" }, body: undefined }, 415, "unsupported_media_type"],
+  ["recommend=0", { body: ev(u, items[1]!), path: "/v1/events?recommend=0" }, 400, "invalid_request", "query.recommend"],
+];
+
+describe("bad input on POST /v1/events", () => {
+  for (const [name, call, status, code, field] of cases) {
+    it(`rejects ${name} with ${status} ${code} and leaves the state unchanged`, async () => {
+      const r = await api(call.path ?? "/v1/events", { method: "POST", ...call });
+      expect(r.status).toBe(status);
+      expect(r.body.error.code).toBe(code);
+      expect(typeof r.body.error.message).toBe("string");
+      if (field) expect(r.body.error.field).toBe(field);
+      expect((await api(`/v1/users/${u}`)).body).toEqual(before);
+    });
+  }
+
+  it("reports every unknown item of a batch by index", async () => {
+    const r = await api("/v1/events", { body: [ev(u, "a-1"), ev(u, items[1]!), ev(u, "a-2")] });
+    expect(r.body.error.details.map((d: any) => [d.index, d.item_id])).toEqual([[0, "a-1"], [2, "a-2"]]);
+  });
+});
+
+describe("bad input on the user endpoints", () => {
+  const cases2: [string, string, number, string][] = [
+    ["k=0", `/v1/users/${u}/recommendations?k=0`, 400, "invalid_request"],
+    ["k above the maximum", `/v1/users/${u}/recommendations?k=101`, 400, "invalid_request"],
+    ["k that is not a number", `/v1/users/${u}/recommendations?k=ten`, 400, "invalid_request"],
+    ["an unknown query parameter", `/v1/users/${u}/recommendations?kk=3`, 400, "invalid_request"],
+    ["a user id over 256 characters", `/v1/users/${"u".repeat(300)}/recommendations`, 400, "invalid_request"],
+    ["a user id with a control character", `/v1/users/a%01b`, 400, "invalid_request"],
+    ["an unknown route", `/v1/nothing`, 404, "not_found"],
+  ];
+  for (const [name, path, status, code] of cases2) {
+    it(`rejects ${name} with ${status} ${code}`, async () => {
+      const r = await api(path);
+      expect(r.status).toBe(status);
+      expect(r.body.error.code).toBe(code);
+    });
+  }
+
+  it("does not delete without a valid key", async () => {
+    const r = await api(`/v1/users/${u}`, { method: "DELETE", key: "wrong" });
+    expect(r.status).toBe(401);
+    expect((await api(`/v1/users/${u}`)).body).toEqual(before);
+  });
+
+  it("accepts the second of two rotated keys", async () => {
+    expect((await api(`/v1/users/${u}`, { key: "second-key" })).status).toBe(200);
+  });
+});

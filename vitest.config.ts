@@ -1,0 +1,48 @@
+/**
+ * Two test projects, both on real parts:
+ *  - worker: tests run inside workerd (@cloudflare/vitest-plugin) with the worker's own bindings,
+ *    talking to a real redis-server through our Upstash REST bridge.
+ *  - node:   process-level tests (the bridge protocol, restarting the whole local stack).
+ */
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                API_KEY: "test-key,second-key",
+                UPSTASH_REDIS_REST_URL: inject("bridgeUrl"),
+                UPSTASH_REDIS_REST_TOKEN: inject("bridgeToken"),
+                REDIS_TIMEOUT_MS: "2000",
+                CAS_BUDGET_MS: "20000",
+                DEAD_REDIS_URL: inject("deadUrl"),
+              },
+            },
+          })),
+        ],
+        test: {
+          name: "worker",
+          include: ["test/worker/**/*.test.ts"],
+          globalSetup: ["test/setup/redis.ts"],
+          testTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: "node",
+          include: ["test/node/**/*.test.ts"],
+          environment: "node",
+          globalSetup: ["test/setup/redis.ts"],
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+        },
+      },
+    ],
+  },
+});
