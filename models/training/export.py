@@ -233,6 +233,10 @@ def main(argv=None):
     }
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
+    if ck["dataset"] == "movielens-latest-small":
+        titles = D.movielens_latest_small_titles()
+        with open(os.path.join(args.out, "titles.json"), "w") as f:
+            json.dump({i: titles[i]["title"] for i in ids if i in titles}, f, ensure_ascii=False, indent=0)
     sizes = {n: os.path.getsize(os.path.join(args.out, n)) for n in sorted(os.listdir(args.out))}
     print(json.dumps({"version": manifest["version"], "sizes": sizes}))
 

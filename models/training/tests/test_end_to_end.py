@@ -1,0 +1,42 @@
+"""A tiny end-to-end run on a slice of real data (seconds): prepare, train, export, parity with
+the serving runtime (onnxruntime-web through scripts/parity.ts)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import onnx
+import pytest
+
+HERE = os.path.dirname(__file__)
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+sys.path.insert(0, os.path.join(HERE, ".."))
+import data as D  # noqa: E402
+import export  # noqa: E402
+import train  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.path.isdir(D.DATA_ROOT), reason="../shared/data not present")
+
+
+def test_tiny_train_export_and_parity(tmp_path):
+    ckpt = str(tmp_path / "tiny.pt")
+    train.main(["--dataset", "movielens-latest-small", "--out", ckpt, "--max-users", "25", "--epochs", "1",
+                "--dim", "16", "--batch", "8", "--bptt", "5", "--min-count", "2"])
+    out = tmp_path / "tiny"
+    export.main(["--ckpt", ckpt, "--out", str(out), "--name", "tiny"])
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["state"]["size"] == 32
+    assert len(m["items"]["ids"]) == m["items"]["rows"] - 1
+    for g in ("step.onnx", "score.onnx"):
+        onnx.checker.check_model(str(out / g))  # resolves weights.bin beside it
+    # the tied embedding is stored once: weights.bin is about one table, not two
+    table = m["items"]["rows"] * 16 * 4
+    assert table <= os.path.getsize(out / "weights.bin") < 1.5 * table + 64 * 1024
+    assert os.path.getsize(out / "score.onnx") < 64 * 1024
+    tsx = os.path.join(ROOT, "node_modules", ".bin", "tsx")
+    if not os.path.exists(tsx) or not shutil.which("node"):
+        pytest.skip("node_modules not installed")
+    r = subprocess.run([tsx, "scripts/parity.ts", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["ok"] is True

@@ -1,0 +1,38 @@
+/**
+ * Check an exported model folder against its golden vectors with the serving runtime
+ * (onnxruntime-web, the code the worker runs):  npx tsx scripts/parity.ts models/ml-small
+ * Prints the worst differences; exits 1 when a state or score differs by more than the
+ * tolerance or a top-k list differs.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { compileOrtWasm, readModelFolder } from "../src/model/node-files";
+import { GruModel } from "../src/model/runtime";
+
+const dir = process.argv[2] ?? "models/ml-small";
+const golden = JSON.parse(readFileSync(join(dir, "golden.json"), "utf8"));
+const model = await GruModel.load(await compileOrtWasm(), readModelFolder(dir));
+let state = model.initialState();
+let worstState = 0;
+golden.events.forEach(() => {});
+for (let i = 0; i < golden.events.length; i++) {
+  const row = model.rowOf(golden.events[i].item_id);
+  if (row === undefined) throw new Error(`golden item ${golden.events[i].item_id} not in the manifest`);
+  state = await model.step(state, row, golden.new_session[i] === 1);
+  golden.states[i].forEach((v: number, j: number) => (worstState = Math.max(worstState, Math.abs(v - state[j]!))));
+}
+const seen = golden.events.map((e: { item_id: string }) => model.rowOf(e.item_id)!);
+let worstScore = 0;
+let topkOk = true;
+for (const [name, g] of Object.entries<any>(golden.topk)) {
+  const top = await model.topK(state, g.new_session === 1, golden.k, g.exclude_seen ? seen : []);
+  const ids = top.map((t) => model.idOf(t.row));
+  if (JSON.stringify(ids) !== JSON.stringify(g.item_ids)) {
+    topkOk = false;
+    console.log(`${name}: top-k differs\n  torch: ${g.item_ids}\n  ort:   ${ids}`);
+  }
+  top.forEach((t, j) => (worstScore = Math.max(worstScore, Math.abs(t.score - g.scores[j]))));
+}
+const ok = worstState <= golden.tolerance && worstScore <= golden.tolerance && topkOk;
+console.log(JSON.stringify({ model: model.version, events: golden.events.length, max_state_diff: worstState, max_score_diff: worstScore, topk_identical: topkOk, tolerance: golden.tolerance, ok }));
+process.exit(ok ? 0 : 1);

@@ -1,0 +1,26 @@
+/**
+ * Node-only helpers: load an exported model folder and the ORT wasm from disk, for the
+ * benchmark, the evaluation replay and the export parity check (never bundled into the worker).
+ */
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import type { ModelFiles } from "./runtime";
+
+/** The model folder's files as the runtime takes them. */
+export function readModelFolder(dir: string): ModelFiles {
+  const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+  return {
+    manifest,
+    step: readFileSync(join(dir, manifest.graphs?.step?.file ?? "step.onnx")),
+    score: readFileSync(join(dir, manifest.graphs?.score?.file ?? "score.onnx")),
+    weights: readFileSync(join(dir, manifest.weights?.file ?? "weights.bin")),
+  };
+}
+
+/** onnxruntime-web's wasm, compiled (Node may compile from bytes; workerd may not). */
+export function compileOrtWasm(): Promise<WebAssembly.Module> {
+  const req = createRequire(import.meta.url);
+  const path = req.resolve("onnxruntime-web/ort-wasm-simd-threaded.wasm");
+  return WebAssembly.compile(readFileSync(path));
+}
