@@ -12,7 +12,7 @@ if (!redisServerPath()) {
 }
 console.log("starting redis-server, the Upstash REST bridge and wrangler dev ...");
 const stack = await startStack({ verbose: process.argv.includes("--verbose") });
-const health = await (await fetch(`${stack.url}/health`)).json();
+const health = (await (await fetch(`${stack.url}/health`)).json()) as any;
 console.log(`
   Recommender running at ${stack.url}   (model ${health.model?.version}, redis ${health.redis?.reachable ? "up" : "DOWN"})
   API key: ${stack.apiKey}   Redis data: .data/redis (port ${stack.redisPort})

@@ -19,8 +19,8 @@ export function readModelFolder(dir: string): ModelFiles {
 }
 
 /** onnxruntime-web's wasm, compiled (Node may compile from bytes; workerd may not). */
-export function compileOrtWasm(): Promise<WebAssembly.Module> {
+export async function compileOrtWasm(): Promise<WebAssembly.Module> {
   const req = createRequire(import.meta.url);
   const path = req.resolve("onnxruntime-web/ort-wasm-simd-threaded.wasm");
-  return WebAssembly.compile(readFileSync(path));
+  return new WebAssembly.Module(readFileSync(path));
 }
