@@ -22,5 +22,7 @@ export function readModelFolder(dir: string): ModelFiles {
 export async function compileOrtWasm(): Promise<WebAssembly.Module> {
   const req = createRequire(import.meta.url);
   const path = req.resolve("onnxruntime-web/ort-wasm-simd-threaded.wasm");
-  return new WebAssembly.Module(readFileSync(path));
+  // Worker types omit WebAssembly.compile (workerd forbids it); Node has it.
+  const wa = WebAssembly as unknown as { compile(bytes: Uint8Array): Promise<WebAssembly.Module> };
+  return wa.compile(readFileSync(path));
 }
