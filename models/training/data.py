@@ -85,12 +85,13 @@ def session_lines(path, split):
     with open(path) as f:
         for n, line in enumerate(f):
             for pos, item in enumerate(line.split()):
-                u.append(f"{split}:{n}"); i.append(item); t.append(float(pos)); s.append(n)
+                u.append(f"{split}:{n:09d}"); i.append(item); t.append(float(pos)); s.append(n)
     return u, i, t
 
 
 def session_benchmark(name, root=DATA_ROOT):
-    """diginetica / retailrocket: each session is its own anonymous user; pre-split."""
+    """diginetica / retailrocket: each session is its own anonymous user; pre-split.
+    User ids are zero-padded line numbers, so their order is the files' (time) order."""
     d = os.path.join(root, name)
     u, i, t = session_lines(os.path.join(d, "train_sessions.txt"), 0)
     sp = [0] * len(u)
@@ -100,7 +101,7 @@ def session_benchmark(name, root=DATA_ROOT):
             for n, line in enumerate(f):
                 sid, ts, items = line.rstrip("\n").split("\t")
                 for pos, item in enumerate(items.split()):
-                    u.append(f"1:{n}"); i.append(item); t.append(float(pos)); sp.append(1)
+                    u.append(f"1:{n:09d}"); i.append(item); t.append(float(pos)); sp.append(1)
     else:
         u2, i2, t2 = session_lines(os.path.join(d, "test_sessions.txt"), 1)
         u += u2; i += i2; t += t2; sp += [1] * len(u2)

@@ -44,15 +44,22 @@ class _Step(torch.nn.Module):
         return self.model.advance(state, item, new_session)
 
 
-def load(ckpt_path):
+def load(ckpt_path, half=False):
+    """Model in eval mode; half=True rounds every weight to float16 precision first, so that the
+    golden vectors and metrics describe exactly what an fp16 export computes."""
     ck = torch.load(ckpt_path, map_location="cpu")
     model = GRURec(ModelConfig(**ck["config"]))
-    model.load_state_dict(ck["state_dict"])
+    sd = ck["state_dict"]
+    if half:
+        sd = {k: (v.half().float() if v.is_floating_point() else v) for k, v in sd.items()}
+    model.load_state_dict(sd)
     model.eval()
     return model, ck
 
 
 def export_graphs(model, out_dir, half=False):
+    """Export both graphs; with half=True large weights are stored as float16 (and cast back to
+    float32 inside the graph, which onnxruntime folds at load), halving the artifact."""
     S, N = model.state_size, model.cfg.n_items
     state = torch.zeros(2, S)
     ns = torch.ones(2)
@@ -78,15 +85,35 @@ def export_graphs(model, out_dir, half=False):
         helper.make_tensor_value_info("indices", TensorProto.INT64, ["batch", "k"]),
     ])
     onnx.save(g, score_path)
-    share_weights([step_path, score_path], os.path.join(out_dir, "weights.bin"))
+    share_weights([step_path, score_path], os.path.join(out_dir, "weights.bin"), half=half)
     return step_path, score_path
 
 
-def share_weights(graph_paths, weights_path, min_bytes=1024):
+def to_half(g, min_bytes):
+    """Store large float initializers as float16 followed by a Cast to float32."""
+    casts = []
+    for init in g.graph.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.nbytes < min_bytes:
+            continue
+        name = init.name
+        half = numpy_helper.from_array(arr.astype(np.float16), name + "__fp16")
+        init.CopyFrom(half)
+        casts.append(helper.make_node("Cast", [name + "__fp16"], [name], to=TensorProto.FLOAT, name=name + "__cast"))
+    nodes = list(g.graph.node)
+    del g.graph.node[:]
+    g.graph.node.extend(casts + nodes)
+
+
+def share_weights(graph_paths, weights_path, min_bytes=1024, half=False):
     """Move large initializers of all graphs into one file, each distinct tensor stored once."""
     blobs, offsets, size = [], {}, 0
     graphs = [onnx.load(p) for p in graph_paths]
     for g in graphs:
+        if half:
+            to_half(g, min_bytes)
         for init in g.graph.initializer:
             raw = numpy_helper.to_array(init).tobytes()
             if len(raw) < min_bytes:
@@ -170,11 +197,13 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="model folder, e.g. models/ml-small")
     p.add_argument("--name", required=True)
     p.add_argument("--popular", type=int, default=200, help="how many popular items the manifest lists")
+    p.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
+    p.add_argument("--metrics", help="metrics JSON from evaluate.py to record in the manifest")
     args = p.parse_args(argv)
 
-    model, ck = load(args.ckpt)
+    model, ck = load(args.ckpt, half=args.fp16)
     os.makedirs(args.out, exist_ok=True)
-    export_graphs(model, args.out)
+    export_graphs(model, args.out, half=args.fp16)
     model.eval()
     S, N, d = model.state_size, model.cfg.n_items, model.cfg.dim
     wsum = sha256(os.path.join(args.out, "weights.bin"))
@@ -214,7 +243,7 @@ def main(argv=None):
             },
         },
         "weights": {"file": "weights.bin", "bytes": os.path.getsize(os.path.join(args.out, "weights.bin")),
-                    "sha256": wsum},
+                    "sha256": wsum, "dtype": "float16" if args.fp16 else "float32"},
         "state": {
             "size": S,
             "dtype": "float32",
@@ -228,7 +257,7 @@ def main(argv=None):
                             "passed since the previous event; else 0"},
         "training": {"dataset": ck["dataset"], "config": ck["config"], "args": ck["args"],
                      "train_seconds": round(ck["train_seconds"], 1), "history": ck["history"]},
-        "metrics": ck["metrics"],
+        "metrics": json.load(open(args.metrics)) if args.metrics else ck["metrics"],
         "golden": "golden.json",
     }
     with open(os.path.join(args.out, "manifest.json"), "w") as f:

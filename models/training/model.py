@@ -26,6 +26,8 @@ class ModelConfig:
     dim: int = 64           # embedding size = session state size = user state size
     dropout: float = 0.2    # on item embeddings and on the output state (training only)
     memory: bool = True     # False: the user memory is ignored (session-only baseline)
+    memory_kind: str = "hrnn"  # "hrnn": user GRU folds each finished session; "carry": the session
+                               # state carries over through a learned per-dimension retention gate
 
     def to_dict(self):
         return asdict(self)
@@ -42,6 +44,9 @@ class GRURec(nn.Module):
         self.init_session = nn.Linear(d, d)           # user -> first session state
         self.out = nn.Linear(2 * d, d)                # [session | user] -> query vector
         self.item_bias = nn.Parameter(torch.zeros(cfg.n_items))
+        if cfg.memory_kind == "carry":
+            self.retain = nn.Parameter(torch.zeros(d))    # sigmoid(retain) of s is kept at a boundary
+            self.fresh = nn.Parameter(torch.zeros(d))     # what replaces the forgotten part
         self.drop = nn.Dropout(cfg.dropout)
         nn.init.normal_(self.emb.weight, std=0.05)
         pad = torch.zeros(cfg.n_items)
@@ -60,7 +65,11 @@ class GRURec(nn.Module):
         """Apply the session rule. state (B, S), new_session (B,) float 0/1 -> (B, S)."""
         u, s = self.split(state)
         ns = new_session.unsqueeze(1)                  # (B, 1)
-        if self.cfg.memory:
+        if self.cfg.memory and self.cfg.memory_kind == "carry":
+            u_next = ns * s + (1 - ns) * u                 # user = state at the last boundary
+            g = torch.sigmoid(self.retain)
+            s_init = g * s + (1 - g) * torch.tanh(self.fresh)
+        elif self.cfg.memory:
             u_next = ns * self.user_gru(s, u) + (1 - ns) * u
             s_init = torch.tanh(self.init_session(u_next))
         else:
@@ -76,14 +85,17 @@ class GRURec(nn.Module):
         x = self.drop(self.emb(item))                  # (B, d)
         return torch.cat([u, self.session_gru(x, s)], dim=1)
 
-    def logits(self, state, new_session):
-        """Scores of every item for the next event. (B, S), (B,) -> (B, N)."""
+    def query(self, state, new_session):
+        """The query vector that scores items: (B, S), (B,) -> (B, d)."""
         state = self.boundary(state, new_session)
         u, s = self.split(state)
         if not self.cfg.memory:
             u = torch.zeros_like(u)
-        q = torch.tanh(self.out(self.drop(torch.cat([s, u], dim=1))))   # (B, d)
-        return F.linear(q, self.emb.weight, self.item_bias) + self.pad_mask
+        return torch.tanh(self.out(self.drop(torch.cat([s, u], dim=1))))
+
+    def logits(self, state, new_session):
+        """Scores of every item for the next event. (B, S), (B,) -> (B, N)."""
+        return F.linear(self.query(state, new_session), self.emb.weight, self.item_bias) + self.pad_mask
 
 
 class StepGraph(nn.Module):

@@ -64,7 +64,42 @@ def lanes(seqs, n_lanes, rng):
     return item, ns, reset, valid
 
 
-def train_epoch(model, opt, seqs, args, rng):
+class NegativeSampler:
+    """Popularity-sampled negatives (count ** alpha), drawn in blocks to keep sampling cheap."""
+
+    def __init__(self, counts, alpha, rng, block=64):
+        p = np.asarray(counts, dtype=np.float64) ** alpha
+        self.p = np.r_[0.0, p / p.sum()]            # row 0 (padding) never sampled
+        self.logq = torch.from_numpy(np.log(np.maximum(self.p, 1e-30))).float()
+        self.rng, self.block, self.cache = rng, block, []
+
+    def draw(self, n):
+        if not self.cache:
+            rows = self.rng.choice(len(self.p), size=(self.block, n), p=self.p)
+            self.cache = [torch.from_numpy(r) for r in rows]
+        return self.cache.pop()
+
+
+def sampled_ce(model, state, ns, target, valid, negatives, logq):
+    """Cross-entropy over the batch's own targets plus shared popularity-sampled negatives.
+
+    Candidates that equal a row's target (other than its own column) are masked out. With logq
+    correction the sampled columns are debiased by their sampling probability.
+    """
+    v = valid > 0
+    q = model.query(state[v], ns[v])                                  # (b, d)
+    tgt = target[v]
+    cand = torch.cat([tgt, negatives])                                # (b + n,)
+    logits = q @ model.emb.weight[cand].t() + model.item_bias[cand]   # (b, b + n)
+    if logq is not None:
+        logits = logits - torch.cat([torch.zeros(len(tgt)), logq[negatives]]).unsqueeze(0)
+    same = tgt.unsqueeze(1) == cand.unsqueeze(0)
+    same[torch.arange(len(tgt)), torch.arange(len(tgt))] = False
+    logits = logits.masked_fill(same, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(tgt)), reduction="sum")
+
+
+def train_epoch(model, opt, seqs, args, rng, sampler=None):
     model.train()
     item, ns, reset, valid = (torch.from_numpy(a) for a in lanes(seqs, args.batch, rng))
     B, T = item.shape
@@ -78,10 +113,14 @@ def train_epoch(model, opt, seqs, args, rng):
             break
         for t in range(c, min(c + args.bptt, T)):
             state = state * (1 - reset[:, t:t + 1])
-            logits = model.logits(state, ns[:, t])
             v = valid[:, t] > 0
             if v.any():
-                loss = loss + F.cross_entropy(logits[v], item[v, t], reduction="sum")
+                if sampler is None:
+                    logits = model.logits(state, ns[:, t])
+                    loss = loss + F.cross_entropy(logits[v], item[v, t], reduction="sum")
+                else:
+                    loss = loss + sampled_ce(model, state, ns[:, t], item[:, t], valid[:, t],
+                                             sampler.draw(args.n_sample), sampler.logq if args.logq else None)
             state = model.advance(state, item[:, t], ns[:, t])
         opt.zero_grad()
         (loss / n).backward()
@@ -142,6 +181,7 @@ def main(argv=None):
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--no-memory", action="store_true", help="session-only variant")
+    p.add_argument("--memory-kind", default="hrnn", choices=["hrnn", "carry"])
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch", type=int, default=64, help="parallel lanes")
@@ -150,6 +190,11 @@ def main(argv=None):
     p.add_argument("--idle-gap", type=float, default=1800.0, help="seconds; a new session starts after it")
     p.add_argument("--max-users", type=int, default=0, help="use only the first N users (tiny runs)")
     p.add_argument("--holdout", default="last-session", choices=["last-session", "none", "given"])
+    p.add_argument("--loss", default="ce-full", choices=["ce-full", "ce-sampled"],
+                   help="full softmax, or softmax over in-batch targets + popularity-sampled negatives")
+    p.add_argument("--n-sample", type=int, default=2048, help="negatives per step (ce-sampled)")
+    p.add_argument("--sample-alpha", type=float, default=0.75, help="negatives ~ count ** alpha")
+    p.add_argument("--logq", action="store_true", help="correct sampled logits by log sampling probability")
     p.add_argument("--threads", type=int, default=1, help="torch threads (more is slower for this small model)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
@@ -175,14 +220,16 @@ def main(argv=None):
     print(f"{args.dataset}: {len(ev)} events, {len(seqs)} users, {len(ids)} items indexed, "
           f"{n_train} training events", flush=True)
 
-    cfg = ModelConfig(n_items=len(ids) + 1, dim=args.dim, dropout=args.dropout, memory=not args.no_memory)
+    cfg = ModelConfig(n_items=len(ids) + 1, dim=args.dim, dropout=args.dropout, memory=not args.no_memory,
+                      memory_kind=args.memory_kind)
     model = GRURec(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1))
     history = []
+    sampler = NegativeSampler(counts, args.sample_alpha, rng) if args.loss == "ce-sampled" else None
     for epoch in range(args.epochs):
         te = time.time()
-        loss = train_epoch(model, opt, train_seqs, args, rng)
+        loss = train_epoch(model, opt, train_seqs, args, rng, sampler)
         sched.step()
         dt = time.time() - te
         history.append({"epoch": epoch + 1, "loss": loss, "seconds": dt, "events_per_s": n_train / dt})

@@ -1,0 +1,223 @@
+"""Evaluation harness: protocols, our model (with and without memory) and baselines, all ranked
+over every item (full ranking, ties against the model), with bootstrap intervals.
+
+Protocols:
+  session-next  every next-item position of every test session (diginetica, retailrocket, yoochoose)
+  time-split    per user, the last session (cut by the idle gap) is test; every event of it is a
+                target, the first one predicted from what came before (movielens)
+  last-item     the last event of each user is held out and starts a new session (amazon)
+"""
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+import data as D
+from metrics import summary, target_ranks
+
+PROTOCOLS = {
+    "diginetica": "session-next", "retailrocket": "session-next", "yoochoose-100k": "session-next",
+    "movielens-latest-small": "time-split", "movielens-100k": "time-split",
+    "amazon-beauty": "last-item", "amazon-sports": "last-item",
+}
+
+
+def load(name, idle_gap=1800.0):
+    """The dataset's events with the protocol's train/test split applied."""
+    loader = D.LOADERS[name]
+    ev = loader(idle_gap=idle_gap) if name.startswith("movielens") else loader()
+    proto = PROTOCOLS[name]
+    if proto == "time-split":
+        last = np.r_[ev.user[1:] != ev.user[:-1], True]
+        first = np.r_[True, ev.user[1:] != ev.user[:-1]]
+        last_s, first_s = ev.session[last], ev.session[first]
+        test = set(last_s[last_s != first_s].tolist())
+        ev.split = np.isin(ev.session, list(test)).astype(np.int8)
+    elif proto == "last-item":
+        last = np.r_[ev.user[1:] != ev.user[:-1], True]
+        ev.split = last.astype(np.int8)
+        # the held-out item starts a new session: the user comes back
+        ev.session = np.cumsum(np.r_[True, (ev.user[1:] != ev.user[:-1]) | last[1:]]) - 1
+    return ev
+
+
+def sequences(ev, rows, proto):
+    """Per user: rows, new_session flags, target flags. Events of unindexed items are dropped
+    from the input; if such an event was a target it is counted as a miss (returned separately)."""
+    keep = rows > 0
+    starts = np.flatnonzero(np.r_[True, ev.user[1:] != ev.user[:-1]])
+    ends = np.r_[starts[1:], len(ev)]
+    seqs, lost = [], 0
+    for a, b in zip(starts, ends):
+        k = keep[a:b]
+        sess, split = ev.session[a:b], ev.split[a:b]
+        is_target = split == 1
+        if proto == "session-next":
+            is_target = is_target & (np.arange(b - a) > 0)
+        lost += int((is_target & ~k).sum())
+        r, s, t, tm = rows[a:b][k], sess[k], is_target[k], ev.time[a:b][k]
+        if len(r) == 0:
+            continue
+        ns = np.r_[1.0, (s[1:] != s[:-1]).astype(np.float32)].astype(np.float32)
+        seqs.append((r, ns, t, s, tm))
+    return seqs, lost
+
+
+@torch.no_grad()
+def model_ranks(model, seqs, reset_sessions=False, batch=512):
+    """Rank of every target from the state before it. reset_sessions: forget everything at each
+    session start (session-only use of the same model)."""
+    model.eval()
+    out = []
+    for a in range(0, len(seqs), batch):
+        chunk = [s for s in seqs[a:a + batch] if s[2].any()]
+        if not chunk:
+            continue
+        L = max(len(s[0]) for s in chunk)
+        B = len(chunk)
+        item = torch.zeros(B, L, dtype=torch.long)
+        ns = torch.ones(B, L)
+        tgt = torch.zeros(B, L, dtype=torch.bool)
+        for j, (r, n, t, _, _) in enumerate(chunk):
+            item[j, :len(r)] = torch.from_numpy(r)
+            ns[j, :len(r)] = torch.from_numpy(n)
+            tgt[j, :len(r)] = torch.from_numpy(t)
+        state = torch.zeros(B, model.state_size)
+        last_t = torch.tensor([int(np.flatnonzero(s[2]).max()) for s in chunk])
+        for t in range(int(last_t.max()) + 1):
+            if reset_sessions:
+                state = state * (1 - ns[:, t:t + 1])
+            if tgt[:, t].any():
+                idx = tgt[:, t].nonzero().squeeze(1)
+                lg = model.logits(state[idx], ns[idx, t]).numpy()
+                out.extend(target_ranks(lg, item[idx, t].numpy()).tolist())
+            state = model.advance(state, item[:, t], ns[:, t])
+    return np.array(out, dtype=np.int64)
+
+
+class Baselines:
+    """MostPopular, S-POP, item-kNN, SKNN and V-SKNN fitted on the training sessions."""
+
+    def __init__(self, seqs, n_rows, sample=1000, k=100):
+        """seqs: from `sequences` (with times). Training sessions are numbered by start time,
+        so a larger session id is a more recent session."""
+        self.n = n_rows
+        self.sample, self.k = sample, k
+        counts = np.zeros(n_rows)
+        sessions = []                                   # (start time, order, items)
+        for r, _, t, s, tm in seqs:
+            m = ~_test_sessions(t, s)
+            rr, ss, tt = r[m], s[m], tm[m]
+            np.add.at(counts, rr, 1)
+            for g in np.unique(ss):
+                sel = ss == g
+                sessions.append((float(tt[sel].min()), len(sessions), np.unique(rr[sel])))
+        sessions.sort(key=lambda x: (x[0], x[1]))
+        rows = np.concatenate([np.full(len(x[2]), i) for i, x in enumerate(sessions)]) if sessions else np.zeros(0, int)
+        cols = np.concatenate([x[2] for x in sessions]) if sessions else np.zeros(0, int)
+        counts[0] = 0
+        self.counts = counts
+        X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(sessions), n_rows))
+        self.X = X
+        self.Xc = X.tocsc()
+        self.sess_len = np.asarray(X.sum(axis=1)).ravel()
+        cnt = np.asarray(X.sum(axis=0)).ravel()
+        C = (X.T @ X).tocsr()
+        C.setdiag(0)
+        C.eliminate_zeros()
+        inv = 1.0 / np.sqrt(np.maximum(cnt, 1))
+        self.sim = (sp.diags(inv) @ C @ sp.diags(inv)).tocsr()
+
+    def pop(self):
+        return self.counts.astype(np.float64)
+
+    def spop(self, prefix):
+        sc = self.counts / (self.counts.max() + 1)
+        np.add.at(sc, prefix, 1.0)
+        return sc
+
+    def iknn(self, prefix):
+        if len(prefix) == 0:
+            return self.pop() * 1e-9
+        return self.sim.getrow(prefix[-1]).toarray().ravel() + self.counts * 1e-12
+
+    def _neighbours(self, prefix):
+        items = np.unique(prefix)
+        cand = np.unique(np.concatenate([self.Xc.indices[self.Xc.indptr[i]:self.Xc.indptr[i + 1]] for i in items]))
+        return cand[-self.sample:]  # most recent sessions (session ids grow with time)
+
+    def sknn(self, prefix, vsknn=False):
+        if len(prefix) == 0:
+            return self.pop() * 1e-9
+        cand = self._neighbours(prefix)
+        if len(cand) == 0:
+            return self.pop() * 1e-9
+        w = np.zeros(self.n)
+        if vsknn:
+            L = len(prefix)
+            for p, i in enumerate(prefix):          # linear decay: the last item weighs 1
+                w[i] = (p + 1) / L
+        else:
+            w[np.unique(prefix)] = 1.0
+        Xn = self.X[cand]
+        sims = Xn @ w
+        if not vsknn:
+            sims = sims / np.sqrt(len(np.unique(prefix)) * self.sess_len[cand])
+        top = np.argsort(-sims, kind="stable")[:self.k]
+        top = top[sims[top] > 0]
+        scores = np.asarray(Xn[top].T @ sims[top]).ravel()
+        return scores + self.counts * 1e-12
+
+    def ranks(self, seqs, method, batch=256):
+        """Ranks of all targets for one baseline; the context is the current session's prefix."""
+        out, rows, tg = [], [], []
+
+        def flush():
+            if rows:
+                sc = np.stack(rows)
+                sc[:, 0] = -np.inf
+                out.extend(target_ranks(sc, np.array(tg)).tolist())
+                rows.clear(); tg.clear()
+
+        for r, _, t, s, _ in seqs:
+            for p in np.flatnonzero(t):
+                prefix = r[:p][s[:p] == s[p]]
+                if method == "MostPopular":
+                    sc = self.pop()
+                elif method == "S-POP":
+                    sc = self.spop(prefix)
+                elif method == "Item-kNN":
+                    sc = self.iknn(prefix)
+                elif method == "SKNN":
+                    sc = self.sknn(prefix)
+                elif method == "V-SKNN":
+                    sc = self.sknn(prefix, vsknn=True)
+                else:
+                    raise ValueError(method)
+                rows.append(sc); tg.append(r[p])
+                if len(rows) >= batch:
+                    flush()
+        flush()
+        return np.array(out, dtype=np.int64)
+
+
+def _test_sessions(t, s):
+    """Events belonging to a session that holds a target (= the test part of the sequence)."""
+    test_ids = np.unique(s[t])
+    return np.isin(s, test_ids)
+
+
+BASELINES = ["MostPopular", "S-POP", "Item-kNN", "SKNN", "V-SKNN"]
+
+
+def paired_diff(ranks_a, ranks_b, k=20, boot=1000, seed=0):
+    """Mean difference a - b of Recall@k and MRR@k over the same targets, with a 95% bootstrap CI."""
+    ra, rb = np.asarray(ranks_a), np.asarray(ranks_b)
+    ha, hb = (ra <= k).astype(float), (rb <= k).astype(float)
+    ma, mb = np.where(ra <= k, 1.0 / ra, 0.0), np.where(rb <= k, 1.0 / rb, 0.0)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(ra), (boot, len(ra)))
+    out = {}
+    for name, x in ((f"Recall@{k}", ha - hb), (f"MRR@{k}", ma - mb)):
+        bs = x[idx].mean(axis=1)
+        out[name] = {"diff": float(x.mean()), "ci": [float(np.percentile(bs, 2.5)), float(np.percentile(bs, 97.5))]}
+    return out
