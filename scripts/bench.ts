@@ -139,8 +139,8 @@ try {
   const model = await GruModel.load(await compileOrtWasm(), readModelFolder(modelDir));
   let state = model.initialState();
   const stepScore = async (i: number) => {
-    state = await model.step(state, model.rowOf(replay[i % replay.length]!.item)!, i % 20 === 0);
-    const top = await model.topK(state, false, 10, [1, 2, 3]);
+    state = await model.step(state, model.rowOf(replay[i % replay.length]!.item)!, { newSession: i % 20 === 0, gapHours: 0.01 });
+    const top = await model.topK(state, { newSession: false, gapHours: 0.01 }, 10, [1, 2, 3]);
     return top.length === 10;
   };
   for (let i = 0; i < 50; i++) await stepScore(i);

@@ -79,12 +79,12 @@ outer: for (const s of seqs) {
   let last = -Infinity;
   for (let i = 0; i < s.items.length; i++) {
     const row = model.rowOf(s.items[i]!);
-    const newSession = count === 0 || s.times[i]! - last > model.idleGapMs;
+    const at = model.moment(s.times[i]!, count === 0 ? undefined : last);
     if (s.target[i]) {
       targets++;
       if (row === undefined) lost++;
       else {
-        const top = await model.topK(state, newSession, 20);
+        const top = await model.topK(state, at, 20);
         const r = top.findIndex((t) => t.row === row) + 1;
         if (r > 0) {
           hits++;
@@ -95,7 +95,7 @@ outer: for (const s of seqs) {
       if (targets >= maxTargets) break outer;
     }
     if (row !== undefined) {
-      state = await model.step(state, row, newSession);
+      state = await model.step(state, row, at);
       count++;
       last = s.times[i]!;
     }

@@ -14,18 +14,17 @@ const golden = JSON.parse(readFileSync(join(dir, "golden.json"), "utf8"));
 const model = await GruModel.load(await compileOrtWasm(), readModelFolder(dir));
 let state = model.initialState();
 let worstState = 0;
-golden.events.forEach(() => {});
 for (let i = 0; i < golden.events.length; i++) {
   const row = model.rowOf(golden.events[i].item_id);
   if (row === undefined) throw new Error(`golden item ${golden.events[i].item_id} not in the manifest`);
-  state = await model.step(state, row, golden.new_session[i] === 1);
+  state = await model.step(state, row, { newSession: golden.new_session[i] === 1, gapHours: golden.gap_hours[i] });
   golden.states[i].forEach((v: number, j: number) => (worstState = Math.max(worstState, Math.abs(v - state[j]!))));
 }
 const seen = golden.events.map((e: { item_id: string }) => model.rowOf(e.item_id)!);
 let worstScore = 0;
 let topkOk = true;
 for (const [name, g] of Object.entries<any>(golden.topk)) {
-  const top = await model.topK(state, g.new_session === 1, golden.k, g.exclude_seen ? seen : []);
+  const top = await model.topK(state, { newSession: g.new_session === 1, gapHours: g.gap_hours }, golden.k, g.exclude_seen ? seen : []);
   const ids = top.map((t) => model.idOf(t.row));
   if (JSON.stringify(ids) !== JSON.stringify(g.item_ids)) {
     topkOk = false;

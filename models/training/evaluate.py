@@ -46,6 +46,7 @@ def main(argv=None):
     p.add_argument("--baselines", default=",".join(H.BASELINES), help="comma list, or 'none'")
     p.add_argument("--max-users", type=int, default=0, help="evaluate only the first N test users (quick checks)")
     p.add_argument("--boot", type=int, default=200)
+    p.add_argument("--exclude-seen", action="store_true", help="remove items the user had before each target from its ranking (all methods)")
     p.add_argument("--out")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -75,10 +76,10 @@ def main(argv=None):
 
     if model is not None:
         t = time.time()
-        report("GRU (memory)", H.model_ranks(model, test_seqs), time.time() - t)
+        report("GRU (memory)", H.model_ranks(model, test_seqs, exclude_seen=args.exclude_seen), time.time() - t)
         if proto != "session-next":
             t = time.time()
-            report("GRU (session-only)", H.model_ranks(model, test_seqs, reset_sessions=True), time.time() - t)
+            report("GRU (session-only)", H.model_ranks(model, test_seqs, reset_sessions=True, exclude_seen=args.exclude_seen), time.time() - t)
     names = [] if args.baselines == "none" else args.baselines.split(",")
     if names:
         t = time.time()
@@ -86,8 +87,8 @@ def main(argv=None):
         print(f"baselines fitted in {time.time() - t:.0f}s", flush=True)
         for name in names:
             t = time.time()
-            report(name, bl.ranks(test_seqs, name), time.time() - t)
-    out = {"dataset": args.dataset, "protocol": proto, "fp16": args.fp16, "targets": n_targets + lost,
+            report(name, bl.ranks(test_seqs, name, exclude_seen=args.exclude_seen), time.time() - t)
+    out = {"dataset": args.dataset, "protocol": proto, "fp16": args.fp16, "exclude_seen": args.exclude_seen, "targets": n_targets + lost,
            "lost_targets": lost, "results": results}
     if "GRU (memory)" in ranks and "GRU (session-only)" in ranks:
         out["memory_minus_session_only"] = H.paired_diff(ranks["GRU (memory)"], ranks["GRU (session-only)"])

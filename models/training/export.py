@@ -30,8 +30,8 @@ class _Logits(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, state, new_session, mask):
-        lg = self.model.logits(state, new_session)
+    def forward(self, state, new_session, gap, mask):
+        lg = self.model.logits(state, new_session, gap)
         return torch.where(mask > 0.5, torch.full_like(lg, float("-inf")), lg)
 
 
@@ -40,8 +40,8 @@ class _Step(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, state, item, new_session):
-        return self.model.advance(state, item, new_session)
+    def forward(self, state, item, new_session, gap):
+        return self.model.advance(state, item, new_session, gap)
 
 
 def load(ckpt_path, half=False):
@@ -63,18 +63,21 @@ def export_graphs(model, out_dir, half=False):
     S, N = model.state_size, model.cfg.n_items
     state = torch.zeros(2, S)
     ns = torch.ones(2)
+    gap = torch.tensor([0.0, 30.0])
     item = torch.tensor([1, 2])
     mask = torch.zeros(2, N)
     step_path, score_path = os.path.join(out_dir, "step.onnx"), os.path.join(out_dir, "score.onnx")
     # Wrappers must be in eval mode too: export restores the wrapper's mode recursively afterwards.
-    torch.onnx.export(_Step(model).eval(), (state, item, ns), step_path, opset_version=OPSET,
-                      input_names=["state", "item", "new_session"], output_names=["next_state"],
+    torch.onnx.export(_Step(model).eval(), (state, item, ns, gap), step_path, opset_version=OPSET,
+                      input_names=["state", "item", "new_session", "gap"], output_names=["next_state"],
                       dynamic_axes={"state": {0: "batch"}, "item": {0: "batch"}, "new_session": {0: "batch"},
-                                    "next_state": {0: "batch"}})
-    torch.onnx.export(_Logits(model).eval(), (state, ns, mask), score_path, opset_version=OPSET,
-                      input_names=["state", "new_session", "mask"], output_names=["logits"],
-                      dynamic_axes={"state": {0: "batch"}, "new_session": {0: "batch"}, "mask": {0: "batch"},
-                                    "logits": {0: "batch"}})
+                                    "gap": {0: "batch"}, "next_state": {0: "batch"}})
+    torch.onnx.export(_Logits(model).eval(), (state, ns, gap, mask), score_path, opset_version=OPSET,
+                      input_names=["state", "new_session", "gap", "mask"], output_names=["logits"],
+                      dynamic_axes={"state": {0: "batch"}, "new_session": {0: "batch"}, "gap": {0: "batch"},
+                                    "mask": {0: "batch"}, "logits": {0: "batch"}})
+    for path, names in ((step_path, ["state", "item", "new_session", "gap"]), (score_path, ["state", "new_session", "gap", "mask"])):
+        keep_inputs(path, names)
     # Append TopK with a runtime k, so one graph serves any k.
     g = onnx.load(score_path)
     g.graph.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
@@ -87,6 +90,22 @@ def export_graphs(model, out_dir, half=False):
     onnx.save(g, score_path)
     share_weights([step_path, score_path], os.path.join(out_dir, "weights.bin"), half=half)
     return step_path, score_path
+
+
+def keep_inputs(path, names):
+    """torch drops inputs a model does not use (gap, for a model without the gap feature); the
+    contract has them all, so put any missing one back (unused inputs are legal in ONNX)."""
+    g = onnx.load(path)
+    have = {i.name: i for i in g.graph.input}
+    if all(n in have for n in names):
+        return
+    spec = {"state": (TensorProto.FLOAT, ["batch", "S"]), "item": (TensorProto.INT64, ["batch"]),
+            "new_session": (TensorProto.FLOAT, ["batch"]), "gap": (TensorProto.FLOAT, ["batch"]),
+            "mask": (TensorProto.FLOAT, ["batch", "N"])}
+    inputs = [have[n] if n in have else helper.make_tensor_value_info(n, *spec[n]) for n in names]
+    del g.graph.input[:]
+    g.graph.input.extend(inputs)
+    onnx.save(g, path)
 
 
 def to_half(g, min_bytes):
@@ -159,24 +178,26 @@ def golden(model, ck, n_events=12, k=10):
         pick = np.flatnonzero(rows > 0)[:n_events]
     times = ev.time[pick]
     ns = [1.0] + [1.0 if times[i] - times[i - 1] > gap else 0.0 for i in range(1, len(pick))]
+    gaps = [0.0] + [float(times[i] - times[i - 1]) / 3600.0 for i in range(1, len(pick))]
     state = torch.zeros(1, model.state_size)
     states = []
     with torch.no_grad():
         for j, i in enumerate(pick):
-            state = model.advance(state, torch.tensor([int(rows[i])]), torch.tensor([ns[j]]))
+            state = model.advance(state, torch.tensor([int(rows[i])]), torch.tensor([ns[j]]), torch.tensor([gaps[j]]))
             states.append(state[0].tolist())
         out = {}
-        for name, flag, exclude in (("same_session", 0.0, False), ("new_session", 1.0, False),
-                                    ("same_session_excluding_seen", 0.0, True)):
-            lg = model.logits(state, torch.tensor([flag]))[0]
+        for name, flag, hours, exclude in (("same_session", 0.0, 0.05, False), ("new_session", 1.0, 72.0, False),
+                                           ("same_session_excluding_seen", 0.0, 0.05, True)):
+            lg = model.logits(state, torch.tensor([flag]), torch.tensor([hours]))[0]
             if exclude:
                 lg[torch.tensor([int(rows[i]) for i in pick])] = float("-inf")
             sc, ix = torch.topk(lg, k)
-            out[name] = {"new_session": flag, "exclude_seen": exclude,
+            out[name] = {"new_session": flag, "gap_hours": hours, "exclude_seen": exclude,
                          "item_ids": [ids[r - 1] for r in ix.tolist()], "scores": sc.tolist()}
     return {
         "events": [{"item_id": str(ev.item[i]), "timestamp": int(times[j] * 1000)} for j, i in enumerate(pick)],
         "new_session": ns,
+        "gap_hours": gaps,
         "states": states,
         "k": k,
         "topk": out,
@@ -225,6 +246,7 @@ def main(argv=None):
                     {"name": "state", "dtype": "float32", "shape": ["batch", S]},
                     {"name": "item", "dtype": "int64", "shape": ["batch"]},
                     {"name": "new_session", "dtype": "float32", "shape": ["batch"]},
+                    {"name": "gap", "dtype": "float32", "shape": ["batch"]},
                 ],
                 "outputs": [{"name": "next_state", "dtype": "float32", "shape": ["batch", S]}],
             },
@@ -233,6 +255,7 @@ def main(argv=None):
                 "inputs": [
                     {"name": "state", "dtype": "float32", "shape": ["batch", S]},
                     {"name": "new_session", "dtype": "float32", "shape": ["batch"]},
+                    {"name": "gap", "dtype": "float32", "shape": ["batch"]},
                     {"name": "mask", "dtype": "float32", "shape": ["batch", N]},
                     {"name": "k", "dtype": "int64", "shape": [1]},
                 ],

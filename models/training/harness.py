@@ -63,9 +63,10 @@ def sequences(ev, rows, proto):
 
 
 @torch.no_grad()
-def model_ranks(model, seqs, reset_sessions=False, batch=512):
+def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False):
     """Rank of every target from the state before it. reset_sessions: forget everything at each
-    session start (session-only use of the same model)."""
+    session start (session-only use of the same model). exclude_seen: items the user already
+    had before the target are removed from the ranking (for every method alike)."""
     model.eval()
     out = []
     for a in range(0, len(seqs), batch):
@@ -81,6 +82,9 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512):
             item[j, :len(r)] = torch.from_numpy(r)
             ns[j, :len(r)] = torch.from_numpy(n)
             tgt[j, :len(r)] = torch.from_numpy(t)
+        gap = torch.zeros(B, L)
+        for j, (_, _, _, _, tm) in enumerate(chunk):
+            gap[j, 1:len(tm)] = torch.from_numpy((np.diff(tm) / 3600.0).astype(np.float32))
         state = torch.zeros(B, model.state_size)
         last_t = torch.tensor([int(np.flatnonzero(s[2]).max()) for s in chunk])
         for t in range(int(last_t.max()) + 1):
@@ -88,9 +92,14 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512):
                 state = state * (1 - ns[:, t:t + 1])
             if tgt[:, t].any():
                 idx = tgt[:, t].nonzero().squeeze(1)
-                lg = model.logits(state[idx], ns[idx, t]).numpy()
+                lg = model.logits(state[idx], ns[idx, t], gap[idx, t]).numpy()
+                if exclude_seen:
+                    for j, b in enumerate(idx.tolist()):
+                        seen = item[b, :t].numpy()
+                        seen = seen[seen != item[b, t].item()]
+                        lg[j, seen] = -np.inf
                 out.extend(target_ranks(lg, item[idx, t].numpy()).tolist())
-            state = model.advance(state, item[:, t], ns[:, t])
+            state = model.advance(state, item[:, t], ns[:, t], gap[:, t])
     return np.array(out, dtype=np.int64)
 
 
@@ -167,7 +176,7 @@ class Baselines:
         scores = np.asarray(Xn[top].T @ sims[top]).ravel()
         return scores + self.counts * 1e-12
 
-    def ranks(self, seqs, method, batch=256):
+    def ranks(self, seqs, method, batch=256, exclude_seen=False):
         """Ranks of all targets for one baseline; the context is the current session's prefix."""
         out, rows, tg = [], [], []
 
@@ -193,6 +202,10 @@ class Baselines:
                     sc = self.sknn(prefix, vsknn=True)
                 else:
                     raise ValueError(method)
+                if exclude_seen:
+                    sc = sc.copy()
+                    seen = r[:p]
+                    sc[seen[seen != r[p]]] = -np.inf
                 rows.append(sc); tg.append(r[p])
                 if len(rows) >= batch:
                     flush()

@@ -20,27 +20,27 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import data as D  # noqa: E402
-from metrics import summary, target_ranks  # noqa: E402
+import harness as H  # noqa: E402
+from metrics import summary  # noqa: E402
 from model import GRURec, ModelConfig  # noqa: E402
 
 
-def user_sequences(ev, rows):
-    """Per user: (rows int64[], new_session float32[]) of the events whose item is indexed."""
-    keep = rows > 0
-    users, sessions, rows = ev.user[keep], ev.session[keep], rows[keep]
-    split = ev.split[keep]
+def training_sequences(seqs):
+    """From harness sequences, each user's events outside test sessions: (rows, new_session, gap_hours)."""
     out = []
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    ends = np.r_[starts[1:], len(users)]
-    for a, b in zip(starts, ends):
-        s = sessions[a:b]
+    for r, ns, t, s, tm in seqs:
+        m = ~H._test_sessions(t, s)
+        if not m.any():
+            continue
+        r, s, tm = r[m], s[m], tm[m]
         ns = np.r_[1.0, (s[1:] != s[:-1]).astype(np.float32)].astype(np.float32)
-        out.append((rows[a:b], ns, split[a:b]))
+        gap = np.r_[0.0, np.diff(tm) / 3600.0].astype(np.float32)
+        out.append((r, ns, gap))
     return out
 
 
 def lanes(seqs, n_lanes, rng):
-    """Pack shuffled user sequences into n_lanes streams: item, new_session, reset, valid."""
+    """Pack shuffled user sequences into n_lanes streams: item, new_session, gap, reset, valid."""
     order = rng.permutation(len(seqs))
     buckets = [[] for _ in range(n_lanes)]
     lengths = np.zeros(n_lanes, np.int64)
@@ -51,17 +51,19 @@ def lanes(seqs, n_lanes, rng):
     T = int(lengths.max())
     item = np.zeros((n_lanes, T), np.int64)
     ns = np.ones((n_lanes, T), np.float32)
+    gap = np.zeros((n_lanes, T), np.float32)
     reset = np.zeros((n_lanes, T), np.float32)
     valid = np.zeros((n_lanes, T), np.float32)
     for j, b in enumerate(buckets):
         p = 0
-        for r, n, _ in b:
+        for r, n, g in b:
             item[j, p:p + len(r)] = r
             ns[j, p:p + len(r)] = n
+            gap[j, p:p + len(r)] = g
             reset[j, p] = 1.0
             valid[j, p:p + len(r)] = 1.0
             p += len(r)
-    return item, ns, reset, valid
+    return item, ns, gap, reset, valid
 
 
 class NegativeSampler:
@@ -80,14 +82,14 @@ class NegativeSampler:
         return self.cache.pop()
 
 
-def sampled_ce(model, state, ns, target, valid, negatives, logq):
+def sampled_ce(model, state, ns, gap, target, valid, negatives, logq):
     """Cross-entropy over the batch's own targets plus shared popularity-sampled negatives.
 
     Candidates that equal a row's target (other than its own column) are masked out. With logq
     correction the sampled columns are debiased by their sampling probability.
     """
     v = valid > 0
-    q = model.query(state[v], ns[v])                                  # (b, d)
+    q = model.query(state[v], ns[v], gap[v])                          # (b, d)
     tgt = target[v]
     cand = torch.cat([tgt, negatives])                                # (b + n,)
     logits = q @ model.emb.weight[cand].t() + model.item_bias[cand]   # (b, b + n)
@@ -101,7 +103,7 @@ def sampled_ce(model, state, ns, target, valid, negatives, logq):
 
 def train_epoch(model, opt, seqs, args, rng, sampler=None):
     model.train()
-    item, ns, reset, valid = (torch.from_numpy(a) for a in lanes(seqs, args.batch, rng))
+    item, ns, gap, reset, valid = (torch.from_numpy(a) for a in lanes(seqs, args.batch, rng))
     B, T = item.shape
     state = torch.zeros(B, model.state_size)
     total, count = 0.0, 0.0
@@ -116,12 +118,12 @@ def train_epoch(model, opt, seqs, args, rng, sampler=None):
             v = valid[:, t] > 0
             if v.any():
                 if sampler is None:
-                    logits = model.logits(state, ns[:, t])
+                    logits = model.logits(state, ns[:, t], gap[:, t])
                     loss = loss + F.cross_entropy(logits[v], item[v, t], reduction="sum")
                 else:
-                    loss = loss + sampled_ce(model, state, ns[:, t], item[:, t], valid[:, t],
+                    loss = loss + sampled_ce(model, state, ns[:, t], gap[:, t], item[:, t], valid[:, t],
                                              sampler.draw(args.n_sample), sampler.logq if args.logq else None)
-            state = model.advance(state, item[:, t], ns[:, t])
+            state = model.advance(state, item[:, t], ns[:, t], gap[:, t])
         opt.zero_grad()
         (loss / n).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -129,49 +131,6 @@ def train_epoch(model, opt, seqs, args, rng, sampler=None):
         total += float(loss)
         count += float(n)
     return total / max(count, 1)
-
-
-@torch.no_grad()
-def evaluate(model, seqs, ks=(10, 20), boot=0, batch=256, reset_every_session=False):
-    """Replay every user's full history; rank each test event (split == 1) from the state before it."""
-    model.eval()
-    ranks = []
-    for a in range(0, len(seqs), batch):
-        chunk = [s for s in seqs[a:a + batch] if (s[2] == 1).any()]
-        if not chunk:
-            continue
-        L = max(len(s[0]) for s in chunk)
-        B = len(chunk)
-        item = torch.zeros(B, L, dtype=torch.long)
-        ns = torch.ones(B, L)
-        test = torch.zeros(B, L, dtype=torch.bool)
-        for j, (r, n, sp) in enumerate(chunk):
-            item[j, :len(r)] = torch.from_numpy(r)
-            ns[j, :len(r)] = torch.from_numpy(n)
-            test[j, :len(r)] = torch.from_numpy(sp == 1)
-        state = torch.zeros(B, model.state_size)
-        for t in range(L):
-            if reset_every_session:
-                state = state * (1 - ns[:, t:t + 1])
-            if test[:, t].any():
-                idx = test[:, t].nonzero().squeeze(1)
-                lg = model.logits(state[idx], ns[idx, t]).numpy()
-                ranks.extend(target_ranks(lg, item[idx, t].numpy()).tolist())
-            state = model.advance(state, item[:, t], ns[:, t])
-    return summary(np.array(ranks), ks=ks, boot=boot), len(ranks)
-
-
-def holdout_last_session(ev):
-    """Per-user time split: each user's last session is test (users with >= 2 sessions)."""
-    split = np.zeros(len(ev), np.int8)
-    last = np.r_[ev.user[1:] != ev.user[:-1], True]
-    last_session_of_user = ev.session[last]
-    first_session_of_user = ev.session[np.r_[True, ev.user[1:] != ev.user[:-1]]]
-    multi = last_session_of_user != first_session_of_user
-    test_sessions = set(last_session_of_user[multi].tolist())
-    split[np.isin(ev.session, list(test_sessions))] = 1
-    ev.split = split
-    return ev
 
 
 def main(argv=None):
@@ -182,6 +141,7 @@ def main(argv=None):
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--no-memory", action="store_true", help="session-only variant")
     p.add_argument("--memory-kind", default="hrnn", choices=["hrnn", "carry"])
+    p.add_argument("--gap", action="store_true", help="the session boundary sees the time since the last event")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch", type=int, default=64, help="parallel lanes")
@@ -189,7 +149,8 @@ def main(argv=None):
     p.add_argument("--min-count", type=int, default=3, help="items seen fewer times are not indexed")
     p.add_argument("--idle-gap", type=float, default=1800.0, help="seconds; a new session starts after it")
     p.add_argument("--max-users", type=int, default=0, help="use only the first N users (tiny runs)")
-    p.add_argument("--holdout", default="last-session", choices=["last-session", "none", "given"])
+    p.add_argument("--holdout", default="protocol", choices=["protocol", "none"],
+                   help="protocol: hold out the dataset's test split (harness.py); none: train on everything")
     p.add_argument("--loss", default="ce-full", choices=["ce-full", "ce-sampled"],
                    help="full softmax, or softmax over in-batch targets + popularity-sampled negatives")
     p.add_argument("--n-sample", type=int, default=2048, help="negatives per step (ce-sampled)")
@@ -203,25 +164,21 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
-    loader = D.LOADERS[args.dataset]
-    ev = loader(idle_gap=args.idle_gap) if args.dataset.startswith("movielens") else loader()
+    ev = H.load(args.dataset, args.idle_gap)
     if args.max_users:
         ev = ev.take(ev.user < args.max_users)
-    if args.holdout == "last-session":
-        ev = holdout_last_session(ev)
-    elif args.holdout == "none":
+    if args.holdout == "none":
         ev.split[:] = 0
     ids, counts = D.build_index(ev, args.min_count)
     rows = D.to_rows(ev, ids)
-    seqs = user_sequences(ev, rows)
-    train_seqs = [(r[sp == 0], n[sp == 0], sp[sp == 0]) for r, n, sp in seqs]
-    train_seqs = [s for s in train_seqs if len(s[0])]
+    seqs, lost = H.sequences(ev, rows, H.PROTOCOLS[args.dataset])
+    train_seqs = training_sequences(seqs)
     n_train = sum(len(s[0]) for s in train_seqs)
     print(f"{args.dataset}: {len(ev)} events, {len(seqs)} users, {len(ids)} items indexed, "
           f"{n_train} training events", flush=True)
 
     cfg = ModelConfig(n_items=len(ids) + 1, dim=args.dim, dropout=args.dropout, memory=not args.no_memory,
-                      memory_kind=args.memory_kind)
+                      memory_kind=args.memory_kind, use_gap=args.gap)
     model = GRURec(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1))
@@ -237,8 +194,10 @@ def main(argv=None):
     train_seconds = time.time() - t0
 
     metrics, n_test = ({}, 0)
-    if (ev.split == 1).any():
-        metrics, n_test = evaluate(model, seqs)
+    test_seqs = [s for s in seqs if s[2].any()]
+    if test_seqs:
+        ranks = np.r_[H.model_ranks(model, test_seqs), np.full(lost, 10**9)]
+        metrics, n_test = summary(ranks), len(ranks)
         print(f"test ({n_test} targets): " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -60,26 +60,21 @@ export function emptyState(model: GruModel, ringCapacity: number): UserState {
   };
 }
 
-/** Does an event at `atMs` start a new session for `s`? (the manifest's session rule) */
-export function startsSession(s: UserState, atMs: number, idleGapMs: number): boolean {
-  return s.eventCount === 0 || atMs - s.lastEventMs > idleGapMs;
-}
-
 async function advanceOne(model: GruModel, s: UserState, events: ResolvedEvent[], nowMs: number): Promise<UserState> {
   let vector = s.vector;
   let { eventCount, sessionCount, lastEventMs, sessionStartMs } = s;
   const ring = [...s.ring];
   for (const e of events) {
-    const fresh = eventCount === 0 || e.timestampMs - lastEventMs > model.idleGapMs;
-    vector = await model.step(vector, e.row, fresh);
-    if (fresh) {
+    const at = model.moment(e.timestampMs, eventCount === 0 ? undefined : lastEventMs);
+    vector = await model.step(vector, e.row, at);
+    if (at.newSession) {
       sessionCount++;
       sessionStartMs = e.timestampMs;
     }
     eventCount++;
     lastEventMs = Math.max(lastEventMs, e.timestampMs);
-    const at = ring.indexOf(e.row);
-    if (at >= 0) ring.splice(at, 1);
+    const seenAt = ring.indexOf(e.row);
+    if (seenAt >= 0) ring.splice(seenAt, 1);
     ring.unshift(e.row);
     if (ring.length > s.ringCapacity) ring.length = s.ringCapacity;
   }

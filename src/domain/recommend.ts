@@ -47,8 +47,8 @@ export async function rankFromState(model: GruModel, state: UserState, o: Recomm
     const r = model.rowOf(id);
     if (r !== undefined) exclude.add(r);
   }
-  const newSession = nowMs - state.lastEventMs > model.idleGapMs;
-  const top = await model.topK(state.vector, newSession, o.k, exclude);
+  const at = model.moment(nowMs, state.eventCount === 0 ? undefined : state.lastEventMs);
+  const top = await model.topK(state.vector, at, o.k, exclude);
   return {
     items: top.map((t) => ({ item_id: model.idOf(t.row), score: t.score })),
     source: "model",

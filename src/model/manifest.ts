@@ -20,7 +20,12 @@ export const ManifestSchema = z.object({
   created_at: z.string(),
   opset: z.number().int(),
   graphs: z.object({ step: Graph, score: Graph }),
-  weights: z.object({ file: z.string(), bytes: z.number().int().positive(), sha256: z.string().length(64) }),
+  weights: z.object({
+    file: z.string(),
+    bytes: z.number().int().positive(),
+    sha256: z.string().length(64),
+    dtype: z.enum(["float32", "float16"]).default("float32"),
+  }),
   state: z.object({
     size: z.number().int().positive().max(65536),
     dtype: z.literal("float32"),
@@ -47,8 +52,8 @@ export class ModelLoadError extends Error {
 
 /** The exact graph interface this runtime drives (names and ranks). */
 export const CONTRACT = {
-  step: { inputs: ["state", "item", "new_session"], outputs: ["next_state"] },
-  score: { inputs: ["state", "new_session", "mask", "k"], outputs: ["scores", "indices"] },
+  step: { inputs: ["state", "item", "new_session", "gap"], outputs: ["next_state"] },
+  score: { inputs: ["state", "new_session", "gap", "mask", "k"], outputs: ["scores", "indices"] },
 } as const;
 
 /** Parse and check a manifest's internal consistency. Throws ModelLoadError naming the problem. */
@@ -80,7 +85,7 @@ export function parseManifest(raw: unknown): Manifest {
   }
   const stateDim = m.graphs.step.inputs[0]!.shape[1];
   if (stateDim !== size) throw new ModelLoadError(`manifest.graphs.step.state has width ${String(stateDim)}, state.size is ${size}`);
-  const maskDim = m.graphs.score.inputs[2]!.shape[1];
+  const maskDim = m.graphs.score.inputs[3]!.shape[1];
   if (maskDim !== m.items.rows) throw new ModelLoadError(`manifest.graphs.score.mask has width ${String(maskDim)}, items.rows is ${m.items.rows}`);
   return m;
 }

@@ -1,7 +1,7 @@
 /**
  * GruModel: the two ONNX graphs of one model version behind a small typed API.
- *   step(state, row, newSession)          -> next state        (one event)
- *   topK(state, newSession, k, exclude)   -> [{row, score}]    (full ranking, masked)
+ *   step(state, row, {newSession, gapHours})         -> next state      (one event)
+ *   topK(state, {newSession, gapHours}, k, exclude)  -> [{row, score}]  (full ranking, masked)
  * Sessions are created once per isolate and reused; runs on one session are serialised
  * (onnxruntime-web's wasm backend is single-threaded and not re-entrant).
  */
@@ -15,6 +15,14 @@ export interface ModelFiles {
   step: ArrayBuffer | Uint8Array;
   score: ArrayBuffer | Uint8Array;
   weights: ArrayBuffer | Uint8Array;
+}
+
+/** Where an event or a request sits in the user's timeline. */
+export interface Moment {
+  /** After the idle gap (or the user's first event): the session rule applies. */
+  newSession: boolean;
+  /** Hours since the user's previous event (0 when there is none). */
+  gapHours: number;
 }
 
 export interface Scored {
@@ -89,6 +97,14 @@ export class GruModel {
     return this.manifest.items.ids[row - 1]!;
   }
 
+  /** The timeline position of an event or request at `atMs` for a user last active at `lastMs`
+   * (`lastMs` undefined: no earlier event). */
+  moment(atMs: number, lastMs: number | undefined): Moment {
+    if (lastMs === undefined) return { newSession: true, gapHours: 0 };
+    const gap = Math.max(0, atMs - lastMs);
+    return { newSession: gap > this.idleGapMs, gapHours: gap / 3_600_000 };
+  }
+
   /** A fresh state (all zeros, as the manifest's `state.initial`). */
   initialState(): Float32Array {
     return new Float32Array(this.stateSize);
@@ -101,13 +117,14 @@ export class GruModel {
   }
 
   /** Advance `state` by one event on item `row`. Returns a new array. */
-  step(state: Float32Array, row: number, newSession: boolean): Promise<Float32Array> {
+  step(state: Float32Array, row: number, at: Moment): Promise<Float32Array> {
     const T = this.ort.Tensor;
     return this.serial(async () => {
       const out = await this.stepSession.run({
         state: new T("float32", state, [1, this.stateSize]),
         item: new T("int64", BigInt64Array.of(BigInt(row)), [1]),
-        new_session: new T("float32", Float32Array.of(newSession ? 1 : 0), [1]),
+        new_session: new T("float32", Float32Array.of(at.newSession ? 1 : 0), [1]),
+        gap: new T("float32", Float32Array.of(Math.max(0, at.gapHours)), [1]),
       });
       const next = out.next_state!;
       const copy = new Float32Array(next.data as Float32Array);
@@ -118,9 +135,9 @@ export class GruModel {
 
   /**
    * The k best rows for `state`, best first, never a row in `exclude` nor the padding row.
-   * `newSession`: the request comes after the idle gap (the session rule is applied first).
+   * `at`: when the request comes (after the idle gap the session rule is applied first).
    */
-  topK(state: Float32Array, newSession: boolean, k: number, exclude: Iterable<number> = []): Promise<Scored[]> {
+  topK(state: Float32Array, at: Moment, k: number, exclude: Iterable<number> = []): Promise<Scored[]> {
     const T = this.ort.Tensor;
     const mask = new Float32Array(this.rows);
     mask[0] = 1;
@@ -136,7 +153,8 @@ export class GruModel {
     return this.serial(async () => {
       const out = await this.scoreSession.run({
         state: new T("float32", state, [1, this.stateSize]),
-        new_session: new T("float32", Float32Array.of(newSession ? 1 : 0), [1]),
+        new_session: new T("float32", Float32Array.of(at.newSession ? 1 : 0), [1]),
+        gap: new T("float32", Float32Array.of(Math.max(0, at.gapHours)), [1]),
         mask: new T("float32", mask, [1, this.rows]),
         k: new T("int64", BigInt64Array.of(BigInt(kk)), [1]),
       });

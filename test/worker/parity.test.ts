@@ -5,7 +5,6 @@
 import { describe, expect, it } from "vitest";
 import golden from "../../models/ml-small/golden.json";
 import manifestJson from "../../models/ml-small/manifest.json";
-import { emptyState, startsSession } from "../../src/domain/advance";
 import { modelHandle } from "../../src/model/registry";
 import { parseManifest } from "../../src/model/manifest";
 
@@ -18,10 +17,10 @@ async function model() {
 describe("model parity with the PyTorch export", () => {
   it("applies the manifest's session rule exactly as the export did", async () => {
     const m = await model();
-    let s = emptyState(m, 20);
     golden.events.forEach((e, i) => {
-      expect(startsSession(s, e.timestamp, m.idleGapMs)).toBe(golden.new_session[i] === 1);
-      s = { ...s, eventCount: s.eventCount + 1, lastEventMs: e.timestamp };
+      const at = m.moment(e.timestamp, i === 0 ? undefined : golden.events[i - 1]!.timestamp);
+      expect(at.newSession).toBe(golden.new_session[i] === 1);
+      expect(Math.abs(at.gapHours - golden.gap_hours[i]!)).toBeLessThan(1e-6);
     });
   });
 
@@ -30,7 +29,10 @@ describe("model parity with the PyTorch export", () => {
     let state = m.initialState();
     for (let i = 0; i < golden.events.length; i++) {
       const row = m.rowOf(golden.events[i]!.item_id)!;
-      state = await m.step(state, row, golden.new_session[i] === 1);
+      const at = m.moment(golden.events[i]!.timestamp, i === 0 ? undefined : golden.events[i - 1]!.timestamp);
+      expect(at.newSession).toBe(golden.new_session[i] === 1);
+      expect(Math.abs(at.gapHours - golden.gap_hours[i]!)).toBeLessThan(1e-6);
+      state = await m.step(state, row, at);
       const want = golden.states[i]!;
       let worst = 0;
       for (let j = 0; j < want.length; j++) worst = Math.max(worst, Math.abs(state[j]! - want[j]!));
@@ -41,11 +43,12 @@ describe("model parity with the PyTorch export", () => {
   it("reproduces the top-k items and scores (same session, new session, seen items excluded)", async () => {
     const m = await model();
     let state = m.initialState();
-    golden.events.forEach(() => {});
-    for (let i = 0; i < golden.events.length; i++) state = await m.step(state, m.rowOf(golden.events[i]!.item_id)!, golden.new_session[i] === 1);
+    for (let i = 0; i < golden.events.length; i++) {
+      state = await m.step(state, m.rowOf(golden.events[i]!.item_id)!, { newSession: golden.new_session[i] === 1, gapHours: golden.gap_hours[i]! });
+    }
     const seen = golden.events.map((e) => m.rowOf(e.item_id)!);
     for (const [name, g] of Object.entries(golden.topk)) {
-      const top = await m.topK(state, g.new_session === 1, golden.k, g.exclude_seen ? seen : []);
+      const top = await m.topK(state, { newSession: g.new_session === 1, gapHours: g.gap_hours }, golden.k, g.exclude_seen ? seen : []);
       expect(top.map((t) => m.idOf(t.row)), name).toEqual(g.item_ids);
       top.forEach((t, j) => expect(Math.abs(t.score - g.scores[j]!), `${name}[${j}]`).toBeLessThan(golden.tolerance));
     }
@@ -54,7 +57,7 @@ describe("model parity with the PyTorch export", () => {
   it("never returns an excluded item or the padding row, even when k exceeds what is left", async () => {
     const m = await model();
     const exclude = Array.from({ length: m.rows - 4 }, (_, i) => i + 1); // leave 3 items
-    const top = await m.topK(m.initialState(), true, 10, exclude);
+    const top = await m.topK(m.initialState(), { newSession: true, gapHours: 0 }, 10, exclude);
     expect(top.length).toBe(3);
     for (const t of top) expect(exclude.includes(t.row) || t.row === 0).toBe(false);
   });
@@ -67,7 +70,7 @@ describe("model parity with the PyTorch export", () => {
     bad2.items.ids.pop();
     expect(() => parseManifest(bad2)).toThrow(/items\.ids has/);
     const bad3 = structuredClone(manifestJson) as any;
-    bad3.graphs.score.inputs[2].name = "filter";
+    bad3.graphs.score.inputs[3].name = "filter";
     expect(() => parseManifest(bad3)).toThrow(/graphs\.score/);
   });
 });
