@@ -5,7 +5,9 @@ Protocols:
   session-next  every next-item position of every test session (diginetica, retailrocket, yoochoose)
   time-split    per user, the last session (cut by the idle gap) is test; every event of it is a
                 target, the first one predicted from what came before (movielens)
-  last-item     the last event of each user is held out and starts a new session (amazon)
+  last-item     the last event of each user is held out and starts a new session (amazon). These
+                files have order but no timestamps: histories are cut into pseudo-sessions of
+                AMAZON_SESSION items, so the model sees session boundaries to learn its memory.
 """
 import numpy as np
 import scipy.sparse as sp
@@ -13,6 +15,8 @@ import torch
 
 import data as D
 from metrics import summary, target_ranks
+
+AMAZON_SESSION = 5
 
 PROTOCOLS = {
     "diginetica": "session-next", "retailrocket": "session-next", "yoochoose-100k": "session-next",
@@ -33,10 +37,13 @@ def load(name, idle_gap=1800.0):
         test = set(last_s[last_s != first_s].tolist())
         ev.split = np.isin(ev.session, list(test)).astype(np.int8)
     elif proto == "last-item":
+        first = np.r_[True, ev.user[1:] != ev.user[:-1]]
         last = np.r_[ev.user[1:] != ev.user[:-1], True]
         ev.split = last.astype(np.int8)
-        # the held-out item starts a new session: the user comes back
-        ev.session = np.cumsum(np.r_[True, (ev.user[1:] != ev.user[:-1]) | last[1:]]) - 1
+        pos = np.arange(len(ev)) - np.maximum.accumulate(np.where(first, np.arange(len(ev)), 0))
+        # pseudo-sessions of AMAZON_SESSION items; the held-out item starts a new one (a return)
+        new = first | (pos % AMAZON_SESSION == 0) | last
+        ev.session = np.cumsum(new) - 1
     return ev
 
 
