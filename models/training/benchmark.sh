@@ -4,7 +4,7 @@
 #   sh models/training/benchmark.sh <dataset> <model-name> [train.py options...]
 #   sh models/training/benchmark.sh diginetica diginetica --loss ce-sampled --dim 100 --epochs 8 --batch 128 --lr 3e-3 --min-count 1
 #
-# Writes models/<model-name>/ (fp16 export, manifest with metrics, golden vectors, REPORT.md);
+# Writes models/<model-name>/ (fp16 export unless FP16=0, manifest with metrics, golden vectors, REPORT.md);
 # checkpoints and raw metrics go to .data/. The served/committed models were built this way; the
 # exact options of each are in its manifest (training.args) and REPORT.md.
 set -e
@@ -13,12 +13,22 @@ DATASET=$1; NAME=$2; shift 2
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 mkdir -p .data
-$PY models/training/train.py --dataset "$DATASET" --out ".data/$NAME.pt" "$@" | tee ".data/$NAME.train.log"
-$PY models/training/evaluate.py --dataset "$DATASET" --ckpt ".data/$NAME.pt" --fp16 --out ".data/$NAME.metrics.json" | tee ".data/$NAME.eval.log"
-$PY models/training/evaluate.py --dataset "$DATASET" --ckpt ".data/$NAME.pt" --baselines none --out ".data/$NAME.metrics-fp32.json"
-$PY models/training/export.py --ckpt ".data/$NAME.pt" --out "models/$NAME" --name "$NAME" --fp16 --metrics ".data/$NAME.metrics.json"
+HALF="--fp16"; [ "${FP16:-1}" = 0 ] && HALF=""
+if [ "${SKIP_TRAIN:-0}" = 1 ]; then
+  echo "SKIP_TRAIN=1: using the existing .data/$NAME.pt"
+else
+  $PY models/training/train.py --dataset "$DATASET" --out ".data/$NAME.pt" "$@" | tee ".data/$NAME.train.log"
+fi
+$PY models/training/evaluate.py --dataset "$DATASET" --ckpt ".data/$NAME.pt" $HALF --out ".data/$NAME.metrics.json" | tee ".data/$NAME.eval.log"
+FP32=""
+if [ -n "$HALF" ]; then
+  $PY models/training/evaluate.py --dataset "$DATASET" --ckpt ".data/$NAME.pt" --baselines none --out ".data/$NAME.metrics-fp32.json"
+  FP32="--metrics-fp32 .data/$NAME.metrics-fp32.json"
+fi
+rm -rf "models/$NAME"
+$PY models/training/export.py --ckpt ".data/$NAME.pt" --out "models/$NAME" --name "$NAME" $HALF --metrics ".data/$NAME.metrics.json"
 npx tsx scripts/parity.ts "models/$NAME"
 LINE=$(npx tsx scripts/eval.ts --dataset "$DATASET" --model "models/$NAME" | tail -n 1)
 $PY models/training/report.py --model "models/$NAME" --metrics ".data/$NAME.metrics.json" \
-  --metrics-fp32 ".data/$NAME.metrics-fp32.json" --runtime-line "$LINE" ${NOTES:+--notes "$NOTES"}
+  $FP32 --runtime-line "$LINE" ${NOTES:+--notes "$NOTES"}
 echo "$LINE"

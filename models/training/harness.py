@@ -29,7 +29,11 @@ def load(name, idle_gap=1800.0):
     """The dataset's events with the protocol's train/test split applied."""
     loader = D.LOADERS[name]
     ev = loader(idle_gap=idle_gap) if name.startswith("movielens") else loader()
-    proto = PROTOCOLS[name]
+    return apply_protocol(ev, PROTOCOLS[name])
+
+
+def apply_protocol(ev, proto):
+    """Set ev.split (and, for last-item, pseudo-sessions) for a protocol; returns ev."""
     if proto == "time-split":
         last = np.r_[ev.user[1:] != ev.user[:-1], True]
         first = np.r_[True, ev.user[1:] != ev.user[:-1]]

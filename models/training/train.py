@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import data as D  # noqa: E402
 import harness as H  # noqa: E402
 from metrics import summary  # noqa: E402
+from prepare import prepare  # noqa: E402
 from model import GRURec, ModelConfig  # noqa: E402
 
 
@@ -156,6 +157,8 @@ def main(argv=None):
     p.add_argument("--n-sample", type=int, default=2048, help="negatives per step (ce-sampled)")
     p.add_argument("--sample-alpha", type=float, default=0.75, help="negatives ~ count ** alpha")
     p.add_argument("--logq", action="store_true", help="correct sampled logits by log sampling probability")
+    p.add_argument("--prepared", default=os.path.join(os.path.dirname(__file__), "..", "..", ".data", "prepared"),
+                   help="where data prep writes events.npz + items.json per dataset ('' to skip)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (more is slower for this small model)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
@@ -164,13 +167,9 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
-    ev = H.load(args.dataset, args.idle_gap)
-    if args.max_users:
-        ev = ev.take(ev.user < args.max_users)
-    if args.holdout == "none":
-        ev.split[:] = 0
-    ids, counts = D.build_index(ev, args.min_count)
-    rows = D.to_rows(ev, ids)
+    ev, ids, counts, rows = prepare(args.dataset, args.idle_gap, args.min_count,
+                                    os.path.join(args.prepared, args.dataset) if args.prepared else None,
+                                    max_users=args.max_users, holdout=args.holdout == "protocol")
     seqs, lost = H.sequences(ev, rows, H.PROTOCOLS[args.dataset])
     train_seqs = training_sequences(seqs)
     n_train = sum(len(s[0]) for s in train_seqs)

@@ -22,10 +22,15 @@ pytestmark = pytest.mark.skipif(not os.path.isdir(D.DATA_ROOT), reason="../share
 def test_tiny_train_export_and_parity(tmp_path):
     ckpt = str(tmp_path / "tiny.pt")
     train.main(["--dataset", "movielens-latest-small", "--out", ckpt, "--max-users", "25", "--epochs", "1",
-                "--dim", "16", "--batch", "8", "--bptt", "5", "--min-count", "2"])
+                "--dim", "16", "--batch", "8", "--bptt", "5", "--min-count", "2", "--gap",
+                "--prepared", str(tmp_path / "prepared")])
+    # data prep wrote the item index next to the prepared events
+    items = json.loads((tmp_path / "prepared" / "movielens-latest-small" / "items.json").read_text())
+    assert (tmp_path / "prepared" / "movielens-latest-small" / "events.npz").exists()
     out = tmp_path / "tiny"
     export.main(["--ckpt", ckpt, "--out", str(out), "--name", "tiny"])
     m = json.loads((out / "manifest.json").read_text())
+    assert m["items"]["ids"] == items["ids"]
     assert m["state"]["size"] == 32
     assert len(m["items"]["ids"]) == m["items"]["rows"] - 1
     for g in ("step.onnx", "score.onnx"):
