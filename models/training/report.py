@@ -74,7 +74,7 @@ def main(argv=None):
     sizes = {f: os.path.getsize(os.path.join(args.model, f)) for f in sorted(os.listdir(args.model)) if not f.endswith(".md")}
     cfg = tr["config"]
     lines += ["", "## Training", "",
-              f"- model: GRU, dim {cfg['dim']}, memory `{cfg.get('memory_kind', 'hrnn') if cfg['memory'] else 'none'}`, dropout {cfg['dropout']}, tied input/output embeddings",
+              f"- model: GRU, dim {cfg['dim']}, memory `{(cfg.get('memory_kind', 'hrnn') + (' + time-gap input' if cfg.get('use_gap') else '')) if cfg['memory'] else 'none'}`, dropout {cfg['dropout']}, tied input/output embeddings",
               f"- loss `{a.get('loss', 'ce-full')}`" + (f" ({a.get('n_sample')} popularity-sampled negatives, alpha {a.get('sample_alpha')}, plus in-batch targets)" if a.get("loss") == "ce-sampled" else "")
               + f"; Adam lr {a['lr']} with cosine decay, {a['epochs']} epochs, {a['batch']} parallel lanes, BPTT {a['bptt']}",
               f"- wall time {tr['train_seconds'] / 60:.1f} min on this machine ({os.cpu_count()} cores, torch CPU, 1 thread), {eps:.0f} training events/s on average",
