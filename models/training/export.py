@@ -168,14 +168,21 @@ def golden(model, ck, n_events=12, k=10):
     ids = ck["item_ids"]
     rows = D.to_rows(ev, ids)
     gap = ck["args"]["idle_gap"]
-    pick = None
-    for u in range(int(ev.user.max()) + 1):
-        sel = np.flatnonzero((ev.user == u) & (rows > 0))[:n_events]
-        if len(sel) == n_events and len(np.unique(ev.session[sel])) >= 2:
+    # the first user with >= n_events indexed events, preferring one whose events span two sessions
+    kept = np.flatnonzero(rows > 0)
+    users, starts, counts = np.unique(ev.user[kept], return_index=True, return_counts=True)
+    pick, fallback = None, None
+    for u, a, c in zip(users, starts, counts):
+        if c < n_events:
+            continue
+        sel = kept[a:a + n_events]
+        if fallback is None:
+            fallback = sel
+        if len(np.unique(ev.session[sel])) >= 2:
             pick = sel
             break
     if pick is None:
-        pick = np.flatnonzero(rows > 0)[:n_events]
+        pick = fallback if fallback is not None else kept[:n_events]
     times = ev.time[pick]
     ns = [1.0] + [1.0 if times[i] - times[i - 1] > gap else 0.0 for i in range(1, len(pick))]
     gaps = [0.0] + [float(times[i] - times[i - 1]) / 3600.0 for i in range(1, len(pick))]
