@@ -15,6 +15,7 @@ export default defineConfig({
           cloudflareTest(({ inject }) => ({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
+              r2Buckets: ["MODEL_BUCKET"],
               bindings: {
                 API_KEY: "test-key,second-key",
                 UPSTASH_REDIS_REST_URL: inject("bridgeUrl"),

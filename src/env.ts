@@ -7,7 +7,8 @@ import type { UserStateStore } from "./state/store";
 import type { ModelHandle } from "./model/registry";
 
 export type AppEnv = {
-  Bindings: Env;
+  /** `Env` plus optional bindings not declared in wrangler.toml (see README). */
+  Bindings: Env & { MODEL_BUCKET?: R2Bucket };
   Variables: {
     config: Config;
     store: UserStateStore;

@@ -24,7 +24,8 @@ app.use("*", async (c, next) => {
     console.error("invalid configuration", e);
     throw new ApiError(500, "misconfigured", "worker configuration is invalid");
   }
-  const model = modelHandle(config.MODEL_NAME);
+  const model = modelHandle(config.MODEL_NAME, c.env.MODEL_BUCKET);
+  const meta = await model.meta();
   c.set("config", config);
   c.set("model", model);
   c.set(
@@ -32,8 +33,8 @@ app.use("*", async (c, next) => {
     new RedisStateStore({
       url: c.env.UPSTASH_REDIS_REST_URL ?? "",
       token: c.env.UPSTASH_REDIS_REST_TOKEN ?? "",
-      modelVersion: model.version ?? config.MODEL_NAME,
-      stateSize: model.stateSize,
+      modelVersion: meta?.version ?? config.MODEL_NAME,
+      stateSize: meta?.stateSize ?? 0,
       ttlSeconds: config.STATE_TTL_SECONDS,
       dedupWindowSeconds: config.DEDUP_WINDOW_SECONDS,
       timeoutMs: config.REDIS_TIMEOUT_MS,

@@ -31,13 +31,13 @@ export interface RecommendOptions {
 
 /** Popular items from the model's training counts (score = count / top count). */
 export function popular(handle: ModelHandle, k: number, reason: Reason, exclude: ReadonlySet<string> = new Set()): Recommendation {
-  const { ids, counts } = handle.popular;
+  const { ids, counts } = handle.known?.popular ?? { ids: [], counts: [] };
   const top = counts[0] || 1;
   const items: Recommendation["items"] = [];
   for (let i = 0; i < ids.length && items.length < k; i++) {
     if (!exclude.has(ids[i]!)) items.push({ item_id: ids[i]!, score: Math.round(((counts[i] ?? 0) / top) * 1e6) / 1e6 });
   }
-  return { items, source: "popular", reason, model_version: handle.version };
+  return { items, source: "popular", reason, model_version: handle.known?.version ?? null };
 }
 
 /** Rank from a known state (used after events, and by `recommend`). */
@@ -63,6 +63,7 @@ export async function recommend(
   nowMs: number = Date.now(),
 ): Promise<Recommendation> {
   const exclude = new Set(o.exclude ?? []);
+  await deps.model.meta();
   const loaded = await deps.model.get();
   if (!loaded.ok) return popular(deps.model, o.k, "model-unavailable", exclude);
   let snap;

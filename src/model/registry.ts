@@ -1,11 +1,11 @@
 /**
- * Which models this worker can serve and how they are loaded.
+ * Which models this worker can serve and where their files come from.
  *
- * Models are bundled into the worker (wrangler `Data` rule for .onnx/.bin, `CompiledWasm` for ORT):
- * the demo model plus the ORT wasm stay well under the 10 MB compressed Worker limit. A model too
- * large to bundle would be fetched from R2 at first use through the same `ModelFiles` shape
- * (see README "Where the model lives"). Loading is lazy and happens once per isolate; a failed
- * load is remembered for a short while so a broken model does not cost every request a reload.
+ * Bundled models (wrangler `Data` rule for .onnx/.bin, `CompiledWasm` for the ORT wasm) are used
+ * when they fit the Worker size limit; the demo model does. A model that does not fit is read from
+ * an R2 bucket bound as MODEL_BUCKET, under `<MODEL_NAME>/` (manifest.json and the files it
+ * names), at first use. Either way the files are loaded once per isolate and kept; a failed load is
+ * remembered for 30 s so a broken model does not cost every request a reload.
  */
 // wrangler resolves .wasm module imports by path, not through package exports.
 import ortWasm from "../../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm";
@@ -20,51 +20,117 @@ const BUNDLED: Record<string, ModelFiles> = {
   "ml-small": { manifest: mlSmallManifest, step: mlSmallStep, score: mlSmallScore, weights: mlSmallWeights },
 };
 
-/** A model that may or may not be loadable; `get()` resolves to a value, never throws. */
+/** Where a model's files come from. */
+export interface ModelSource {
+  /** The parsed manifest.json (cheap: no graphs, no weights). */
+  manifest(): Promise<unknown>;
+  /** All files. */
+  files(): Promise<ModelFiles>;
+}
+
+/** Facts from the manifest that are needed before (or without) loading the graphs. */
+export interface ModelMeta {
+  version: string;
+  stateSize: number;
+  popular: { ids: string[]; counts: number[] };
+}
+
+/** A model that may or may not be loadable; nothing here throws. */
 export interface ModelHandle {
   readonly name: string;
-  /** Version string from the manifest (readable without loading the graphs), or null if unknown. */
-  readonly version: string | null;
-  /** State vector length from the manifest (0 when unknown). */
-  readonly stateSize: number;
-  /** Popular item ids from the manifest's training counts, best first. */
-  readonly popular: { ids: string[]; counts: number[] };
+  /** The manifest's facts, or null when the manifest cannot be read. */
+  meta(): Promise<ModelMeta | null>;
+  /** Last known manifest facts (null before `meta()` first succeeded). */
+  readonly known: ModelMeta | null;
   get(): Promise<{ ok: true; model: GruModel } | { ok: false; reason: "model-unavailable"; message: string }>;
+}
+
+export function bundledSource(files: ModelFiles): ModelSource {
+  return { manifest: async () => files.manifest, files: async () => files };
+}
+
+/** Files under `<prefix>/` in an R2 bucket: manifest.json plus the graph and weight files it names. */
+export function r2Source(bucket: R2Bucket, prefix: string): ModelSource {
+  const read = async (key: string) => {
+    const obj = await bucket.get(`${prefix}/${key}`);
+    if (!obj) throw new ModelLoadError(`model ${prefix}: ${key} not found in the model bucket`);
+    return obj;
+  };
+  let manifest: Promise<unknown> | undefined;
+  const getManifest = () => {
+    manifest ??= read("manifest.json").then((o) => o.json());
+    manifest.catch(() => (manifest = undefined));
+    return manifest;
+  };
+  return {
+    manifest: getManifest,
+    async files() {
+      const m = (await getManifest()) as { graphs?: { step?: { file?: string }; score?: { file?: string } }; weights?: { file?: string } };
+      const name = (f: string | undefined, what: string) => {
+        if (!f || f.includes("/") || f.includes("..")) throw new ModelLoadError(`model ${prefix}: manifest names no valid ${what} file`);
+        return f;
+      };
+      const [step, score, weights] = await Promise.all(
+        [name(m.graphs?.step?.file, "step"), name(m.graphs?.score?.file, "score"), name(m.weights?.file, "weights")].map(async (f) =>
+          (await read(f)).arrayBuffer(),
+        ),
+      );
+      return { manifest: m, step: step!, score: score!, weights: weights! };
+    },
+  };
 }
 
 const RETRY_FAILED_LOAD_MS = 30_000;
 const handles = new Map<string, ModelHandle>();
 
-/** The per-isolate handle of a bundled model. */
-export function modelHandle(name: string, wasm: WebAssembly.Module = ortWasm, files: ModelFiles | undefined = BUNDLED[name]): ModelHandle {
-  const key = name;
-  const existing = handles.get(key);
+/**
+ * The per-isolate handle of model `name`: bundled if this worker bundles it, else from `bucket`
+ * (R2) when one is bound. `source` overrides both (tests).
+ */
+export function modelHandle(name: string, bucket?: R2Bucket, source?: ModelSource, wasm: WebAssembly.Module = ortWasm): ModelHandle {
+  const key = `${name}\n${BUNDLED[name] ? "bundled" : bucket ? "r2" : "none"}`;
+  const existing = source ? undefined : handles.get(key);
   if (existing) return existing;
+  const src = source ?? (BUNDLED[name] ? bundledSource(BUNDLED[name]) : bucket ? r2Source(bucket, name) : undefined);
   let loading: Promise<GruModel> | undefined;
   let failedAt = 0;
   let failure = "";
-  const m = (files?.manifest ?? {}) as { version?: string; state?: { size?: number }; popular?: { ids: string[]; counts: number[] } };
+  const fail = (e: unknown) => {
+    loading = undefined;
+    failedAt = Date.now();
+    failure = e instanceof ModelLoadError ? e.message : `model ${name} failed to load: ${(e as Error).message}`;
+    console.error(failure);
+    return { ok: false as const, reason: "model-unavailable" as const, message: failure };
+  };
   const handle: ModelHandle = {
     name,
-    version: typeof m.version === "string" ? m.version : null,
-    stateSize: Number(m.state?.size ?? 0),
-    popular: m.popular ?? { ids: [], counts: [] },
+    known: null,
+    async meta() {
+      if (handle.known) return handle.known;
+      if (!src) return null;
+      try {
+        const m = (await src.manifest()) as { version?: unknown; state?: { size?: unknown }; popular?: ModelMeta["popular"] };
+        if (typeof m.version !== "string") return null;
+        const meta = { version: m.version, stateSize: Number(m.state?.size ?? 0), popular: m.popular ?? { ids: [], counts: [] } };
+        (handle as { known: ModelMeta | null }).known = meta;
+        return meta;
+      } catch (e) {
+        console.error(`model ${name}: manifest unavailable: ${(e as Error).message}`);
+        return null;
+      }
+    },
     async get() {
-      if (!files) return { ok: false, reason: "model-unavailable", message: `model ${name} is not bundled in this worker` };
+      if (!src) return { ok: false, reason: "model-unavailable", message: `model ${name} is not bundled and no MODEL_BUCKET is bound` };
       if (!loading && Date.now() - failedAt < RETRY_FAILED_LOAD_MS) return { ok: false, reason: "model-unavailable", message: failure };
-      loading ??= GruModel.load(wasm, files);
+      loading ??= src.files().then((files) => GruModel.load(wasm, files));
       try {
         return { ok: true, model: await loading };
       } catch (e) {
-        loading = undefined;
-        failedAt = Date.now();
-        failure = e instanceof ModelLoadError ? e.message : `model ${name} failed to load: ${(e as Error).message}`;
-        console.error(failure);
-        return { ok: false, reason: "model-unavailable", message: failure };
+        return fail(e);
       }
     },
   };
-  handles.set(key, handle);
+  if (!source) handles.set(key, handle);
   return handle;
 }
 

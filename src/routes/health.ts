@@ -21,7 +21,7 @@ health.get("/", async (c) => {
       status: ok ? "ok" : "degraded",
       model: loaded.ok
         ? { loaded: true, name: c.var.model.name, version: loaded.model.version, items: loaded.model.rows - 1 }
-        : { loaded: false, name: c.var.model.name, version: c.var.model.version, error: loaded.message },
+        : { loaded: false, name: c.var.model.name, version: c.var.model.known?.version ?? null, error: loaded.message },
       redis,
       versions: { api: "1", state_format: 1 },
     },
