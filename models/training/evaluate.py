@@ -19,18 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import data as D  # noqa: E402
 import harness as H  # noqa: E402
 from metrics import summary  # noqa: E402
-from model import GRURec, ModelConfig  # noqa: E402
-
-
-def load_model(ckpt_path, fp16=False):
-    ck = torch.load(ckpt_path, map_location="cpu")
-    model = GRURec(ModelConfig(**ck["config"]))
-    sd = ck["state_dict"]
-    if fp16:
-        sd = {k: (v.half().float() if v.is_floating_point() else v) for k, v in sd.items()}
-    model.load_state_dict(sd)
-    model.eval()
-    return model, ck
+from export import load as load_model  # noqa: E402
 
 
 def with_misses(ranks, lost):
