@@ -133,7 +133,3 @@ export function modelHandle(name: string, bucket?: R2Bucket, source?: ModelSourc
   if (!source) handles.set(key, handle);
   return handle;
 }
-
-export function bundledModelNames(): string[] {
-  return Object.keys(BUNDLED);
-}
