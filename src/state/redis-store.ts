@@ -5,7 +5,8 @@
  * Keys (the braces keep a user's keys in one cluster slot):
  *   gru:<model version>:{<user id>}:state   base64 state record, sliding TTL (PX, refreshed on write)
  *   gru:<model version>:{<user id>}:dedup   ZSET event_id -> applied-at ms, trimmed to the window
- * Writes are compare-and-set in one Lua script, so concurrent writers never lose an update.
+ * Writes are compare-and-set in one Lua script (sent by SHA, EVAL only on a server's first use),
+ * so concurrent writers never lose an update.
  * Every call has a timeout (AbortSignal) and no client-side retries: the caller decides.
  */
 import { Redis } from "@upstash/redis/cloudflare";
@@ -47,13 +48,20 @@ export interface RedisStoreOptions {
   timeoutMs: number;
 }
 
-const clients = new Map<string, Redis>();
+interface Client {
+  redis: Redis;
+  /** EVALSHA with a fallback to EVAL when the server does not have the script yet. */
+  read: ReturnType<Redis["createScript"]>;
+  commit: ReturnType<Redis["createScript"]>;
+}
 
-function client(url: string, token: string, timeoutMs: number): Redis {
+const clients = new Map<string, Client>();
+
+function client(url: string, token: string, timeoutMs: number): Client {
   const key = `${url}\n${token}\n${timeoutMs}`;
   let c = clients.get(key);
   if (!c) {
-    c = new Redis({
+    const redis = new Redis({
       url,
       token,
       automaticDeserialization: false,
@@ -62,6 +70,7 @@ function client(url: string, token: string, timeoutMs: number): Redis {
       retry: { retries: 0 },
       signal: () => AbortSignal.timeout(timeoutMs),
     });
+    c = { redis, read: redis.createScript(READ_LUA), commit: redis.createScript(COMMIT_LUA) };
     clients.set(key, c);
   }
   return c;
@@ -69,11 +78,11 @@ function client(url: string, token: string, timeoutMs: number): Redis {
 
 export class RedisStateStore implements UserStateStore {
   readonly modelVersion: string;
-  private readonly redis: Redis;
+  private readonly c: Client;
 
   constructor(private readonly o: RedisStoreOptions) {
     this.modelVersion = o.modelVersion;
-    this.redis = client(o.url, o.token, o.timeoutMs);
+    this.c = client(o.url, o.token, o.timeoutMs);
   }
 
   /** Key of the user's state record. */
@@ -99,7 +108,7 @@ export class RedisStateStore implements UserStateStore {
   async read(userId: string, eventIds: readonly string[] = []): Promise<Snapshot> {
     const cutoff = Date.now() - this.o.dedupWindowSeconds * 1000;
     const out = await this.call("read", () =>
-      this.redis.eval(READ_LUA, [this.stateKey(userId), this.dedupKey(userId)], [String(cutoff), ...eventIds]),
+      this.c.read.exec([this.stateKey(userId), this.dedupKey(userId)], [String(cutoff), ...eventIds]),
     ) as unknown[];
     const raw = typeof out[0] === "string" && out[0] !== "" ? out[0] : null;
     const seen = new Set<string>();
@@ -118,7 +127,7 @@ export class RedisStateStore implements UserStateStore {
   async commit(userId: string, expectedRaw: string | null, next: UserState, eventIds: readonly string[], nowMs: number): Promise<boolean> {
     const text = toBase64(encodeState(next, this.o.modelVersion));
     const r = await this.call("commit", () =>
-      this.redis.eval(COMMIT_LUA, [this.stateKey(userId), this.dedupKey(userId)], [
+      this.c.commit.exec([this.stateKey(userId), this.dedupKey(userId)], [
         expectedRaw ?? "",
         text,
         String(this.o.ttlSeconds * 1000),
@@ -131,13 +140,13 @@ export class RedisStateStore implements UserStateStore {
   }
 
   async remove(userId: string): Promise<boolean> {
-    const n = await this.call("delete", () => this.redis.del(this.stateKey(userId), this.dedupKey(userId)));
+    const n = await this.call("delete", () => this.c.redis.del(this.stateKey(userId), this.dedupKey(userId)));
     return Number(n) > 0;
   }
 
   async ping(): Promise<number> {
     const t = Date.now();
-    await this.call("ping", () => this.redis.ping());
+    await this.call("ping", () => this.c.redis.ping());
     return Date.now() - t;
   }
 }
