@@ -27,6 +27,19 @@ PUBLISHED = {
 }
 
 
+def rebuild_command(man, a):
+    """The one command that retrains, evaluates, exports and reports this model."""
+    opts = []
+    for k in ("epochs", "batch", "bptt", "lr", "dim", "dropout", "loss", "n_sample", "sample_alpha",
+              "min_count", "idle_gap", "memory_kind", "seed"):
+        if k in a and not (k in ("n_sample", "sample_alpha") and a.get("loss") != "ce-sampled"):
+            opts.append(f"--{k.replace('_', '-')} {a[k]}")
+    if a.get("gap"):
+        opts.append("--gap")
+    fp = "" if man["weights"].get("dtype") == "float16" else "FP16=0 "
+    return f"{fp}sh models/training/benchmark.sh {man['training']['dataset']} {man['name']} " + " ".join(opts)
+
+
 def ci(m, k):
     c = m.get(k + "_ci")
     return f"{m[k]:.4f} [{c[0]:.4f}, {c[1]:.4f}]" if c else f"{m[k]:.4f}"
@@ -79,6 +92,7 @@ def main(argv=None):
               + f"; Adam lr {a['lr']} with cosine decay, {a['epochs']} epochs, {a['batch']} parallel lanes, BPTT {a['bptt']}",
               f"- wall time {tr['train_seconds'] / 60:.1f} min on this machine ({os.cpu_count()} cores, torch CPU, 1 thread), {eps:.0f} training events/s on average",
               "- per epoch: " + ", ".join(f"{h['epoch']}: loss {h['loss']:.3f}" for h in hist),
+              "- rebuild: `" + rebuild_command(man, a) + "`",
               "", "## Artifacts", "", "| file | bytes |", "|---|---|"] + [f"| {f} | {n:,} |" for f, n in sizes.items()]
     lines += ["", f"Weights stored as {man['weights'].get('dtype', 'float32')}; the item embedding is stored once and shared by both graphs."]
     if args.runtime_line:
