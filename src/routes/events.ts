@@ -46,7 +46,11 @@ events.post("/", async (c) => {
   }
 
   const byUser = new Map<string, ResolvedEvent[]>();
-  for (const e of resolved) byUser.set(e.userId, [...(byUser.get(e.userId) ?? []), e]);
+  for (const e of resolved) {
+    const list = byUser.get(e.userId);
+    if (list) list.push(e);
+    else byUser.set(e.userId, [e]);
+  }
   const deps = { store, model, ringCapacity: config.RECENT_RING, casBudgetMs: config.CAS_BUDGET_MS, retryAfterSeconds: config.RETRY_AFTER_SECONDS };
   let done;
   try {
