@@ -4,8 +4,10 @@
  *    talking to a real redis-server through our Upstash REST bridge.
  *  - node:   process-level tests (the bridge protocol, restarting the whole local stack).
  */
-import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+
+const migrations = await readD1Migrations("./schema/migrations");
 
 export default defineConfig({
   test: {
@@ -16,8 +18,14 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
               r2Buckets: ["MODEL_BUCKET"],
+              d1Databases: ["DB"],
               bindings: {
-                API_KEY: "test-key,second-key",
+                SECRET_KEYS: "test-key,second-key",
+                PUBLISHABLE_KEYS: "pk_test",
+                CORS_ORIGINS: "https://shop.example",
+                RATE_LIMIT_SECRET_PER_MINUTE: "0",
+                RATE_LIMIT_PUBLISHABLE_PER_MINUTE: "0",
+                TEST_MIGRATIONS: migrations,
                 UPSTASH_REDIS_REST_URL: inject("bridgeUrl"),
                 UPSTASH_REDIS_REST_TOKEN: inject("bridgeToken"),
                 REDIS_TIMEOUT_MS: "2000",
@@ -31,6 +39,7 @@ export default defineConfig({
           name: "worker",
           include: ["test/worker/**/*.test.ts"],
           globalSetup: ["test/setup/redis.ts"],
+          setupFiles: ["test/setup/d1.ts"],
           testTimeout: 60_000,
         },
       },

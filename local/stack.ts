@@ -14,7 +14,7 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export interface StackOptions {
   /** Worker port (default: PORT env or 8787). */
   port?: number;
-  /** Bearer key for /v1 (default: API_KEY env or "dev-key"). */
+  /** Bearer key for /v1 (default: SECRET_KEYS env or "dev-key"). */
   apiKey?: string;
   /** Redis data folder (default .data/redis). */
   dataDir?: string;
@@ -44,7 +44,7 @@ export interface Worker {
 
 /** Start `wrangler dev` on `port` against the given Redis REST endpoint; resolves when it answers. */
 export async function startWorker(o: { port: number; apiKey: string; redisUrl: string; redisToken: string; vars?: Record<string, string>; verbose?: boolean }): Promise<Worker> {
-  const vars = { API_KEY: o.apiKey, UPSTASH_REDIS_REST_URL: o.redisUrl, UPSTASH_REDIS_REST_TOKEN: o.redisToken, ...o.vars };
+  const vars = { SECRET_KEYS: o.apiKey, UPSTASH_REDIS_REST_URL: o.redisUrl, UPSTASH_REDIS_REST_TOKEN: o.redisToken, ...o.vars };
   const args = ["dev", "--ip", "127.0.0.1", "--port", String(o.port), "--show-interactive-dev-session=false", "--log-level", o.verbose ? "info" : "warn"];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child: ChildProcess = spawn(join(ROOT, "node_modules", ".bin", "wrangler"), args, {
@@ -90,7 +90,7 @@ export async function startWorker(o: { port: number; apiKey: string; redisUrl: s
 }
 
 export async function startStack(o: StackOptions = {}): Promise<Stack> {
-  const apiKey = o.apiKey ?? process.env.API_KEY ?? "dev-key";
+  const apiKey = o.apiKey ?? process.env.SECRET_KEYS ?? "dev-key";
   const port = o.port ?? (Number(process.env.PORT) || 8787);
   const redis = o.redisPort ? null : await startRedis({ dir: o.dataDir ?? join(ROOT, ".data", "redis") });
   const redisPort = o.redisPort ?? redis!.port;

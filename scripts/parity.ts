@@ -32,6 +32,16 @@ for (const [name, g] of Object.entries<any>(golden.topk)) {
   }
   top.forEach((t, j) => (worstScore = Math.max(worstScore, Math.abs(t.score - g.scores[j]))));
 }
+if (golden.similar && model.hasSimilar) {
+  const g = golden.similar;
+  const top = await model.similar(model.rowOf(g.item_id)!, golden.k);
+  const ids = top.map((t) => model.idOf(t.row));
+  if (JSON.stringify(ids) !== JSON.stringify(g.item_ids)) {
+    topkOk = false;
+    console.log(`similar: top-k differs\n  torch: ${g.item_ids}\n  ort:   ${ids}`);
+  }
+  top.forEach((t, j) => (worstScore = Math.max(worstScore, Math.abs(t.score - g.scores[j]))));
+}
 const ok = worstState <= golden.tolerance && worstScore <= golden.tolerance && topkOk;
 console.log(JSON.stringify({ model: model.version, events: golden.events.length, max_state_diff: worstState, max_score_diff: worstScore, topk_identical: topkOk, tolerance: golden.tolerance, ok }));
 process.exit(ok ? 0 : 1);

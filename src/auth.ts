@@ -1,10 +1,20 @@
 /**
- * Bearer API key check for /v1. Keys come from the API_KEY secret (comma-separated to rotate).
- * Comparison is constant-time over SHA-256 digests.
+ * Keys, scopes, CORS and rate limits for /v1.
+ *
+ * Two kinds of bearer key, each a comma-separated list (several keys let you rotate):
+ *   SECRET_KEYS       (a secret)  everything: catalog, export, deletion, admin, and the below
+ *   PUBLISHABLE_KEYS  (a var)     safe in a browser: POST /v1/events, GET recommendations and
+ *                                 similar items only; browsers are admitted by the CORS allowlist
+ * Keys are compared in constant time over SHA-256 digests. Requests are rate limited per key
+ * (publishable keys: per key and client IP, since every shopper shares the key) with
+ * @upstash/ratelimit; an unreachable Redis lets requests through rather than failing the shop.
  */
+import { Ratelimit } from "@upstash/ratelimit";
 import type { MiddlewareHandler } from "hono";
-import type { AppEnv } from "./env";
+import { cors } from "hono/cors";
+import type { AppEnv, KeyScope } from "./env";
 import { ApiError } from "./errors";
+import { redisClient } from "./state/redis-client";
 
 async function digest(s: string): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
@@ -16,14 +26,94 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
-export const requireApiKey: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const header = c.req.header("authorization") ?? "";
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!m) throw new ApiError(401, "unauthorized", "send the API key as 'Authorization: Bearer <key>'", { headers: { "WWW-Authenticate": "Bearer" } });
-  const keys = (c.env.API_KEY ?? "").split(",").map((k) => k.trim()).filter(Boolean);
+const list = (s: string | undefined) => (s ?? "").split(",").map((k) => k.trim()).filter(Boolean);
+
+/** Endpoints a publishable key may call (method and path pattern). */
+const PUBLISHABLE: [string, RegExp][] = [
+  ["POST", /^\/v1\/events\/?$/],
+  ["GET", /^\/v1\/users\/[^/]+\/recommendations\/?$/],
+  ["GET", /^\/v1\/items\/[^/]+\/similar\/?$/],
+];
+
+/** May a publishable key call this? */
+export function publishableMay(method: string, path: string): boolean {
+  return PUBLISHABLE.some(([m, p]) => m === method && p.test(path));
+}
+
+const unauthorized = (message: string) => new ApiError(401, "unauthorized", message, { headers: { "WWW-Authenticate": "Bearer" } });
+
+/** Identify the key (scope and a short id) and enforce the publishable scope. */
+export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "");
+  if (!m) throw unauthorized("send the API key as 'Authorization: Bearer <key>'");
   const given = await digest(m[1]!);
-  let ok = false;
-  for (const k of keys) ok = equal(given, await digest(k)) || ok;
-  if (!ok) throw new ApiError(401, "unauthorized", "invalid API key", { headers: { "WWW-Authenticate": "Bearer" } });
+  let scope: KeyScope | undefined;
+  for (const k of list(c.env.SECRET_KEYS)) if (equal(given, await digest(k))) scope = "secret";
+  for (const k of list(c.env.PUBLISHABLE_KEYS)) if (equal(given, await digest(k))) scope ??= "publishable";
+  if (!scope) throw unauthorized("invalid API key");
+  if (scope === "publishable" && !publishableMay(c.req.method, c.req.path)) {
+    throw new ApiError(403, "insufficient_scope", `a publishable key may not call ${c.req.method} ${c.req.path}; use a secret key from your server`);
+  }
+  c.set("keyScope", scope);
+  c.set("keyId", Array.from(given.slice(0, 8), (x) => x.toString(16).padStart(2, "0")).join(""));
+  await next();
+};
+
+/** CORS for browsers on the allowlist (CORS_ORIGINS; "*" for any). Preflights need no key. */
+export const corsPolicy: MiddlewareHandler<AppEnv> = (c, next) =>
+  cors({
+    origin: (origin) => {
+      const allowed = c.var.config.CORS_ORIGINS;
+      return allowed.includes("*") || allowed.includes(origin) ? origin : null;
+    },
+    allowMethods: ["GET", "POST", "PUT", "PATCH", "DELETE"],
+    allowHeaders: ["Authorization", "Content-Type"],
+    exposeHeaders: ["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"],
+    maxAge: 600,
+  })(c, next);
+
+const limiters = new Map<string, Ratelimit>();
+
+function limiter(url: string, token: string, timeoutMs: number, perMinute: number, kind: KeyScope): Ratelimit {
+  const key = `${url}\n${token}\n${timeoutMs}\n${perMinute}\n${kind}`;
+  let l = limiters.get(key);
+  if (!l) {
+    l = new Ratelimit({
+      redis: redisClient(url, token, timeoutMs),
+      limiter: Ratelimit.slidingWindow(perMinute, "60 s"),
+      prefix: `gru:rl:${kind}`,
+      timeout: timeoutMs,
+      analytics: false,
+    });
+    limiters.set(key, l);
+  }
+  return l;
+}
+
+/** 429 with Retry-After once a key (or publishable key and IP) exceeds its per-minute budget. */
+export const rateLimit: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const { config } = c.var;
+  const scope = c.var.keyScope;
+  const perMinute = scope === "secret" ? config.RATE_LIMIT_SECRET_PER_MINUTE : config.RATE_LIMIT_PUBLISHABLE_PER_MINUTE;
+  if (perMinute === 0) return next();
+  const ip = c.req.header("cf-connecting-ip") ?? "";
+  const id = scope === "secret" ? c.var.keyId : `${c.var.keyId}:${ip}`;
+  let r;
+  try {
+    r = await limiter(c.env.UPSTASH_REDIS_REST_URL ?? "", c.env.UPSTASH_REDIS_REST_TOKEN ?? "", config.REDIS_TIMEOUT_MS, perMinute, scope).limit(id);
+  } catch (e) {
+    console.warn(`rate limiter unavailable, request allowed: ${(e as Error).message}`);
+    return next();
+  }
+  c.var.background(r.pending);
+  c.header("X-RateLimit-Limit", String(r.limit));
+  c.header("X-RateLimit-Remaining", String(Math.max(0, r.remaining)));
+  c.header("X-RateLimit-Reset", String(Math.ceil(r.reset / 1000)));
+  if (!r.success) {
+    const wait = Math.max(1, Math.ceil((r.reset - Date.now()) / 1000));
+    throw new ApiError(429, "rate_limited", `rate limit of ${perMinute} requests per minute exceeded; retry in ${wait} s`, {
+      headers: { "Retry-After": String(wait) },
+    });
+  }
   await next();
 };

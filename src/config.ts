@@ -18,6 +18,8 @@ const ConfigSchema = z.object({
   CAS_BUDGET_MS: int(5000, 100, 60_000),
   /** Largest request body accepted, bytes. Default 1 MiB. */
   MAX_BODY_BYTES: int(1024 * 1024, 1024, 100 * 1024 * 1024),
+  /** Largest body of a catalog batch (POST /v1/items/batch), bytes. Default 16 MiB. */
+  MAX_CATALOG_BODY_BYTES: int(16 * 1024 * 1024, 1024, 100 * 1024 * 1024),
   /** Largest batch of events in one request. Default 500. */
   MAX_BATCH: int(500, 1, 500),
   /** Items remembered in the user's recent ring (excluded from recommendations). Default 20. */
@@ -26,6 +28,24 @@ const ConfigSchema = z.object({
   MAX_K: int(100, 1, 1000),
   /** Seconds a client should wait before retrying a 503. Default 2. */
   RETRY_AFTER_SECONDS: int(2, 1, 3600),
+  /** Requests per minute per secret key (0: unlimited). Default 6000. */
+  RATE_LIMIT_SECRET_PER_MINUTE: int(6000, 0, 10_000_000),
+  /** Requests per minute per publishable key and client IP (0: unlimited). Default 600. */
+  RATE_LIMIT_PUBLISHABLE_PER_MINUTE: int(600, 0, 10_000_000),
+  /** Largest number of items in one POST /v1/items/batch. Default 10000. */
+  MAX_CATALOG_BATCH: int(10_000, 1, 10_000),
+  /** Popularity lists older than this are recomputed from the event log, seconds. Default 300. */
+  POPULAR_REFRESH_SECONDS: int(300, 1, 7 * 24 * 3600),
+  /** Half-life of an event's weight in the popularity lists, days. Default 7. */
+  POPULAR_HALF_LIFE_DAYS: z.coerce.number().positive().max(3650).default(7),
+  /** Events older than this do not count for popularity, days. Default 60. */
+  POPULAR_WINDOW_DAYS: int(60, 1, 3650),
+  /** A per-isolate catalog copy is re-synced from D1 at least this often, seconds. Default 30. */
+  CATALOG_MAX_STALE_SECONDS: int(30, 0, 24 * 3600),
+  /** Timeout of each D1 query on the request path, milliseconds. Default 2000. */
+  DB_TIMEOUT_MS: int(2000, 10, 60_000),
+  /** Browser origins allowed to call /v1 (CORS), comma-separated; "*" allows any. Default none. */
+  CORS_ORIGINS: z.string().default("").transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)),
   /** Model to serve (a folder name under models/ that is bundled). */
   MODEL_NAME: z.string().min(1).default("ml-small"),
 });

@@ -32,7 +32,16 @@ export function onError(err: Error, c: Context) {
   }
   if (err instanceof HTTPException) {
     const status = err.status as ContentfulStatusCode;
-    const code = status === 413 ? "body_too_large" : status === 401 ? "unauthorized" : "http_error";
+    const code =
+      status === 413
+        ? "body_too_large"
+        : status === 401
+          ? "unauthorized"
+          : status === 415
+            ? "unsupported_media_type"
+            : status === 400 && /json/i.test(err.message)
+              ? "malformed_json"
+              : "http_error";
     return c.json(errorBody(code, err.message || "request rejected"), status);
   }
   console.error("unhandled error", err);

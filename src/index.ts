@@ -1,63 +1,116 @@
 /**
- * The worker: one Hono app composed of feature sub-apps. Per request it attaches the validated
- * config, the (lazily loaded, per-isolate) model handle and the user state store.
+ * The worker: one OpenAPIHono app composed of feature sub-apps. Per request it attaches the
+ * validated config and the services (model handle, state store, shared store, D1, catalog copy);
+ * /v1 adds CORS, key scopes, rate limits and a body limit. The cron trigger refreshes the
+ * popularity lists and replays spilled event-log rows.
+ *
+ * Exports: the fetch/scheduled handlers (default) and `AppType` for the typed client.
  */
-import { Hono } from "hono";
+import { swaggerUI } from "@hono/swagger-ui";
+import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { requireApiKey } from "./auth";
+import { authenticate, corsPolicy, rateLimit } from "./auth";
 import { loadConfig } from "./config";
 import type { AppEnv } from "./env";
 import { ApiError, errorBody, onError } from "./errors";
-import { modelHandle } from "./model/registry";
+import { drainSpill } from "./eventlog/log";
+import { hook } from "./lib/openapi";
+import { refreshPopular } from "./popular/lists";
+import { admin } from "./routes/admin";
 import { events } from "./routes/events";
 import { health } from "./routes/health";
+import { items } from "./routes/items";
 import { users } from "./routes/users";
-import { RedisStateStore } from "./state/redis-store";
+import { popularOptions, services } from "./services";
 
-const app = new Hono<AppEnv>();
+const app = new OpenAPIHono<AppEnv>({ defaultHook: hook() });
 
-app.use("*", async (c, next) => {
-  let config;
+function config(env: unknown) {
   try {
-    config = loadConfig(c.env as unknown as Record<string, unknown>);
+    return loadConfig(env as Record<string, unknown>);
   } catch (e) {
     console.error("invalid configuration", e);
     throw new ApiError(500, "misconfigured", "worker configuration is invalid");
   }
-  const model = modelHandle(config.MODEL_NAME, c.env.MODEL_BUCKET);
-  const meta = await model.meta();
-  c.set("config", config);
-  c.set("model", model);
-  c.set(
-    "store",
-    new RedisStateStore({
-      url: c.env.UPSTASH_REDIS_REST_URL ?? "",
-      token: c.env.UPSTASH_REDIS_REST_TOKEN ?? "",
-      modelVersion: meta?.version ?? config.MODEL_NAME,
-      stateSize: meta?.stateSize ?? 0,
-      ttlSeconds: config.STATE_TTL_SECONDS,
-      dedupWindowSeconds: config.DEDUP_WINDOW_SECONDS,
-      timeoutMs: config.REDIS_TIMEOUT_MS,
-    }),
-  );
+}
+
+app.use("*", async (c, next) => {
+  const cfg = config(c.env);
+  const background = (p: Promise<unknown>) => {
+    const safe = p.catch((e) => console.warn(`background task failed: ${(e as Error).message}`));
+    try {
+      c.executionCtx.waitUntil(safe);
+    } catch {
+      // No execution context (app.request in scripts): the promise simply runs on.
+    }
+  };
+  const s = await services(c.env, cfg, background);
+  c.set("config", cfg);
+  c.set("background", background);
+  c.set("model", s.model);
+  c.set("store", s.store);
+  c.set("shared", s.shared);
+  c.set("db", s.db);
+  c.set("catalog", s.catalog);
+  c.set("rankContext", s.rankContext);
   await next();
 });
 
-app.use("/v1/*", requireApiKey);
-app.use("/v1/*", (c, next) =>
-  bodyLimit({
-    maxSize: c.var.config.MAX_BODY_BYTES,
+app.use("/v1/*", corsPolicy);
+app.use("/v1/*", authenticate);
+app.use("/v1/*", rateLimit);
+app.use("/v1/*", (c, next) => {
+  const max = c.req.path === "/v1/items/batch" ? c.var.config.MAX_CATALOG_BODY_BYTES : c.var.config.MAX_BODY_BYTES;
+  return bodyLimit({
+    maxSize: max,
     onError: () => {
-      throw new ApiError(413, "body_too_large", `request body is larger than ${c.var.config.MAX_BODY_BYTES} bytes`, { field: "body" });
+      throw new ApiError(413, "body_too_large", `request body is larger than ${max} bytes`, { field: "body" });
     },
-  })(c, next),
-);
+  })(c, next);
+});
 
-app.route("/health", health);
-app.route("/v1/events", events);
-app.route("/v1/users", users);
+const routes = app
+  .route("/health", health)
+  .route("/v1/events", events)
+  .route("/v1/users", users)
+  .route("/v1/items", items)
+  .route("/v1/admin", admin);
+
+app.openAPIRegistry.registerComponent("securitySchemes", "apiKey", {
+  type: "http",
+  scheme: "bearer",
+  description: "A secret key (server side) or a publishable key (browser: events, recommendations, similar items).",
+});
+app.doc31("/openapi.json", {
+  openapi: "3.1.0",
+  info: {
+    title: "GRU edge recommender",
+    version: "1.0.0",
+    description:
+      "Personalised recommendations from a GRU user-interest model at the edge. Errors are `{\"error\":{\"code\",\"message\",\"field\"?}}`. Limits: ids 256 characters; event batches MAX_BATCH (500); catalog batches MAX_CATALOG_BATCH (10,000); bodies MAX_BODY_BYTES (1 MiB; catalog batches MAX_CATALOG_BODY_BYTES, 16 MiB).",
+  },
+  security: [{ apiKey: [] }],
+});
+app.get("/docs", swaggerUI({ url: "/openapi.json", title: "GRU edge recommender API" }));
 
 app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
 app.onError(onError);
 
-export default app;
+/** The app's routes and their types, for `hono/client` (see src/client.ts). */
+export type AppType = typeof routes;
+
+/** Cron: refresh popularity, replay spilled event-log rows. */
+async function scheduled(_event: ScheduledController, env: AppEnv["Bindings"], ctx: ExecutionContext) {
+  const cfg = loadConfig(env as unknown as Record<string, unknown>);
+  const s = await services(env, cfg, (p) => ctx.waitUntil(p));
+  const deps = { db: s.db, shared: s.shared };
+  const [popular, drained] = await Promise.allSettled([
+    refreshPopular({ ...deps, catalog: s.catalog, options: popularOptions(cfg) }),
+    drainSpill(deps),
+  ]);
+  if (popular.status === "rejected") console.error("popularity refresh failed", popular.reason);
+  if (drained.status === "rejected") console.error("event-log replay failed", drained.reason);
+}
+
+export { app };
+export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<AppEnv["Bindings"]>;

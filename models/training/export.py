@@ -2,7 +2,7 @@
 
     python3 models/training/export.py --ckpt /tmp/ml.pt --out models/ml-small --name ml-small
 
-Writes step.onnx and score.onnx (graphs only), weights.bin (every weight once, shared by both
+Writes step.onnx, score.onnx and similar.onnx (graphs only), weights.bin (every weight once, shared by both
 graphs as ONNX external data, so the tied item embedding is stored a single time), manifest.json
 and golden.json (a fixed event sequence, its states and top-k, computed by PyTorch).
 """
@@ -33,6 +33,16 @@ class _Logits(torch.nn.Module):
     def forward(self, state, new_session, gap, mask):
         lg = self.model.logits(state, new_session, gap)
         return torch.where(mask > 0.5, torch.full_like(lg, float("-inf")), lg)
+
+
+class _Similar(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, item, mask):
+        sim = self.model.similar(item)
+        return torch.where(mask > 0.5, torch.full_like(sim, float("-inf")), sim)
 
 
 class _Step(torch.nn.Module):
@@ -76,20 +86,25 @@ def export_graphs(model, out_dir, half=False):
                       input_names=["state", "new_session", "gap", "mask"], output_names=["logits"],
                       dynamic_axes={"state": {0: "batch"}, "new_session": {0: "batch"}, "gap": {0: "batch"},
                                     "mask": {0: "batch"}, "logits": {0: "batch"}})
+    similar_path = os.path.join(out_dir, "similar.onnx")
+    torch.onnx.export(_Similar(model).eval(), (item, mask), similar_path, opset_version=OPSET,
+                      input_names=["item", "mask"], output_names=["logits"],
+                      dynamic_axes={"item": {0: "batch"}, "mask": {0: "batch"}, "logits": {0: "batch"}})
     for path, names in ((step_path, ["state", "item", "new_session", "gap"]), (score_path, ["state", "new_session", "gap", "mask"])):
         keep_inputs(path, names)
     # Append TopK with a runtime k, so one graph serves any k.
-    g = onnx.load(score_path)
-    g.graph.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
-    g.graph.node.append(helper.make_node("TopK", ["logits", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1))
-    del g.graph.output[:]
-    g.graph.output.extend([
-        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "k"]),
-        helper.make_tensor_value_info("indices", TensorProto.INT64, ["batch", "k"]),
-    ])
-    onnx.save(g, score_path)
-    share_weights([step_path, score_path], os.path.join(out_dir, "weights.bin"), half=half)
-    return step_path, score_path
+    for path in (score_path, similar_path):
+        g = onnx.load(path)
+        g.graph.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
+        g.graph.node.append(helper.make_node("TopK", ["logits", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1))
+        del g.graph.output[:]
+        g.graph.output.extend([
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "k"]),
+            helper.make_tensor_value_info("indices", TensorProto.INT64, ["batch", "k"]),
+        ])
+        onnx.save(g, path)
+    share_weights([step_path, score_path, similar_path], os.path.join(out_dir, "weights.bin"), half=half)
+    return step_path, score_path, similar_path
 
 
 def keep_inputs(path, names):
@@ -201,6 +216,12 @@ def golden(model, ck, n_events=12, k=10):
             sc, ix = torch.topk(lg, k)
             out[name] = {"new_session": flag, "gap_hours": hours, "exclude_seen": exclude,
                          "item_ids": [ids[r - 1] for r in ix.tolist()], "scores": sc.tolist()}
+        seed = int(rows[pick[0]])
+        sim = model.similar(torch.tensor([seed]))[0]
+        sim[seed] = float("-inf")
+        sc, ix = torch.topk(sim, k)
+        similar = {"item_id": ids[seed - 1], "exclude_self": True,
+                   "item_ids": [ids[r - 1] for r in ix.tolist()], "scores": sc.tolist()}
     return {
         "events": [{"item_id": str(ev.item[i]), "timestamp": int(times[j] * 1000)} for j, i in enumerate(pick)],
         "new_session": ns,
@@ -208,6 +229,7 @@ def golden(model, ck, n_events=12, k=10):
         "states": states,
         "k": k,
         "topk": out,
+        "similar": similar,
         "tolerance": 1e-4,
     }
 
@@ -263,6 +285,18 @@ def main(argv=None):
                     {"name": "state", "dtype": "float32", "shape": ["batch", S]},
                     {"name": "new_session", "dtype": "float32", "shape": ["batch"]},
                     {"name": "gap", "dtype": "float32", "shape": ["batch"]},
+                    {"name": "mask", "dtype": "float32", "shape": ["batch", N]},
+                    {"name": "k", "dtype": "int64", "shape": [1]},
+                ],
+                "outputs": [
+                    {"name": "scores", "dtype": "float32", "shape": ["batch", "k"]},
+                    {"name": "indices", "dtype": "int64", "shape": ["batch", "k"]},
+                ],
+            },
+            "similar": {
+                "file": "similar.onnx",
+                "inputs": [
+                    {"name": "item", "dtype": "int64", "shape": ["batch"]},
                     {"name": "mask", "dtype": "float32", "shape": ["batch", N]},
                     {"name": "k", "dtype": "int64", "shape": [1]},
                 ],

@@ -102,6 +102,11 @@ class GRURec(nn.Module):
             u = torch.zeros_like(u)
         return torch.tanh(self.out(self.drop(torch.cat([s, u], dim=1))))
 
+    def similar(self, item):
+        """Cosine similarity of item rows to every item (the shared embedding): (B,) -> (B, N)."""
+        e = F.normalize(self.emb.weight, dim=1)        # (N, d)
+        return e[item] @ e.t() + self.pad_mask         # (B, N), padding row -inf
+
     def logits(self, state, new_session, gap=None):
         """Scores of every item for the next event. (B, S), (B,), (B,) -> (B, N)."""
         return F.linear(self.query(state, new_session, gap), self.emb.weight, self.item_bias) + self.pad_mask

@@ -35,6 +35,8 @@ export interface UserOutcome {
   event_count: number;
   /** The state after the write (for `?recommend=k`). */
   state: UserState;
+  /** The user's purchases as stored before this request. */
+  purchased: ReadonlySet<string>;
 }
 
 export interface AdvanceDeps {
@@ -120,7 +122,7 @@ export async function applyUserEvents(
     if (ok) {
       return {
         outcomes: events.map((e) => ({ index: e.index, user_id: userId, status: dup.has(e.index) ? "duplicate" : "applied", state_version: next.seq })),
-        user: { user_id: userId, state_version: next.seq, event_count: next.eventCount, state: next },
+        user: { user_id: userId, state_version: next.seq, event_count: next.eventCount, state: next, purchased: snap.purchased },
       };
     }
     if (now() - started > deps.casBudgetMs) {

@@ -5,77 +5,132 @@
  *   state unreadable   -> source "popular", reason "state-corrupt"
  *   Redis unavailable  -> source "popular", reason "state-unavailable"
  *   model unavailable  -> source "popular", reason "model-unavailable"
+ * Every path applies the same rules (filters.ts). When the model cannot fill k (few candidates
+ * left, or items it does not know), popular items fill the rest; each item says its source.
+ * "Popular" is, in order: the event log's decayed popularity (per category when filtering by
+ * one), the model's training counts, then any remaining catalog item.
  * Degradations are values, never errors.
  */
+import type { CatalogMirror } from "../catalog/mirror";
 import type { ModelHandle } from "../model/registry";
 import type { GruModel } from "../model/runtime";
+import type { PopularLists } from "../popular/lists";
 import type { UserState } from "../state/codec";
 import { StoreUnavailableError, type UserStateStore } from "../state/store";
+import { type Filters, type Rules, allowed, modelMask } from "./filters";
 
-export type Reason = "cold-user" | "state-corrupt" | "state-unavailable" | "model-unavailable";
+export type Reason = "cold-user" | "state-corrupt" | "state-unavailable" | "model-unavailable" | "unknown-item";
+
+export interface RecItem {
+  item_id: string;
+  /** Model score (logit or cosine) for model items; relative popularity in [0, 1] otherwise. */
+  score: number;
+  source: "model" | "popular";
+}
 
 export interface Recommendation {
-  items: { item_id: string; score: number }[];
+  items: RecItem[];
   source: "model" | "popular";
   reason?: Reason;
   model_version: string | null;
 }
 
-export interface RecommendOptions {
+export interface RecommendOptions extends Filters {
   k: number;
   /** Leave out the items in the user's recent ring. Default true. */
   excludeRecent?: boolean;
-  /** Extra item ids never to return. */
-  exclude?: readonly string[];
 }
 
-/** Popular items from the model's training counts (score = count / top count). */
-export function popular(handle: ModelHandle, k: number, reason: Reason, exclude: ReadonlySet<string> = new Set()): Recommendation {
-  const { ids, counts } = handle.known?.popular ?? { ids: [], counts: [] };
-  const top = counts[0] || 1;
-  const items: Recommendation["items"] = [];
-  for (let i = 0; i < ids.length && items.length < k; i++) {
-    if (!exclude.has(ids[i]!)) items.push({ item_id: ids[i]!, score: Math.round(((counts[i] ?? 0) / top) * 1e6) / 1e6 });
+/** What every ranking needs besides the model: the catalog and the popularity lists. */
+export interface RankContext {
+  catalog: CatalogMirror;
+  /** Event-log popularity (null when never computed). */
+  lists: PopularLists | null;
+  /** The model's training popularity (manifest), the last resort before plain catalog order. */
+  trained: { ids: string[]; counts: number[] };
+}
+
+/** Popular candidates in preference order, each scored relative to its list's top. */
+function* popularCandidates(ctx: RankContext, category: string | undefined): Generator<[string, number]> {
+  const lists = ctx.lists;
+  if (lists) {
+    const first = category !== undefined ? lists.by_category[category] ?? [] : lists.overall;
+    const top = first[0]?.[1] || 1;
+    for (const [id, s] of first) yield [id, s / top];
+    if (category !== undefined) for (const [id] of lists.overall) yield [id, 0];
   }
-  return { items, source: "popular", reason, model_version: handle.known?.version ?? null };
+  const topCount = ctx.trained.counts[0] || 1;
+  for (let i = 0; i < ctx.trained.ids.length; i++) yield [ctx.trained.ids[i]!, lists ? 0 : (ctx.trained.counts[i] ?? 0) / topCount];
+  for (const id of ctx.catalog.ids()) yield [id, 0];
 }
 
-/** Rank from a known state (used after events, and by `recommend`). */
-export async function rankFromState(model: GruModel, state: UserState, o: RecommendOptions, nowMs: number): Promise<Recommendation> {
-  const exclude = new Set<number>(o.excludeRecent === false ? [] : state.ring);
-  for (const id of o.exclude ?? []) {
-    const r = model.rowOf(id);
-    if (r !== undefined) exclude.add(r);
+/** Append popular items passing `rules` until `items` holds k. */
+export function fillPopular(items: RecItem[], k: number, ctx: RankContext, rules: Rules): RecItem[] {
+  const taken = new Set(items.map((i) => i.item_id));
+  for (const [id, score] of popularCandidates(ctx, rules.category)) {
+    if (items.length >= k) break;
+    if (taken.has(id) || !allowed(rules, id)) continue;
+    taken.add(id);
+    items.push({ item_id: id, score: Math.round(score * 1e6) / 1e6, source: "popular" });
   }
-  const at = model.moment(nowMs, state.eventCount === 0 ? undefined : state.lastEventMs);
-  const top = await model.topK(state.vector, at, o.k, exclude);
-  return {
-    items: top.map((t) => ({ item_id: model.idOf(t.row), score: t.score })),
-    source: "model",
-    model_version: model.version,
-  };
+  return items;
 }
 
-export async function recommend(
-  deps: { store: UserStateStore; model: ModelHandle },
-  userId: string,
+/** Popular items only (cold users and every fallback). */
+export function popular(ctx: RankContext, rules: Rules, k: number, reason: Reason, modelVersion: string | null): Recommendation {
+  return { items: fillPopular([], k, ctx, rules), source: "popular", reason, model_version: modelVersion };
+}
+
+/** Rules for one user: their purchases and (optionally) recent items are never shown. */
+export function userRules(ctx: RankContext, o: RecommendOptions, purchased: ReadonlySet<string>, recent: readonly string[]): Rules {
+  const never = new Set(purchased);
+  if (o.excludeRecent !== false) for (const id of recent) never.add(id);
+  return { ...o, catalog: ctx.catalog, never };
+}
+
+/** Rank from a known state, then fill from popular items if the model could not give k. */
+export async function rankFromState(
+  model: GruModel,
+  state: UserState,
+  purchased: ReadonlySet<string>,
+  ctx: RankContext,
   o: RecommendOptions,
-  nowMs: number = Date.now(),
+  nowMs: number,
 ): Promise<Recommendation> {
-  const exclude = new Set(o.exclude ?? []);
+  const rules = userRules(ctx, o, purchased, state.ring.map((r) => model.idOf(r)));
+  const at = model.moment(nowMs, state.eventCount === 0 ? undefined : state.lastEventMs);
+  const top = await model.topKMasked(state.vector, at, o.k, modelMask(model, rules));
+  const items: RecItem[] = top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" }));
+  if (items.length < o.k) fillPopular(items, o.k, ctx, rules);
+  return { items, source: "model", model_version: model.version };
+}
+
+export interface RecommendDeps {
+  store: UserStateStore;
+  model: ModelHandle;
+  /** Resolves once the catalog copy and popularity lists are as fresh as they can be. */
+  context: () => Promise<RankContext>;
+}
+
+export async function recommend(deps: RecommendDeps, userId: string, o: RecommendOptions, nowMs: number = Date.now()): Promise<Recommendation> {
   await deps.model.meta();
-  const loaded = await deps.model.get();
-  if (!loaded.ok) return popular(deps.model, o.k, "model-unavailable", exclude);
-  let snap;
-  try {
-    snap = await deps.store.read(userId);
-  } catch (e) {
-    if (e instanceof StoreUnavailableError) {
-      console.warn(e.message);
-      return popular(deps.model, o.k, "state-unavailable", exclude);
-    }
-    throw e;
-  }
-  if (!snap.state) return popular(deps.model, o.k, snap.raw ? "state-corrupt" : "cold-user", exclude);
-  return rankFromState(loaded.model, snap.state, o, nowMs);
+  const version = deps.model.known?.version ?? null;
+  const [loaded, ctx, read] = await Promise.all([
+    deps.model.get(),
+    deps.context(),
+    deps.store.read(userId).then(
+      (snap) => ({ snap, error: null }),
+      (e: unknown) => {
+        if (!(e instanceof StoreUnavailableError)) throw e;
+        console.warn(e.message);
+        return { snap: null, error: e };
+      },
+    ),
+  ]);
+  const purchased = read.snap?.purchased ?? new Set<string>();
+  const cold = (reason: Reason) => popular(ctx, userRules(ctx, o, purchased, []), o.k, reason, version);
+  if (!loaded.ok) return cold("model-unavailable");
+  if (!read.snap) return cold("state-unavailable");
+  if (!read.snap.state) return cold(read.snap.raw ? "state-corrupt" : "cold-user");
+  return rankFromState(loaded.model, read.snap.state, purchased, ctx, o, nowMs);
 }

@@ -2,7 +2,7 @@
  * Shared zod schemas for ids and events. Ids are catalog strings (SKUs, user ids) of at most
  * 256 characters, without control characters.
  */
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 
 /** Longest user or item id accepted, characters. */
 export const MAX_ID_LENGTH = 256;
@@ -27,12 +27,17 @@ export const Timestamp = z
   .refine((ms) => ms >= EARLIEST_MS, "must be on or after 2000-01-01")
   .refine((ms) => ms <= Date.now() + 24 * 3600 * 1000, "must not be more than 24 h in the future");
 
-export const EventSchema = z.strictObject({
-  event_id: Id.optional(),
-  user_id: Id,
-  item_id: Id,
-  type: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, 'must be a lower-case event name such as "view", "add_to_cart" or "purchase"'),
-  timestamp: Timestamp.optional(),
-});
+export const EventSchema = z
+  .strictObject({
+    event_id: Id.optional().openapi({ description: "Idempotency key: an event_id is applied once per user, however often it is sent.", example: "e-7f3a" }),
+    user_id: Id.openapi({ example: "shopper-42" }),
+    item_id: Id.openapi({ example: "sku-123" }),
+    type: z
+      .string()
+      .regex(/^[a-z][a-z0-9_]{0,31}$/, 'must be a lower-case event name such as "view", "add_to_cart" or "purchase"')
+      .openapi({ example: "view", description: '"purchase" items are never recommended to the user again.' }),
+    timestamp: Timestamp.optional().openapi({ description: "Milliseconds since the epoch or ISO 8601; default: receipt time.", type: "string" }),
+  })
+  .openapi("Event");
 
 export type EventInput = z.infer<typeof EventSchema>;

@@ -19,7 +19,8 @@ export const ManifestSchema = z.object({
   version: z.string().min(1).max(128),
   created_at: z.string(),
   opset: z.number().int(),
-  graphs: z.object({ step: Graph, score: Graph }),
+  /** `similar` is optional: models exported before it existed still serve (similar items fall back). */
+  graphs: z.object({ step: Graph, score: Graph, similar: Graph.optional() }),
   weights: z.object({
     file: z.string(),
     bytes: z.number().int().positive(),
@@ -54,6 +55,7 @@ export class ModelLoadError extends Error {
 export const CONTRACT = {
   step: { inputs: ["state", "item", "new_session", "gap"], outputs: ["next_state"] },
   score: { inputs: ["state", "new_session", "gap", "mask", "k"], outputs: ["scores", "indices"] },
+  similar: { inputs: ["item", "mask", "k"], outputs: ["scores", "indices"] },
 } as const;
 
 /** Parse and check a manifest's internal consistency. Throws ModelLoadError naming the problem. */
@@ -76,6 +78,7 @@ export function parseManifest(raw: unknown): Manifest {
   if (new Set(m.items.ids).size !== m.items.ids.length) throw new ModelLoadError("manifest.items.ids has duplicates");
   for (const [g, spec] of Object.entries(CONTRACT)) {
     const graph = m.graphs[g as keyof typeof CONTRACT];
+    if (!graph) continue;
     const names = (ts: { name: string }[]) => ts.map((t) => t.name).join(",");
     if (names(graph.inputs) !== spec.inputs.join(",") || names(graph.outputs) !== spec.outputs.join(",")) {
       throw new ModelLoadError(
@@ -87,17 +90,23 @@ export function parseManifest(raw: unknown): Manifest {
   if (stateDim !== size) throw new ModelLoadError(`manifest.graphs.step.state has width ${String(stateDim)}, state.size is ${size}`);
   const maskDim = m.graphs.score.inputs[3]!.shape[1];
   if (maskDim !== m.items.rows) throw new ModelLoadError(`manifest.graphs.score.mask has width ${String(maskDim)}, items.rows is ${m.items.rows}`);
+  const simDim = m.graphs.similar?.inputs[1]!.shape[1];
+  if (m.graphs.similar && simDim !== m.items.rows) {
+    throw new ModelLoadError(`manifest.graphs.similar.mask has width ${String(simDim)}, items.rows is ${m.items.rows}`);
+  }
   return m;
 }
 
 /** Check the ONNX sessions' declared inputs/outputs against the manifest. */
 export function checkSessions(
   m: Manifest,
-  sessions: Record<"step" | "score", { inputNames: readonly string[]; outputNames: readonly string[] }>,
+  sessions: Partial<Record<"step" | "score" | "similar", { inputNames: readonly string[]; outputNames: readonly string[] }>>,
 ): void {
-  for (const g of ["step", "score"] as const) {
+  for (const g of ["step", "score", "similar"] as const) {
     const s = sessions[g];
     const want = m.graphs[g];
+    if (!want && !s) continue;
+    if (!want || !s) throw new ModelLoadError(`model ${m.name}: ${g} graph ${want ? "missing" : "not in the manifest"}`);
     const got = `${s.inputNames.join(",")} -> ${s.outputNames.join(",")}`;
     const exp = `${want.inputs.map((t) => t.name).join(",")} -> ${want.outputs.map((t) => t.name).join(",")}`;
     if (got !== exp) throw new ModelLoadError(`model ${m.name}: ${g}.onnx has ${got}, manifest says ${exp}`);

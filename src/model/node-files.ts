@@ -14,6 +14,7 @@ export function readModelFolder(dir: string): ModelFiles {
     manifest,
     step: readFileSync(join(dir, manifest.graphs?.step?.file ?? "step.onnx")),
     score: readFileSync(join(dir, manifest.graphs?.score?.file ?? "score.onnx")),
+    ...(manifest.graphs?.similar ? { similar: readFileSync(join(dir, manifest.graphs.similar.file)) } : {}),
     weights: readFileSync(join(dir, manifest.weights?.file ?? "weights.bin")),
   };
 }

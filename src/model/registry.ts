@@ -11,13 +11,14 @@
 import ortWasm from "../../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm";
 import mlSmallManifest from "../../models/ml-small/manifest.json";
 import mlSmallScore from "../../models/ml-small/score.onnx";
+import mlSmallSimilar from "../../models/ml-small/similar.onnx";
 import mlSmallStep from "../../models/ml-small/step.onnx";
 import mlSmallWeights from "../../models/ml-small/weights.bin";
 import { ModelLoadError } from "./manifest";
 import { GruModel, type ModelFiles } from "./runtime";
 
 const BUNDLED: Record<string, ModelFiles> = {
-  "ml-small": { manifest: mlSmallManifest, step: mlSmallStep, score: mlSmallScore, weights: mlSmallWeights },
+  "ml-small": { manifest: mlSmallManifest, step: mlSmallStep, score: mlSmallScore, similar: mlSmallSimilar, weights: mlSmallWeights },
 };
 
 /** Where a model's files come from. */
@@ -65,17 +66,18 @@ export function r2Source(bucket: R2Bucket, prefix: string): ModelSource {
   return {
     manifest: getManifest,
     async files() {
-      const m = (await getManifest()) as { graphs?: { step?: { file?: string }; score?: { file?: string } }; weights?: { file?: string } };
+      const m = (await getManifest()) as {
+        graphs?: { step?: { file?: string }; score?: { file?: string }; similar?: { file?: string } };
+        weights?: { file?: string };
+      };
       const name = (f: string | undefined, what: string) => {
         if (!f || f.includes("/") || f.includes("..")) throw new ModelLoadError(`model ${prefix}: manifest names no valid ${what} file`);
         return f;
       };
-      const [step, score, weights] = await Promise.all(
-        [name(m.graphs?.step?.file, "step"), name(m.graphs?.score?.file, "score"), name(m.weights?.file, "weights")].map(async (f) =>
-          (await read(f)).arrayBuffer(),
-        ),
-      );
-      return { manifest: m, step: step!, score: score!, weights: weights! };
+      const files = [name(m.graphs?.step?.file, "step"), name(m.graphs?.score?.file, "score"), name(m.weights?.file, "weights")];
+      if (m.graphs?.similar) files.push(name(m.graphs.similar.file, "similar"));
+      const [step, score, weights, similar] = await Promise.all(files.map(async (f) => (await read(f)).arrayBuffer()));
+      return { manifest: m, step: step!, score: score!, weights: weights!, ...(similar ? { similar } : {}) };
     },
   };
 }

@@ -2,6 +2,7 @@
  * GruModel: the two ONNX graphs of one model version behind a small typed API.
  *   step(state, row, {newSession, gapHours})         -> next state      (one event)
  *   topK(state, {newSession, gapHours}, k, exclude)  -> [{row, score}]  (full ranking, masked)
+ *   similar(row, k, mask)                            -> [{row, score}]  (cosine of item embeddings)
  * Sessions are created once per isolate and reused; runs on one session are serialised
  * (onnxruntime-web's wasm backend is single-threaded and not re-entrant).
  */
@@ -14,6 +15,8 @@ export interface ModelFiles {
   manifest: unknown;
   step: ArrayBuffer | Uint8Array;
   score: ArrayBuffer | Uint8Array;
+  /** Optional (older exports have no similar graph). */
+  similar?: ArrayBuffer | Uint8Array;
   weights: ArrayBuffer | Uint8Array;
 }
 
@@ -52,6 +55,7 @@ export class GruModel {
     private readonly ort: typeof import("onnxruntime-web/wasm"),
     private readonly stepSession: InferenceSession,
     private readonly scoreSession: InferenceSession,
+    private readonly similarSession: InferenceSession | undefined,
   ) {
     this.version = manifest.version;
     this.stateSize = manifest.state.size;
@@ -76,14 +80,17 @@ export class GruModel {
         externalData: [{ path: m.weights.file, data: weights }],
       });
       let step: InferenceSession, score: InferenceSession;
+      let similar: InferenceSession | undefined;
       try {
         step = await ort.InferenceSession.create(u8(files.step), opts());
         score = await ort.InferenceSession.create(u8(files.score), opts());
+        if (m.graphs.similar && files.similar) similar = await ort.InferenceSession.create(u8(files.similar), opts());
       } catch (e) {
         throw new ModelLoadError(`model ${m.name}: onnxruntime could not load the graphs: ${(e as Error).message}`);
       }
-      checkSessions(m, { step, score });
-      return new GruModel(m, ort, step, score);
+      if (m.graphs.similar && !similar) throw new ModelLoadError(`model ${m.name}: manifest names ${m.graphs.similar.file} but it was not supplied`);
+      checkSessions(m, { step, score, similar });
+      return new GruModel(m, ort, step, score, similar);
     });
   }
 
@@ -133,22 +140,32 @@ export class GruModel {
     });
   }
 
+  /** Whether this model can rank items by similarity to an item. */
+  get hasSimilar(): boolean {
+    return this.similarSession !== undefined;
+  }
+
+  /** A mask (1 = never return) with the padding row and `exclude` set; also how many are set. */
+  mask(exclude: Iterable<number> = []): Float32Array {
+    const mask = new Float32Array(this.rows);
+    mask[0] = 1;
+    for (const r of exclude) if (r > 0 && r < this.rows) mask[r] = 1;
+    return mask;
+  }
+
   /**
    * The k best rows for `state`, best first, never a row in `exclude` nor the padding row.
    * `at`: when the request comes (after the idle gap the session rule is applied first).
    */
   topK(state: Float32Array, at: Moment, k: number, exclude: Iterable<number> = []): Promise<Scored[]> {
+    return this.topKMasked(state, at, k, this.mask(exclude));
+  }
+
+  /** As topK, with a ready mask over all rows (1 = never return; row 0 is always excluded). */
+  topKMasked(state: Float32Array, at: Moment, k: number, mask: Float32Array): Promise<Scored[]> {
     const T = this.ort.Tensor;
-    const mask = new Float32Array(this.rows);
     mask[0] = 1;
-    let excluded = 1;
-    for (const r of exclude) {
-      if (r > 0 && r < this.rows && mask[r] === 0) {
-        mask[r] = 1;
-        excluded++;
-      }
-    }
-    const kk = Math.max(0, Math.min(k, this.rows - excluded));
+    const kk = this.clampK(k, mask);
     if (kk === 0) return Promise.resolve([]);
     return this.serial(async () => {
       const out = await this.scoreSession.run({
@@ -158,15 +175,44 @@ export class GruModel {
         mask: new T("float32", mask, [1, this.rows]),
         k: new T("int64", BigInt64Array.of(BigInt(kk)), [1]),
       });
-      const scores = out.scores!.data as Float32Array;
-      const indices = out.indices!.data as BigInt64Array;
-      const result: Scored[] = [];
-      for (let i = 0; i < scores.length; i++) {
-        if (Number.isFinite(scores[i]!)) result.push({ row: Number(indices[i]!), score: scores[i]! });
-      }
-      out.scores!.dispose();
-      out.indices!.dispose();
-      return result;
+      return this.collect(out);
     });
+  }
+
+  /** The k rows most similar to `row` (cosine of item embeddings), never `row` itself nor a masked row. */
+  similar(row: number, k: number, mask: Float32Array = this.mask()): Promise<Scored[]> {
+    const session = this.similarSession;
+    if (!session) return Promise.reject(new Error(`model ${this.version} has no similar graph`));
+    const T = this.ort.Tensor;
+    mask[0] = 1;
+    mask[row] = 1;
+    const kk = this.clampK(k, mask);
+    if (kk === 0) return Promise.resolve([]);
+    return this.serial(async () => {
+      const out = await session.run({
+        item: new T("int64", BigInt64Array.of(BigInt(row)), [1]),
+        mask: new T("float32", mask, [1, this.rows]),
+        k: new T("int64", BigInt64Array.of(BigInt(kk)), [1]),
+      });
+      return this.collect(out);
+    });
+  }
+
+  private clampK(k: number, mask: Float32Array): number {
+    let masked = 0;
+    for (let i = 0; i < mask.length; i++) if (mask[i]! > 0.5) masked++;
+    return Math.max(0, Math.min(k, this.rows - masked));
+  }
+
+  private collect(out: InferenceSession.OnnxValueMapType): Scored[] {
+    const scores = out.scores!.data as Float32Array;
+    const indices = out.indices!.data as BigInt64Array;
+    const result: Scored[] = [];
+    for (let i = 0; i < scores.length; i++) {
+      if (Number.isFinite(scores[i]!)) result.push({ row: Number(indices[i]!), score: scores[i]! });
+    }
+    out.scores!.dispose();
+    out.indices!.dispose();
+    return result;
   }
 }

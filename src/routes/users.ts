@@ -1,18 +1,19 @@
 /**
- * /v1/users/:user_id — recommendations, state summary, and forgetting a user.
+ * /v1/users/{user_id} — recommendations (publishable or secret key), state summary and forgetting
+ * a user (secret key).
  */
-import { Hono } from "hono";
-import { z } from "zod";
+import { createRoute, z } from "@hono/zod-openapi";
 import { recommend } from "../domain/recommend";
-import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
+import { deleteUserEvents } from "../eventlog/log";
+import { errors, featureApp, json } from "../lib/openapi";
 import { Id } from "../lib/schemas";
-import { parseOr400 } from "../lib/validate";
 import { StoreUnavailableError } from "../state/store";
+import { Bool, RecommendationSchema, filterQuery, filtersFrom, withMetadata } from "./schemas";
 
-export const users = new Hono<AppEnv>();
+export const users = featureApp();
 
-const userId = (raw: string) => parseOr400(z.object({ user_id: Id }), { user_id: raw }).user_id;
+const Params = z.object({ user_id: Id.openapi({ param: { name: "user_id", in: "path" }, example: "shopper-42" }) });
 
 const unavailable = (e: unknown, retryAfter: number): never => {
   if (e instanceof StoreUnavailableError) {
@@ -21,42 +22,99 @@ const unavailable = (e: unknown, retryAfter: number): never => {
   throw e;
 };
 
-users.get("/:user_id/recommendations", async (c) => {
-  const { config } = c.var;
-  const id = userId(c.req.param("user_id"));
-  const q = parseOr400(
-    z.strictObject({
-      k: z.coerce.number().int().min(1).max(config.MAX_K).default(10),
-      exclude_recent: z.enum(["true", "false"]).default("true"),
+const recs = createRoute({
+  method: "get",
+  path: "/{user_id}/recommendations",
+  summary: "Recommendations for a user",
+  description:
+    "The k items the user is most likely to want next, from their long-term GRU state. Never an unavailable item (once a catalog is loaded) or one the user purchased; recent items left out unless exclude_recent=false. New users and every degradation get popular items, with `source` and `reason`. Publishable or secret key.",
+  tags: ["recommendations"],
+  request: {
+    params: Params,
+    query: z.strictObject({
+      ...filterQuery,
+      exclude_recent: Bool.default("true").openapi({ description: "Leave out the user's recent items (default true)." }),
     }),
-    c.req.query(),
-    "query",
-  );
-  const rec = await recommend({ store: c.var.store, model: c.var.model }, id, { k: q.k, excludeRecent: q.exclude_recent === "true" });
-  return c.json({ user_id: id, ...rec });
+  },
+  responses: { 200: json(RecommendationSchema.extend({ user_id: z.string() }), "Recommendations"), ...errors(403) },
 });
 
-users.get("/:user_id", async (c) => {
-  const id = userId(c.req.param("user_id"));
+users.openapi(recs, async (c) => {
+  const { user_id } = c.req.valid("param");
+  const q = c.req.valid("query");
+  const f = filtersFrom(q, c.var.config.MAX_K);
+  let rec = await recommend({ store: c.var.store, model: c.var.model, context: c.var.rankContext }, user_id, { ...f, excludeRecent: q.exclude_recent === "true" });
+  if (q.include === "metadata") rec = await withMetadata(c.var.db, rec, c.var.config.DB_TIMEOUT_MS);
+  return c.json({ user_id, ...rec }, 200);
+});
+
+const UserSummary = z
+  .object({
+    user_id: z.string(),
+    model_version: z.string(),
+    state_version: z.number().int(),
+    event_count: z.number().int(),
+    session_count: z.number().int(),
+    updated_at: z.string(),
+    last_event_at: z.string(),
+    session_started_at: z.string(),
+    recent_items: z.number().int(),
+  })
+  .openapi("UserSummary");
+
+const summary = createRoute({
+  method: "get",
+  path: "/{user_id}",
+  summary: "A user's state summary",
+  description: "Counts and times of the stored state (never the vector itself). Secret key.",
+  tags: ["users"],
+  request: { params: Params },
+  responses: { 200: json(UserSummary, "The summary"), ...errors(403, 404, 409, 503) },
+});
+
+users.openapi(summary, async (c) => {
+  const { user_id: id } = c.req.valid("param");
   const snap = await c.var.store.read(id).catch((e) => unavailable(e, c.var.config.RETRY_AFTER_SECONDS));
   if (!snap.raw) throw new ApiError(404, "user_not_found", "no state is stored for this user", { field: "user_id" });
   if (!snap.state) throw new ApiError(409, "state_corrupt", snap.corrupt ?? "state unreadable", { field: "user_id" });
   const s = snap.state;
-  return c.json({
-    user_id: id,
-    model_version: c.var.store.modelVersion,
-    state_version: s.seq,
-    event_count: s.eventCount,
-    session_count: s.sessionCount,
-    updated_at: new Date(s.updatedAtMs).toISOString(),
-    last_event_at: new Date(s.lastEventMs).toISOString(),
-    session_started_at: new Date(s.sessionStartMs).toISOString(),
-    recent_items: s.ring.length,
-  });
+  return c.json(
+    {
+      user_id: id,
+      model_version: c.var.store.modelVersion,
+      state_version: s.seq,
+      event_count: s.eventCount,
+      session_count: s.sessionCount,
+      updated_at: new Date(s.updatedAtMs).toISOString(),
+      last_event_at: new Date(s.lastEventMs).toISOString(),
+      session_started_at: new Date(s.sessionStartMs).toISOString(),
+      recent_items: s.ring.length,
+    },
+    200,
+  );
 });
 
-users.delete("/:user_id", async (c) => {
-  const id = userId(c.req.param("user_id"));
-  const existed = await c.var.store.remove(id).catch((e) => unavailable(e, c.var.config.RETRY_AFTER_SECONDS));
-  return c.json({ user_id: id, deleted: existed });
+const remove = createRoute({
+  method: "delete",
+  path: "/{user_id}",
+  summary: "Forget a user",
+  description: "Deletes the user's state, de-duplication memory, purchases and logged events. Secret key.",
+  tags: ["users"],
+  request: { params: Params },
+  responses: {
+    200: json(z.object({ user_id: z.string(), deleted: z.boolean(), events_deleted: z.number().int() }), "Forgotten"),
+    ...errors(403, 503),
+  },
+});
+
+users.openapi(remove, async (c) => {
+  const { user_id: id } = c.req.valid("param");
+  const retry = c.var.config.RETRY_AFTER_SECONDS;
+  const [existed, eventsDeleted] = await Promise.all([
+    c.var.store.remove(id).catch((e) => unavailable(e, retry)),
+    deleteUserEvents(c.var.db, id).catch((e: Error) => {
+      throw new ApiError(503, "log_unavailable", `event log unavailable: ${e.message}`, { headers: { "Retry-After": String(retry) } });
+    }),
+  ]);
+  return c.json({ user_id: id, deleted: existed, events_deleted: eventsDeleted }, 200);
 });

@@ -5,21 +5,23 @@
  * Keys (the braces keep a user's keys in one cluster slot):
  *   gru:<model version>:{<user id>}:state   base64 state record, sliding TTL (PX, refreshed on write)
  *   gru:<model version>:{<user id>}:dedup   ZSET event_id -> applied-at ms, trimmed to the window
+ *   gru:{<user id>}:purchased               SET of purchased item ids (model independent), sliding TTL
  * Writes are compare-and-set in one Lua script (sent by SHA, EVAL only on a server's first use),
  * so concurrent writers never lose an update.
  * Every call has a timeout (AbortSignal) and no client-side retries: the caller decides.
  */
-import { Redis } from "@upstash/redis/cloudflare";
+import type { Redis } from "@upstash/redis/cloudflare";
 import { decodeState, encodeState, fromBase64, StateCodecError, toBase64, type UserState } from "./codec";
-import { type Snapshot, StoreUnavailableError, type UserStateStore } from "./store";
+import { guarded, redisClient } from "./redis-client";
+import type { Snapshot, UserStateStore } from "./store";
 
 const READ_LUA = `
 local st = redis.call('GET', KEYS[1]) or ''
-local out = {st}
+local out = {st, redis.call('SMEMBERS', KEYS[3])}
 local cutoff = tonumber(ARGV[1])
 for i = 2, #ARGV do
   local sc = redis.call('ZSCORE', KEYS[2], ARGV[i])
-  if sc and tonumber(sc) >= cutoff then out[i] = 1 else out[i] = 0 end
+  if sc and tonumber(sc) >= cutoff then out[i + 1] = 1 else out[i + 1] = 0 end
 end
 return out`;
 
@@ -55,24 +57,12 @@ interface Client {
   commit: ReturnType<Redis["createScript"]>;
 }
 
-const clients = new Map<string, Client>();
+const scripts = new WeakMap<Redis, Client>();
 
 function client(url: string, token: string, timeoutMs: number): Client {
-  const key = `${url}\n${token}\n${timeoutMs}`;
-  let c = clients.get(key);
-  if (!c) {
-    const redis = new Redis({
-      url,
-      token,
-      automaticDeserialization: false,
-      enableTelemetry: false,
-      readYourWrites: false,
-      retry: { retries: 0 },
-      signal: () => AbortSignal.timeout(timeoutMs),
-    });
-    c = { redis, read: redis.createScript(READ_LUA), commit: redis.createScript(COMMIT_LUA) };
-    clients.set(key, c);
-  }
+  const redis = redisClient(url, token, timeoutMs);
+  let c = scripts.get(redis);
+  if (!c) scripts.set(redis, (c = { redis, read: redis.createScript(READ_LUA), commit: redis.createScript(COMMIT_LUA) }));
   return c;
 }
 
@@ -95,31 +85,31 @@ export class RedisStateStore implements UserStateStore {
     return `gru:${this.o.modelVersion}:{${userId}}:dedup`;
   }
 
-  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (e) {
-      const err = e as Error;
-      const timeout = err.name === "TimeoutError" || err.name === "AbortError" || /abort|timeout/i.test(err.message);
-      throw new StoreUnavailableError(`redis ${what} ${timeout ? `timed out after ${this.o.timeoutMs} ms` : `failed: ${err.message}`}`, { cause: e });
-    }
+  /** Key of the user's purchased-item set (shared by all model versions). */
+  purchasedKey(userId: string) {
+    return `gru:{${userId}}:purchased`;
+  }
+
+  private call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return guarded(what, this.o.timeoutMs, fn);
   }
 
   async read(userId: string, eventIds: readonly string[] = []): Promise<Snapshot> {
     const cutoff = Date.now() - this.o.dedupWindowSeconds * 1000;
     const out = await this.call("read", () =>
-      this.c.read.exec([this.stateKey(userId), this.dedupKey(userId)], [String(cutoff), ...eventIds]),
+      this.c.read.exec([this.stateKey(userId), this.dedupKey(userId), this.purchasedKey(userId)], [String(cutoff), ...eventIds]),
     ) as unknown[];
     const raw = typeof out[0] === "string" && out[0] !== "" ? out[0] : null;
+    const purchased = new Set(Array.isArray(out[1]) ? (out[1] as string[]) : []);
     const seen = new Set<string>();
     eventIds.forEach((id, i) => {
-      if (Number(out[i + 1]) === 1) seen.add(id);
+      if (Number(out[i + 2]) === 1) seen.add(id);
     });
-    if (raw === null) return { raw, state: null, seen };
+    if (raw === null) return { raw, state: null, seen, purchased };
     try {
-      return { raw, state: decodeState(fromBase64(raw), this.o.modelVersion, this.o.stateSize), seen };
+      return { raw, state: decodeState(fromBase64(raw), this.o.modelVersion, this.o.stateSize), seen, purchased };
     } catch (e) {
-      if (e instanceof StateCodecError) return { raw, state: null, corrupt: e.message, seen };
+      if (e instanceof StateCodecError) return { raw, state: null, corrupt: e.message, seen, purchased };
       throw e;
     }
   }
@@ -139,8 +129,20 @@ export class RedisStateStore implements UserStateStore {
     return Number(r) === 1;
   }
 
+  async addPurchases(purchases: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    if (!purchases.size) return;
+    const p = this.c.redis.pipeline();
+    for (const [userId, itemIds] of purchases) {
+      if (!itemIds.length) continue;
+      const key = this.purchasedKey(userId);
+      p.sadd(key, itemIds[0]!, ...itemIds.slice(1));
+      p.expire(key, this.o.ttlSeconds);
+    }
+    await this.call("purchases", () => p.exec());
+  }
+
   async remove(userId: string): Promise<boolean> {
-    const n = await this.call("delete", () => this.c.redis.del(this.stateKey(userId), this.dedupKey(userId)));
+    const n = await this.call("delete", () => this.c.redis.del(this.stateKey(userId), this.dedupKey(userId), this.purchasedKey(userId)));
     return Number(n) > 0;
   }
 

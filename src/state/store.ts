@@ -14,6 +14,8 @@ export interface Snapshot {
   corrupt?: string;
   /** The subset of the asked event ids already applied within the idempotency window. */
   seen: Set<string>;
+  /** Item ids the user purchased (never recommended again). */
+  purchased: Set<string>;
 }
 
 export interface UserStateStore {
@@ -26,7 +28,9 @@ export interface UserStateStore {
    * remember `eventIds` as applied. Returns false on a conflict (someone wrote in between).
    */
   commit(userId: string, expectedRaw: string | null, next: UserState, eventIds: readonly string[], nowMs: number): Promise<boolean>;
-  /** Forget the user (state and de-duplication memory). Returns whether anything existed. */
+  /** Remember purchases: user id -> purchased item ids (idempotent). */
+  addPurchases(purchases: ReadonlyMap<string, readonly string[]>): Promise<void>;
+  /** Forget the user (state, de-duplication memory, purchases). Returns whether anything existed. */
   remove(userId: string): Promise<boolean>;
   /** Round-trip latency to the backend, milliseconds. */
   ping(): Promise<number>;

@@ -6,6 +6,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import manifest from "../../models/ml-small/manifest.json";
 import score from "../../models/ml-small/score.onnx";
+import similar from "../../models/ml-small/similar.onnx";
 import step from "../../models/ml-small/step.onnx";
 import weights from "../../models/ml-small/weights.bin";
 import { apiWith, ev, uid } from "./helpers";
@@ -18,7 +19,15 @@ beforeAll(async () => {
     await bucket.put(`${prefix}/step.onnx`, step);
     await bucket.put(`${prefix}/score.onnx`, score);
     await bucket.put(`${prefix}/weights.bin`, w);
+    await bucket.put(`${prefix}/similar.onnx`, similar);
   }
+  // An export from before the similar graph existed.
+  const legacy = structuredClone(manifest) as { graphs: Record<string, unknown> };
+  delete legacy.graphs.similar;
+  await bucket.put("ml-legacy/manifest.json", JSON.stringify(legacy));
+  await bucket.put("ml-legacy/step.onnx", step);
+  await bucket.put("ml-legacy/score.onnx", score);
+  await bucket.put("ml-legacy/weights.bin", weights);
 });
 
 describe("models from R2", () => {
@@ -50,5 +59,15 @@ describe("models from R2", () => {
     const r = await apiWith({ MODEL_NAME: "no-such-model" }, `/v1/users/${uid()}/recommendations`);
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ source: "popular", reason: "model-unavailable", items: [] });
+  });
+
+  it("still serves a model exported without the similar graph; similar items fall back to popularity", async () => {
+    const legacy = { MODEL_NAME: "ml-legacy" };
+    const h = await apiWith(legacy, "/health", { key: null });
+    expect(h.body.model.loaded).toBe(true);
+    const r = await apiWith(legacy, `/v1/items/${manifest.items.ids[3]}/similar?k=4`);
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ source: "popular", reason: "model-unavailable" });
+    expect(r.body.items).toHaveLength(4);
   });
 });

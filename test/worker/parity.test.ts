@@ -54,6 +54,14 @@ describe("model parity with the PyTorch export", () => {
     }
   });
 
+  it("reproduces the similar items of the golden item, itself excluded", async () => {
+    const m = await model();
+    expect(m.hasSimilar).toBe(true);
+    const top = await m.similar(m.rowOf(golden.similar.item_id)!, golden.k);
+    expect(top.map((t) => m.idOf(t.row))).toEqual(golden.similar.item_ids);
+    top.forEach((t, j) => expect(Math.abs(t.score - golden.similar.scores[j]!)).toBeLessThan(golden.tolerance));
+  });
+
   it("never returns an excluded item or the padding row, even when k exceeds what is left", async () => {
     const m = await model();
     const exclude = Array.from({ length: m.rows - 4 }, (_, i) => i + 1); // leave 3 items

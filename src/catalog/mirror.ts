@@ -1,0 +1,136 @@
+/**
+ * A per-isolate copy of what filtering needs from the catalog (availability, price, category),
+ * kept in step with D1 by revision: `sync` reads only rows changed since the last one. It syncs
+ * when the shared revision stamp (published by every catalog write) moved, and at least every
+ * `maxStaleMs` in case a stamp was lost. Lookups are then memory reads on the request path.
+ */
+import type { GruModel } from "../model/runtime";
+import { type Db, itemsChangedSince } from "./db";
+import { sql } from "drizzle-orm";
+
+export interface ItemFacts {
+  available: boolean;
+  /** NaN when the item has no price. */
+  price: number;
+  categoryKey: string;
+}
+
+/** Catalog facts aligned to one model's embedding rows (index = row). */
+export interface RowView {
+  /** 1 when the row's item is in the catalog and available. */
+  ok: Uint8Array;
+  price: Float64Array;
+  category: (string | undefined)[];
+}
+
+const PAGE = 5000;
+
+export class CatalogMirror {
+  private readonly facts = new Map<string, ItemFacts>();
+  private rev = 0;
+  private lastId = "";
+  private stampSeen = -1;
+  private syncedAt = 0;
+  private changes = 0;
+  private syncing: Promise<void> | undefined;
+  private views = new WeakMap<GruModel, { changes: number; view: RowView }>();
+
+  /** Live (not deleted) items in the catalog. */
+  get size(): number {
+    return this.facts.size;
+  }
+
+  /** When the catalog is empty nothing is restricted to it (a shop that has not synced yet). */
+  get restricts(): boolean {
+    return this.facts.size > 0;
+  }
+
+  get(id: string): ItemFacts | undefined {
+    return this.facts.get(id);
+  }
+
+  /** Live item ids (insertion order). */
+  ids(): IterableIterator<string> {
+    return this.facts.keys();
+  }
+
+  /** How old the copy is, ms. */
+  age(nowMs = Date.now()): number {
+    return this.syncedAt ? nowMs - this.syncedAt : Infinity;
+  }
+
+  /**
+   * Sync when needed. `stamp`: the shared revision stamp (null when it could not be read).
+   * Returns false when a needed sync failed (the copy is then stale, but still used).
+   */
+  async refresh(db: Db, stamp: number | null, maxStaleMs: number, nowMs = Date.now()): Promise<boolean> {
+    const moved = stamp !== null && stamp !== this.stampSeen;
+    if (!moved && this.age(nowMs) <= maxStaleMs) return true;
+    try {
+      await this.sync(db, stamp);
+      return true;
+    } catch (e) {
+      console.warn(`catalog sync failed, using a copy ${Math.round(this.age(nowMs) / 1000)} s old: ${(e as Error).message}`);
+      return false;
+    }
+  }
+
+  /** Read every row changed since the last sync (concurrent callers share one sync). */
+  sync(db: Db, stamp: number | null = null): Promise<void> {
+    this.syncing ??= this.pull(db, stamp).finally(() => (this.syncing = undefined));
+    return this.syncing;
+  }
+
+  private async pull(db: Db, stamp: number | null) {
+    const started = Date.now();
+    const top = await db.get<{ rev: number | null }>(sql`SELECT max(rev) AS rev FROM items`);
+    if (Number(top?.rev ?? 0) < this.rev) {
+      // The database is older than this copy (restored, or a fresh local one): start over.
+      this.facts.clear();
+      this.rev = 0;
+      this.lastId = "";
+    }
+    for (;;) {
+      const rows = await itemsChangedSince(db, this.rev, this.lastId, PAGE);
+      for (const r of rows) {
+        if (r.deleted) this.facts.delete(r.id);
+        else this.facts.set(r.id, { available: !!r.available, price: r.price ?? Number.NaN, categoryKey: r.category_key });
+        this.rev = r.rev;
+        this.lastId = r.id;
+      }
+      if (rows.length) this.changes++;
+      if (rows.length < PAGE) break;
+    }
+    if (stamp !== null) this.stampSeen = stamp;
+    this.syncedAt = started;
+  }
+
+  /** Apply a write this isolate just made without waiting for the next sync. */
+  note(id: string, facts: ItemFacts | null) {
+    if (facts) this.facts.set(id, facts);
+    else this.facts.delete(id);
+    this.changes++;
+  }
+
+  /** Catalog facts per model row (rebuilt only after the catalog changed). */
+  rowView(model: GruModel): RowView {
+    const cached = this.views.get(model);
+    if (cached && cached.changes === this.changes) return cached.view;
+    const ok = new Uint8Array(model.rows);
+    const price = new Float64Array(model.rows).fill(Number.NaN);
+    const category: (string | undefined)[] = new Array(model.rows);
+    for (let r = 1; r < model.rows; r++) {
+      const f = this.facts.get(model.idOf(r));
+      if (!f) continue;
+      ok[r] = f.available ? 1 : 0;
+      price[r] = f.price;
+      category[r] = f.categoryKey;
+    }
+    const view = { ok, price, category };
+    this.views.set(model, { changes: this.changes, view });
+    return view;
+  }
+}
+
+/** The isolate's mirror of the catalog (one DB binding per worker). */
+export const catalogMirror = new CatalogMirror();

@@ -1,0 +1,102 @@
+/**
+ * Catalog item shapes: what a shop sends (full item or a partial update) and what it gets back.
+ * Limits: ids as elsewhere (256 chars), title 500 chars, category path 8 levels of 100 chars,
+ * URLs 2048 chars, attributes 8 KiB of JSON.
+ */
+import { z } from "@hono/zod-openapi";
+import { Id } from "../lib/schemas";
+
+export const MAX_TITLE = 500;
+export const MAX_CATEGORY_DEPTH = 8;
+export const MAX_ATTRIBUTES_BYTES = 8192;
+/** Separator of category levels in `category_key` and in the `category` filter. */
+export const CATEGORY_SEPARATOR = " > ";
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+const Segment = z
+  .string()
+  .min(1)
+  .max(100)
+  .refine((s) => !s.includes(">") && !CONTROL.test(s) && s.trim() === s, "a category level must not contain '>', control characters or outer spaces");
+
+const Url = z.string().max(2048).regex(/^https?:\/\/\S+$/, "must be an http(s) URL");
+
+const Attributes = z
+  .record(z.string().min(1).max(64), z.unknown())
+  .refine((a) => JSON.stringify(a).length <= MAX_ATTRIBUTES_BYTES, `attributes must be at most ${MAX_ATTRIBUTES_BYTES} bytes of JSON`);
+
+const fields = {
+  title: z.string().min(1).max(MAX_TITLE).openapi({ example: "Trail running shoe" }),
+  category_path: z.array(Segment).max(MAX_CATEGORY_DEPTH).openapi({ example: ["Shoes", "Running"] }),
+  price: z.number().finite().nonnegative().max(1e12).nullable().openapi({ example: 89.9 }),
+  currency: z.string().regex(/^[A-Z]{3}$/, "must be an ISO 4217 code such as EUR").nullable().openapi({ example: "EUR" }),
+  available: z.boolean(),
+  url: Url.nullable(),
+  image_url: Url.nullable(),
+  attributes: Attributes.openapi({ example: { brand: "Acme", color: "blue" } }),
+};
+
+/** A full item (PUT, bulk upsert). Only `title` is required. */
+export const ItemInput = z
+  .strictObject({
+    id: Id.optional().openapi({ description: "Required in bulk uploads; on PUT it must equal the path id when given." }),
+    title: fields.title,
+    category_path: fields.category_path.default([]),
+    price: fields.price.optional().default(null),
+    currency: fields.currency.optional().default(null),
+    available: fields.available.default(true),
+    url: fields.url.optional().default(null),
+    image_url: fields.image_url.optional().default(null),
+    attributes: fields.attributes.default({}),
+  })
+  .openapi("ItemInput");
+export type ItemInput = z.infer<typeof ItemInput>;
+
+/** A partial update: any subset of the fields (PATCH, bulk with `?partial=true`). */
+export const ItemPatch = z
+  .strictObject({
+    id: Id.optional(),
+    title: fields.title.optional(),
+    category_path: fields.category_path.optional(),
+    price: fields.price.optional(),
+    currency: fields.currency.optional(),
+    available: fields.available.optional(),
+    url: fields.url.optional(),
+    image_url: fields.image_url.optional(),
+    attributes: fields.attributes.optional(),
+  })
+  .openapi("ItemPatch");
+export type ItemPatch = z.infer<typeof ItemPatch>;
+
+export const ItemSchema = z
+  .object({
+    id: z.string(),
+    title: z.string(),
+    category_path: z.array(z.string()),
+    price: z.number().nullable(),
+    currency: z.string().nullable(),
+    available: z.boolean(),
+    url: z.string().nullable(),
+    image_url: z.string().nullable(),
+    attributes: z.record(z.string(), z.unknown()),
+    in_model: z.boolean().openapi({ description: "Whether the serving model knows the item (false: reached through popularity only)." }),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .openapi("Item");
+export type Item = z.infer<typeof ItemSchema>;
+
+/** Catalog fields returned with recommendations (`include=metadata`). */
+export const ItemMetadata = ItemSchema.pick({ title: true, category_path: true, price: true, currency: true, available: true, url: true, image_url: true, attributes: true }).openapi("ItemMetadata");
+
+/** "Shoes > Running" -> ["Shoes", "Running"]. */
+export function parseCategory(s: string): string[] {
+  return s.split(">").map((x) => x.trim()).filter(Boolean);
+}
+
+/** Does an item's category key lie under `prefix` (a key, possibly several levels)? */
+export function inCategory(key: string, prefix: string): boolean {
+  return key === prefix || key.startsWith(prefix + CATEGORY_SEPARATOR);
+}

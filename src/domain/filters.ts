@@ -1,0 +1,65 @@
+/**
+ * Business rules shared by recommendations and similar items: only available catalog items (once
+ * the shop has a catalog), never a purchased item, the user's recent items left out on request,
+ * a category subtree, a price range and an explicit exclude list.
+ */
+import type { CatalogMirror } from "../catalog/mirror";
+import { inCategory } from "../catalog/schemas";
+import type { GruModel } from "../model/runtime";
+
+export interface Filters {
+  /** Category key prefix ("Shoes" or "Shoes > Running"): only items under it. */
+  category?: string;
+  /** Inclusive price bounds (in the items' own currency); items without a price are left out. */
+  minPrice?: number;
+  maxPrice?: number;
+  /** Item ids never to return. */
+  exclude?: readonly string[];
+}
+
+/** Everything a candidate is checked against. */
+export interface Rules extends Filters {
+  catalog: CatalogMirror;
+  /** Item ids never to return on top of `exclude` (purchases, recent items, the seed item). */
+  never: ReadonlySet<string>;
+}
+
+const hasPrice = (f: Filters) => f.minPrice !== undefined || f.maxPrice !== undefined;
+
+/** May this item id be shown? */
+export function allowed(r: Rules, id: string): boolean {
+  if (r.never.has(id) || r.exclude?.includes(id)) return false;
+  const f = r.catalog.get(id);
+  if (r.catalog.restricts && (!f || !f.available)) return false;
+  if (r.category !== undefined && !(f && inCategory(f.categoryKey, r.category))) return false;
+  if (hasPrice(r)) {
+    const p = f?.price ?? Number.NaN;
+    if (!(p >= (r.minPrice ?? -Infinity) && p <= (r.maxPrice ?? Infinity))) return false;
+  }
+  return true;
+}
+
+/** The model mask (1 = never return) for these rules, over all embedding rows. */
+export function modelMask(model: GruModel, r: Rules): Float32Array {
+  const mask = model.mask();
+  const view = r.catalog.restricts || r.category !== undefined || hasPrice(r) ? r.catalog.rowView(model) : null;
+  if (view) {
+    const lo = r.minPrice ?? -Infinity;
+    const hi = r.maxPrice ?? Infinity;
+    const price = hasPrice(r);
+    for (let row = 1; row < model.rows; row++) {
+      if (r.catalog.restricts && !view.ok[row]) mask[row] = 1;
+      else if (r.category !== undefined && !(view.category[row] !== undefined && inCategory(view.category[row]!, r.category))) mask[row] = 1;
+      else if (price && !(view.price[row]! >= lo && view.price[row]! <= hi)) mask[row] = 1;
+    }
+  }
+  for (const id of r.never) {
+    const row = model.rowOf(id);
+    if (row !== undefined) mask[row] = 1;
+  }
+  for (const id of r.exclude ?? []) {
+    const row = model.rowOf(id);
+    if (row !== undefined) mask[row] = 1;
+  }
+  return mask;
+}

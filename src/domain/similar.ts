@@ -1,0 +1,39 @@
+/**
+ * Similar items ("customers also viewed"): the items whose embeddings are closest (cosine) to the
+ * seed item's, under the same rules as recommendations. An item the model does not know (new in
+ * the catalog), or a model without the similar graph or one that failed to load, gets popular
+ * items of the seed's category instead, with the reason.
+ */
+import type { ModelHandle } from "../model/registry";
+import { type Filters, type Rules, modelMask } from "./filters";
+import { type RankContext, type RecItem, type Recommendation, fillPopular } from "./recommend";
+
+export interface SimilarOptions extends Filters {
+  k: number;
+  /** Items never to return besides the seed (e.g. the viewer's purchases). */
+  never?: ReadonlySet<string>;
+}
+
+/** Similar items of `itemId`, or null when neither the catalog nor the model knows it. */
+export async function similarItems(deps: { model: ModelHandle; context: () => Promise<RankContext> }, itemId: string, o: SimilarOptions): Promise<Recommendation | null> {
+  const [loaded, ctx] = await Promise.all([deps.model.get(), deps.context()]);
+  const facts = ctx.catalog.get(itemId);
+  const row = loaded.ok ? loaded.model.rowOf(itemId) : undefined;
+  if (!facts && loaded.ok && row === undefined) return null;
+  const never = new Set(o.never ?? []);
+  never.add(itemId);
+  const rules: Rules = { ...o, catalog: ctx.catalog, never };
+  const version = loaded.ok ? loaded.model.version : deps.model.known?.version ?? null;
+  if (loaded.ok && row !== undefined && loaded.model.hasSimilar) {
+    const m = loaded.model;
+    const top = await m.similar(row, o.k, modelMask(m, rules));
+    const items: RecItem[] = top.map((t) => ({ item_id: m.idOf(t.row), score: t.score, source: "model" }));
+    if (items.length < o.k) fillPopular(items, o.k, ctx, rules);
+    return { items, source: "model", model_version: version };
+  }
+  // Fallback: popular items from the seed's own category unless a category was asked for.
+  const category = o.category ?? (facts?.categoryKey || undefined);
+  const items = fillPopular([], o.k, ctx, { ...rules, category });
+  if (items.length < o.k && category !== o.category) fillPopular(items, o.k, ctx, rules);
+  return { items, source: "popular", reason: loaded.ok && row === undefined ? "unknown-item" : "model-unavailable", model_version: version };
+}

@@ -1,0 +1,98 @@
+/**
+ * Request and response shapes shared by the recommendation-style routes (user recommendations,
+ * similar items, recommendations after events).
+ */
+import { z } from "@hono/zod-openapi";
+import type { Db } from "../catalog/db";
+import { getItems } from "../catalog/db";
+import { CATEGORY_SEPARATOR, ItemMetadata, parseCategory } from "../catalog/schemas";
+import type { Filters } from "../domain/filters";
+import type { Recommendation } from "../domain/recommend";
+import { ApiError } from "../errors";
+
+export const RecItemSchema = z.object({
+  item_id: z.string(),
+  score: z.number().openapi({ description: "Model score for model items; relative popularity (0..1) for popular ones." }),
+  source: z.enum(["model", "popular"]),
+  item: ItemMetadata.optional().openapi({ description: "Catalog fields, with include=metadata." }),
+});
+
+export const RecommendationSchema = z
+  .object({
+    items: z.array(RecItemSchema),
+    source: z.enum(["model", "popular"]).openapi({ description: "What served the list: the GRU model, or popularity (see reason)." }),
+    reason: z
+      .enum(["cold-user", "state-corrupt", "state-unavailable", "model-unavailable", "unknown-item"])
+      .optional()
+      .openapi({ description: "Why popularity served it." }),
+    model_version: z.string().nullable(),
+    metadata_unavailable: z.boolean().optional().openapi({ description: "include=metadata was asked but the catalog could not be read in time." }),
+  })
+  .openapi("Recommendations");
+
+const Bool = z.enum(["true", "false"]);
+const Price = z.coerce.number().finite().nonnegative();
+
+/** Query parameters of every recommendation-style endpoint. */
+export const filterQuery = {
+  k: z.coerce.number().int().min(1).max(1000).default(10).openapi({ description: "How many items (at most MAX_K, default 100)." }),
+  category: z
+    .string()
+    .min(1)
+    .max(900)
+    .optional()
+    .openapi({ description: 'Only items under this category, levels separated by ">" ("Shoes > Running").', example: "Shoes > Running" }),
+  min_price: Price.optional(),
+  max_price: Price.optional(),
+  exclude: z.string().max(26_000).optional().openapi({ description: "Comma-separated item ids never to return (at most 100)." }),
+  include: z.enum(["metadata"]).optional().openapi({ description: "metadata: add each item's catalog fields." }),
+};
+
+/** Filters from the parsed query, checked against the configured limits. */
+export function filtersFrom(q: { k: number; category?: string; min_price?: number; max_price?: number; exclude?: string }, maxK: number): Filters & { k: number } {
+  if (q.k > maxK) throw new ApiError(400, "invalid_request", `query.k: must be at most ${maxK}`, { field: "query.k" });
+  if (q.min_price !== undefined && q.max_price !== undefined && q.min_price > q.max_price) {
+    throw new ApiError(400, "invalid_request", "query.min_price: must not exceed max_price", { field: "query.min_price" });
+  }
+  const exclude = q.exclude ? q.exclude.split(",").map((s) => s.trim()).filter(Boolean) : undefined;
+  if (exclude && exclude.length > 100) throw new ApiError(400, "invalid_request", "query.exclude: at most 100 ids", { field: "query.exclude" });
+  const category = q.category !== undefined ? parseCategory(q.category).join(CATEGORY_SEPARATOR) : undefined;
+  if (category === "") throw new ApiError(400, "invalid_request", "query.category: names no category", { field: "query.category" });
+  return { k: q.k, category, minPrice: q.min_price, maxPrice: q.max_price, exclude };
+}
+
+export { Bool };
+
+/** Add catalog fields to each item (include=metadata). A slow or failing D1 read degrades to a flag. */
+export async function withMetadata<T extends Recommendation>(db: Db, rec: T, timeoutMs: number): Promise<T & { metadata_unavailable?: boolean }> {
+  try {
+    const rows = await Promise.race([
+      getItems(db, rec.items.map((i) => i.item_id)),
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`catalog read timed out after ${timeoutMs} ms`)), timeoutMs)),
+    ]);
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return {
+      ...rec,
+      items: rec.items.map((i) => {
+        const r = byId.get(i.item_id);
+        if (!r) return i;
+        return {
+          ...i,
+          item: {
+            title: r.title,
+            category_path: r.categoryPath,
+            price: r.price,
+            currency: r.currency,
+            available: r.available,
+            url: r.url,
+            image_url: r.imageUrl,
+            attributes: r.attributes,
+          },
+        };
+      }),
+    };
+  } catch (e) {
+    console.warn(`metadata unavailable: ${(e as Error).message}`);
+    return { ...rec, metadata_unavailable: true };
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Per-request wiring: builds the stores and helpers a request (or a cron run) needs from the
+ * bindings and the validated config. Domain code receives these as arguments.
+ */
+import { database } from "./catalog/db";
+import { catalogMirror } from "./catalog/mirror";
+import type { Config } from "./config";
+import type { RankContext } from "./domain/recommend";
+import type { AppEnv } from "./env";
+import { type ModelHandle, modelHandle } from "./model/registry";
+import { type PopularOptions, popularLists } from "./popular/lists";
+import { RedisSharedStore } from "./state/redis-shared";
+import { RedisStateStore } from "./state/redis-store";
+
+export function popularOptions(config: Config): PopularOptions {
+  return { halfLifeDays: config.POPULAR_HALF_LIFE_DAYS, windowDays: config.POPULAR_WINDOW_DAYS };
+}
+
+export interface Services {
+  model: ModelHandle;
+  store: RedisStateStore;
+  shared: RedisSharedStore;
+  db: ReturnType<typeof database>;
+  catalog: typeof catalogMirror;
+  rankContext: () => Promise<RankContext>;
+}
+
+/** Everything a request needs; `background` schedules work after the response. */
+export async function services(env: AppEnv["Bindings"], config: Config, background: (p: Promise<unknown>) => void): Promise<Services> {
+  const model = modelHandle(config.MODEL_NAME, env.MODEL_BUCKET);
+  const meta = await model.meta();
+  const redis = { url: env.UPSTASH_REDIS_REST_URL ?? "", token: env.UPSTASH_REDIS_REST_TOKEN ?? "", timeoutMs: config.REDIS_TIMEOUT_MS };
+  const store = new RedisStateStore({
+    ...redis,
+    modelVersion: meta?.version ?? config.MODEL_NAME,
+    stateSize: meta?.stateSize ?? 0,
+    ttlSeconds: config.STATE_TTL_SECONDS,
+    dedupWindowSeconds: config.DEDUP_WINDOW_SECONDS,
+  });
+  const shared = new RedisSharedStore(redis);
+  const db = database(env.DB);
+  const catalog = catalogMirror;
+  let ctx: Promise<RankContext> | undefined;
+  const rankContext = () =>
+    (ctx ??= (async () => {
+      const stamp = shared.catalogRev().catch(() => null);
+      const lists = popularLists({
+        db,
+        shared,
+        catalog,
+        options: popularOptions(config),
+        refreshMs: config.POPULAR_REFRESH_SECONDS * 1000,
+        background,
+      });
+      await catalog.refresh(db, await stamp, config.CATALOG_MAX_STALE_SECONDS * 1000);
+      return { catalog, lists: await lists, trained: model.known?.popular ?? { ids: [], counts: [] } };
+    })());
+  return { model, store, shared, db, catalog, rankContext };
+}
