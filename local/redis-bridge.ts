@@ -5,8 +5,12 @@
  *   POST /pipeline     array of commands                  -> [{"result"}|{"error"}, ...]
  *   POST /multi-exec   array of commands, run in MULTI    -> [{"result"}|{"error"}, ...]
  * Bearer token required. With `Upstash-Encoding: base64` every string in a result is base64.
+ * Upstash accepts the Lua shebang flag `allow-key-locking` (used by @upstash/ratelimit) that
+ * redis-server 7.0 rejects: the bridge strips it from scripts and maps EVALSHA digests of the
+ * original text to the stripped script's, as Upstash would see one script.
  * Fails fast (no offline queue) when Redis is down, as a hosted service would answer 5xx.
  */
+import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createRequire } from "node:module";
@@ -32,6 +36,33 @@ export interface Bridge {
 }
 
 type Reply = Buffer | string | number | null | Reply[];
+
+const UPSTASH_ONLY_FLAGS = new Set(["allow-key-locking"]);
+const sha1 = (s: string) => createHash("sha1").update(s).digest("hex");
+
+/** Script digests of the original text -> digest of what redis-server was given. */
+const shaMap = new Map<string, string>();
+
+function stripFlags(script: string): string {
+  const m = /^#!lua([^\n]*)/.exec(script);
+  if (!m) return script;
+  const flags = /flags=(\S*)/.exec(m[1]!);
+  if (!flags) return script;
+  const kept = flags[1]!.split(",").filter((f) => f && !UPSTASH_ONLY_FLAGS.has(f));
+  const head = `#!lua${kept.length ? ` flags=${kept.join(",")}` : ""}`;
+  const out = head + script.slice(m[0].length);
+  if (out !== script) shaMap.set(sha1(script), sha1(out));
+  return out;
+}
+
+/** Rewrite a command for redis-server where Upstash accepts more. */
+function translate(cmd: string, args: string[]): [string, string[]] {
+  const c = cmd.toUpperCase();
+  if ((c === "EVAL" || c === "EVAL_RO") && args.length) return [cmd, [stripFlags(args[0]!), ...args.slice(1)]];
+  if ((c === "EVALSHA" || c === "EVALSHA_RO") && args.length) return [cmd, [shaMap.get(args[0]!.toLowerCase()) ?? args[0]!, ...args.slice(1)]];
+  if (c === "SCRIPT" && args[0]?.toUpperCase() === "LOAD" && args[1] !== undefined) return [cmd, ["LOAD", stripFlags(args[1])]];
+  return [cmd, args];
+}
 
 function encode(v: Reply, base64: boolean): unknown {
   if (v === null || typeof v === "number") return v;
@@ -87,9 +118,11 @@ export async function startBridge(o: BridgeOptions): Promise<Bridge> {
       const path = (req.url ?? "/").split("?")[0];
       if (path === "/" || path === "") {
         if (!isCommand(body)) return send(res, 400, { error: "ERR command must be a non-empty JSON array" });
-        const [cmd, ...args] = body.map(String);
+        const [c0, ...a0] = body.map(String);
+        const [cmd, args] = translate(c0!, a0);
         try {
-          const r = (await redis.callBuffer(cmd!, ...args)) as Reply;
+          let r = (await redis.callBuffer(cmd, ...args)) as Reply;
+          if (cmd.toUpperCase() === "SCRIPT" && args[0] === "LOAD") r = sha1(a0[1]!); // the digest the client computed
           return send(res, 200, { result: encode(r, base64) });
         } catch (e) {
           return replyError(res, e);
@@ -99,8 +132,9 @@ export async function startBridge(o: BridgeOptions): Promise<Bridge> {
         if (!Array.isArray(body) || !body.every(isCommand)) return send(res, 400, { error: "ERR body must be an array of commands" });
         const batch = path === "/pipeline" ? redis.pipeline() : redis.multi();
         for (const c of body as (string | number)[][]) {
-          const [cmd, ...args] = c.map(String);
-          batch.callBuffer(cmd!, ...args);
+          const [c0, ...a0] = c.map(String);
+          const [cmd, args] = translate(c0!, a0);
+          batch.callBuffer(cmd, ...args);
         }
         let out: [Error | null, unknown][] | null;
         try {

@@ -9,19 +9,45 @@ import { type DrizzleD1Database, drizzle } from "drizzle-orm/d1";
 import * as schema from "../../schema/schema";
 import { CATEGORY_SEPARATOR, type ItemInput, type ItemPatch } from "./schemas";
 
-export type Db = DrizzleD1Database<typeof schema>;
+export type Db = DrizzleD1Database<typeof schema> & { $client: D1Database };
 
 const dbs = new WeakMap<D1Database, Db>();
 
 /** The drizzle handle of a D1 binding (one per binding per isolate). */
 export function database(d1: D1Database): Db {
   let db = dbs.get(d1);
-  if (!db) dbs.set(d1, (db = drizzle(d1, { schema })));
+  if (!db) dbs.set(d1, (db = drizzle(d1, { schema }) as Db));
   return db;
 }
 
 const CHUNK = 500;
-const NEXT_REV = sql`(SELECT coalesce(max(rev), 0) + 1 FROM items)`;
+const NEXT_REV = "(SELECT coalesce(max(rev), 0) + 1 FROM items)";
+
+// Raw statements for the bulk paths (drizzle's batch does not take raw SQL); ?1 created/updated
+// time, ?2 updated time, ?3 the rows as a JSON array.
+const UPSERT_SQL = `
+  INSERT INTO items (id, title, category_path, category_key, price, currency, available, url, image_url, attributes, created_at, updated_at, deleted_at, rev)
+  SELECT json_extract(j.value, '$.id'), json_extract(j.value, '$.title'), json_extract(j.value, '$.category_path'),
+         json_extract(j.value, '$.category_key'), json_extract(j.value, '$.price'), json_extract(j.value, '$.currency'),
+         json_extract(j.value, '$.available'), json_extract(j.value, '$.url'), json_extract(j.value, '$.image_url'),
+         json_extract(j.value, '$.attributes'), ?1, ?2, NULL, ${NEXT_REV}
+  FROM json_each(?3) AS j WHERE true
+  ON CONFLICT(id) DO UPDATE SET
+    title = excluded.title, category_path = excluded.category_path, category_key = excluded.category_key,
+    price = excluded.price, currency = excluded.currency, available = excluded.available, url = excluded.url,
+    image_url = excluded.image_url, attributes = excluded.attributes, updated_at = excluded.updated_at,
+    deleted_at = NULL, rev = excluded.rev`;
+
+const keep = (f: string) => `CASE WHEN json_type(p.value, '$.${f}') IS NULL THEN items.${f} ELSE json_extract(p.value, '$.${f}') END`;
+const PATCH_SQL = `
+  UPDATE items SET
+    title = ${keep("title")}, category_path = ${keep("category_path")}, category_key = ${keep("category_key")},
+    price = ${keep("price")}, currency = ${keep("currency")}, available = ${keep("available")}, url = ${keep("url")},
+    image_url = ${keep("image_url")}, attributes = ${keep("attributes")}, updated_at = ?1, rev = ${NEXT_REV}
+  FROM json_each(?2) AS p
+  WHERE items.id = json_extract(p.value, '$.id') AND items.deleted_at IS NULL`;
+
+const REV_SQL = "SELECT max(rev) AS rev FROM items";
 
 function chunks<T>(xs: T[], n = CHUNK): T[][] {
   const out: T[][] = [];
@@ -48,18 +74,7 @@ export async function upsertItems(db: Db, rows: (ItemInput & { id: string })[], 
         attributes: r.attributes,
       })),
     );
-    return db.run(sql`
-      INSERT INTO items (id, title, category_path, category_key, price, currency, available, url, image_url, attributes, created_at, updated_at, deleted_at, rev)
-      SELECT json_extract(j.value, '$.id'), json_extract(j.value, '$.title'), json_extract(j.value, '$.category_path'),
-             json_extract(j.value, '$.category_key'), json_extract(j.value, '$.price'), json_extract(j.value, '$.currency'),
-             json_extract(j.value, '$.available'), json_extract(j.value, '$.url'), json_extract(j.value, '$.image_url'),
-             json_extract(j.value, '$.attributes'), ${nowMs}, ${nowMs}, NULL, ${NEXT_REV}
-      FROM json_each(${payload}) AS j WHERE true
-      ON CONFLICT(id) DO UPDATE SET
-        title = excluded.title, category_path = excluded.category_path, category_key = excluded.category_key,
-        price = excluded.price, currency = excluded.currency, available = excluded.available, url = excluded.url,
-        image_url = excluded.image_url, attributes = excluded.attributes, updated_at = excluded.updated_at,
-        deleted_at = NULL, rev = excluded.rev`);
+    return db.$client.prepare(UPSERT_SQL).bind(nowMs, nowMs, payload);
   });
   return runAndReadRev(db, stmts);
 }
@@ -78,7 +93,6 @@ export async function existingIds(db: Db, ids: readonly string[]): Promise<Set<s
 
 /** Apply partial updates to existing items (absent fields stay). Returns the revision after. */
 export async function patchItems(db: Db, rows: (ItemPatch & { id: string })[], nowMs: number): Promise<number> {
-  const keep = (f: string, col = f) => sql.raw(`CASE WHEN json_type(p.value, '$.${f}') IS NULL THEN items.${col} ELSE json_extract(p.value, '$.${f}') END`);
   const stmts = chunks(rows).map((part) => {
     const payload = JSON.stringify(
       part.map((r) => ({
@@ -87,22 +101,15 @@ export async function patchItems(db: Db, rows: (ItemPatch & { id: string })[], n
         ...(r.available === undefined ? {} : { available: r.available ? 1 : 0 }),
       })),
     );
-    return db.run(sql`
-      UPDATE items SET
-        title = ${keep("title")}, category_path = ${keep("category_path")}, category_key = ${keep("category_key")},
-        price = ${keep("price")}, currency = ${keep("currency")}, available = ${keep("available")}, url = ${keep("url")},
-        image_url = ${keep("image_url")}, attributes = ${keep("attributes")}, updated_at = ${nowMs}, rev = ${NEXT_REV}
-      FROM json_each(${payload}) AS p
-      WHERE items.id = json_extract(p.value, '$.id') AND items.deleted_at IS NULL`);
+    return db.$client.prepare(PATCH_SQL).bind(nowMs, payload);
   });
   return runAndReadRev(db, stmts);
 }
 
-async function runAndReadRev(db: Db, stmts: ReturnType<Db["run"]>[]): Promise<number> {
-  const rev = db.get<{ rev: number | null }>(sql`SELECT max(rev) AS rev FROM items`);
-  const results = (await db.batch([...stmts, rev] as unknown as Parameters<Db["batch"]>[0])) as unknown as unknown[];
-  const last = results[results.length - 1] as { rev: number | null } | undefined;
-  return Number(last?.rev ?? 0);
+/** Run the statements and read the new top revision, all in one batch (one transaction). */
+async function runAndReadRev(db: Db, stmts: D1PreparedStatement[]): Promise<number> {
+  const results = await db.$client.batch<{ rev: number | null }>([...stmts, db.$client.prepare(REV_SQL)]);
+  return Number(results[results.length - 1]?.results[0]?.rev ?? 0);
 }
 
 /** One item, or undefined when absent or deleted. */
@@ -121,12 +128,12 @@ export async function getItems(db: Db, ids: readonly string[]): Promise<schema.I
 
 /** Soft-delete an item. Returns the revision after, or null when there was no such item. */
 export async function deleteItem(db: Db, id: string, nowMs: number): Promise<number | null> {
-  const [res, after] = (await db.batch([
-    db.run(sql`UPDATE items SET deleted_at = ${nowMs}, updated_at = ${nowMs}, rev = ${NEXT_REV} WHERE id = ${id} AND deleted_at IS NULL`),
-    db.get<{ rev: number | null }>(sql`SELECT max(rev) AS rev FROM items`),
-  ] as unknown as Parameters<Db["batch"]>[0])) as unknown as [D1Result, { rev: number | null }];
-  if (!res.meta.changes) return null;
-  return Number(after?.rev ?? 0);
+  const [res, after] = await db.$client.batch<{ rev: number | null }>([
+    db.$client.prepare(`UPDATE items SET deleted_at = ?1, updated_at = ?1, rev = ${NEXT_REV} WHERE id = ?2 AND deleted_at IS NULL`).bind(nowMs, id),
+    db.$client.prepare(REV_SQL),
+  ]);
+  if (!res?.meta.changes) return null;
+  return Number(after?.results[0]?.rev ?? 0);
 }
 
 /** What a catalog mirror keeps of an item. */

@@ -4,7 +4,7 @@
  * replayed by the cron trigger (and by the next successful write), so accepted events are not lost
  * when D1 has a bad minute. Reading: paged by `seq` for the NDJSON export.
  */
-import { and, asc, eq, gt, gte, lte, sql } from "drizzle-orm";
+import { and, asc, eq, gt, gte, lte } from "drizzle-orm";
 import { events } from "../../schema/schema";
 import type { Db } from "../catalog/db";
 import type { SharedStore } from "../state/shared";
@@ -24,22 +24,22 @@ export interface LogRow {
 const CHUNK = 500;
 const SPILL = "eventlog";
 
+const APPEND_SQL = `
+  INSERT OR IGNORE INTO events (user_id, event_key, item_id, type, ts, received_at, in_model, model_version)
+  SELECT json_extract(j.value, '$.user_id'), json_extract(j.value, '$.event_key'), json_extract(j.value, '$.item_id'),
+         json_extract(j.value, '$.type'), json_extract(j.value, '$.ts'), json_extract(j.value, '$.received_at'),
+         json_extract(j.value, '$.in_model'), json_extract(j.value, '$.model_version')
+  FROM json_each(?1) AS j`;
+
 /** Insert rows, ignoring ones already stored (same user_id and event_key). One transaction. */
 export async function appendEvents(db: Db, rows: readonly LogRow[]): Promise<void> {
   if (!rows.length) return;
-  const stmts = [];
+  const stmts: D1PreparedStatement[] = [];
   for (let i = 0; i < rows.length; i += CHUNK) {
     const payload = JSON.stringify(rows.slice(i, i + CHUNK).map((r) => ({ ...r, in_model: r.in_model ? 1 : 0 })));
-    stmts.push(
-      db.run(sql`
-        INSERT OR IGNORE INTO events (user_id, event_key, item_id, type, ts, received_at, in_model, model_version)
-        SELECT json_extract(j.value, '$.user_id'), json_extract(j.value, '$.event_key'), json_extract(j.value, '$.item_id'),
-               json_extract(j.value, '$.type'), json_extract(j.value, '$.ts'), json_extract(j.value, '$.received_at'),
-               json_extract(j.value, '$.in_model'), json_extract(j.value, '$.model_version')
-        FROM json_each(${payload}) AS j`),
-    );
+    stmts.push(db.$client.prepare(APPEND_SQL).bind(payload));
   }
-  await db.batch(stmts as unknown as Parameters<Db["batch"]>[0]);
+  await db.$client.batch(stmts);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -60,7 +60,7 @@ const dbCall = async <T>(what: string, retryAfter: number, fn: () => Promise<T>)
     return await fn();
   } catch (e) {
     if (e instanceof ApiError) throw e;
-    console.error(`catalog ${what} failed`, e);
+    console.error(`catalog ${what} failed`, (e as Error).stack);
     throw new ApiError(503, "catalog_unavailable", `catalog database unavailable (${what}); retry`, { headers: { "Retry-After": String(retryAfter) } });
   }
 };

@@ -43,8 +43,44 @@ export function uid(prefix = "user"): string {
 }
 
 /** Known item ids of the bundled model (most popular first). */
-export { default as manifest } from "../../models/ml-small/manifest.json";
+import manifest from "../../models/ml-small/manifest.json";
+export { manifest };
 
 export function ev(user_id: string, item_id: string, extra: Record<string, unknown> = {}) {
   return { user_id, item_id, type: "view", ...extra };
+}
+
+/** The publishable key of the test worker (events and recommendations only). */
+export const PK = "pk_test";
+
+/** Fetch raw text (NDJSON export). */
+export async function apiText(path: string, o: Call = {}): Promise<{ status: number; text: string; headers: Headers }> {
+  const res = await (exports as any).default.fetch(request(path, o));
+  return { status: res.status, text: await res.text(), headers: res.headers };
+}
+
+/** Logged events of a user (the log is written after the response: poll until `n` are there). */
+export async function logged(userId: string, n: number, timeoutMs = 10_000): Promise<any[]> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await apiText(`/v1/events/export?user_id=${encodeURIComponent(userId)}`);
+    const lines = r.text.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    if (lines.length >= n || Date.now() > until) return lines;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+/** A catalog item body. */
+export function item(id: string, extra: Record<string, unknown> = {}) {
+  return { id, title: `Item ${id}`, category_path: ["Misc"], price: 10, currency: "EUR", available: true, ...extra };
+}
+
+/**
+ * The first `k` ids a cold user should get right now: the event log's popularity list when one
+ * was computed (Redis is shared by all test files), else the model's training popularity.
+ */
+export async function expectedPopular(k: number): Promise<string[]> {
+  const r = await api(`/v1/admin/popular?top=${k}`);
+  const lists: string[] = r.body.computed_at ? r.body.overall.map((x: [string, number]) => x[0]) : [];
+  return [...new Set([...lists, ...manifest.popular.ids])].slice(0, k);
 }
