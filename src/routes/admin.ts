@@ -3,12 +3,14 @@
  * event-log rows that were spilled to Redis while D1 was failing.
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { drainSpill } from "../eventlog/log";
-import { errors, featureApp, json } from "../lib/openapi";
-import { popularLists, refreshPopular } from "../popular/lists";
-import { popularOptions } from "../services";
 
-export const admin = featureApp();
+import { drainSpill } from "../eventlog/log";
+
+import { errors, featureApp, json } from "../lib/openapi";
+
+import { popularLists, refreshPopular } from "../popular/lists";
+
+import { popularOptions } from "../services";
 
 const PopularSummary = z
   .object({
@@ -34,11 +36,6 @@ const refresh = createRoute({
   responses: { 200: json(PopularSummary, "The new lists (top 20 shown)"), ...errors(403, 503) },
 });
 
-admin.openapi(refresh, async (c) => {
-  const lists = await refreshPopular({ db: c.var.db, shared: c.var.shared, catalog: c.var.catalog, options: popularOptions(c.var.config) });
-  return c.json(summarize(lists, 20), 200);
-});
-
 const show = createRoute({
   method: "get",
   path: "/popular",
@@ -46,18 +43,6 @@ const show = createRoute({
   tags: ["admin"],
   request: { query: z.object({ top: z.coerce.number().int().min(1).max(500).default(20) }) },
   responses: { 200: json(PopularSummary, "The cached lists"), ...errors(403) },
-});
-
-admin.openapi(show, async (c) => {
-  const lists = await popularLists({
-    db: c.var.db,
-    shared: c.var.shared,
-    catalog: c.var.catalog,
-    options: popularOptions(c.var.config),
-    refreshMs: c.var.config.POPULAR_REFRESH_SECONDS * 1000,
-    background: c.var.background,
-  });
-  return c.json(summarize(lists, c.req.valid("query").top), 200);
 });
 
 const drain = createRoute({
@@ -68,7 +53,23 @@ const drain = createRoute({
   responses: { 200: json(z.object({ replayed: z.number().int() }), "Replayed rows"), ...errors(403, 503) },
 });
 
-admin.openapi(drain, async (c) => {
-  const replayed = await drainSpill({ db: c.var.db, shared: c.var.shared });
-  return c.json({ replayed }, 200);
-});
+export const admin = featureApp()
+  .openapi(refresh, async (c) => {
+    const lists = await refreshPopular({ db: c.var.db, shared: c.var.shared, catalog: c.var.catalog, options: popularOptions(c.var.config) });
+    return c.json(summarize(lists, 20), 200);
+  })
+  .openapi(show, async (c) => {
+    const lists = await popularLists({
+      db: c.var.db,
+      shared: c.var.shared,
+      catalog: c.var.catalog,
+      options: popularOptions(c.var.config),
+      refreshMs: c.var.config.POPULAR_REFRESH_SECONDS * 1000,
+      background: c.var.background,
+    });
+    return c.json(summarize(lists, c.req.valid("query").top), 200);
+  })
+  .openapi(drain, async (c) => {
+    const replayed = await drainSpill({ db: c.var.db, shared: c.var.shared });
+    return c.json({ replayed }, 200);
+  });

@@ -6,22 +6,29 @@
  *   GET /export  the event log as NDJSON (secret key), in the format the training code reads.
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { type ResolvedEvent, applyUserEvents } from "../domain/advance";
-import { rankFromState } from "../domain/recommend";
-import { ApiError } from "../errors";
-import { type LogRow, logEvents, readEvents } from "../eventlog/log";
-import { errors, featureApp, hook, json } from "../lib/openapi";
-import { EventSchema } from "../lib/schemas";
-import { StoreUnavailableError } from "../state/store";
-import { RecommendationSchema } from "./schemas";
 
-export const events = featureApp();
+import { type ResolvedEvent, applyUserEvents } from "../domain/advance";
+
+import { rankFromState } from "../domain/recommend";
+
+import { ApiError } from "../errors";
+
+import { type LogRow, logEvents, readEvents } from "../eventlog/log";
+
+import { errors, featureApp, hook, json } from "../lib/openapi";
+
+import { EventSchema } from "../lib/schemas";
+
+import { StoreUnavailableError } from "../state/store";
+
+import { RecommendationSchema } from "./schemas";
 
 const EventOutcome = z.object({
   index: z.number().int(),
   user_id: z.string(),
   status: z.enum(["applied", "duplicate", "logged"]).openapi({
-    description: "applied: advanced the user's state; duplicate: this event_id was applied before; logged: an item only the catalog knows (logged, state unchanged).",
+    description:
+      "applied: advanced the user's state; duplicate: this event_id was applied before; logged: an item only the catalog knows (logged, state unchanged).",
   }),
   state_version: z.number().int().nullable(),
 });
@@ -53,115 +60,6 @@ const post = createRoute({
   responses: { 200: json(EventsResponse, "Events accepted (see each result's status)"), ...errors(403, 413, 415, 422, 503) },
 });
 
-events.openapi(
-  post,
-  async (c) => {
-    const { config, store } = c.var;
-    const q = c.req.valid("query");
-    if (q.recommend !== undefined && q.recommend > config.MAX_K) {
-      throw new ApiError(400, "invalid_request", `query.recommend: must be at most ${config.MAX_K}`, { field: "query.recommend" });
-    }
-    const body = c.req.valid("json");
-    const batch = Array.isArray(body);
-    const list = batch ? body : [body];
-    if (list.length === 0) throw new ApiError(400, "empty_batch", "send at least one event", { field: "events" });
-    if (list.length > config.MAX_BATCH) {
-      throw new ApiError(413, "batch_too_large", `a batch holds at most ${config.MAX_BATCH} events, got ${list.length}`, { field: "events" });
-    }
-    const loaded = await c.var.model.get();
-    if (!loaded.ok) {
-      throw new ApiError(503, "model_unavailable", loaded.message, { headers: { "Retry-After": String(config.RETRY_AFTER_SECONDS) } });
-    }
-    const model = loaded.model;
-    const now = Date.now();
-    // Items the model does not know must at least be in the catalog.
-    if (list.some((e) => model.rowOf(e.item_id) === undefined)) await c.var.rankContext();
-    const unknown: { index: number; field: string; item_id: string }[] = [];
-    const resolved: ResolvedEvent[] = [];
-    const catalogOnly: { index: number; userId: string }[] = [];
-    const purchases = new Map<string, string[]>();
-    list.forEach((e, index) => {
-      const row = model.rowOf(e.item_id);
-      if (row === undefined && !c.var.catalog.get(e.item_id)) {
-        unknown.push({ index, field: batch ? `events[${index}].item_id` : "item_id", item_id: e.item_id });
-        return;
-      }
-      if (e.type === "purchase") purchases.set(e.user_id, [...(purchases.get(e.user_id) ?? []), e.item_id]);
-      if (row === undefined) catalogOnly.push({ index, userId: e.user_id });
-      else resolved.push({ index, eventId: e.event_id, userId: e.user_id, itemId: e.item_id, row, type: e.type, timestampMs: e.timestamp ?? now });
-    });
-    if (unknown.length) {
-      throw new ApiError(422, "unknown_item", `${unknown.length} event(s) name an item neither the model nor the catalog knows; nothing was applied`, {
-        field: unknown[0]!.field,
-        details: unknown,
-      });
-    }
-
-    const byUser = new Map<string, ResolvedEvent[]>();
-    for (const e of resolved) {
-      const l = byUser.get(e.userId);
-      if (l) l.push(e);
-      else byUser.set(e.userId, [e]);
-    }
-    const deps = { store, model, ringCapacity: config.RECENT_RING, casBudgetMs: config.CAS_BUDGET_MS, retryAfterSeconds: config.RETRY_AFTER_SECONDS };
-    let done;
-    try {
-      [done] = await Promise.all([Promise.all([...byUser].map(([userId, evs]) => applyUserEvents(deps, userId, evs))), store.addPurchases(purchases)]);
-    } catch (e) {
-      if (e instanceof StoreUnavailableError) {
-        throw new ApiError(503, "state_unavailable", `user state store unavailable; events with an event_id are safe to resend (${e.message})`, {
-          headers: { "Retry-After": String(config.RETRY_AFTER_SECONDS) },
-        });
-      }
-      throw e;
-    }
-    const results: z.infer<typeof EventOutcome>[] = [
-      ...done.flatMap((d) => d.outcomes),
-      ...catalogOnly.map((x) => ({ index: x.index, user_id: x.userId, status: "logged" as const, state_version: null })),
-    ].sort((a, b) => a.index - b.index);
-
-    // The log: everything accepted now (a duplicate was logged when it was first applied).
-    const rows: LogRow[] = [];
-    for (const r of results) {
-      if (r.status === "duplicate") continue;
-      const e = list[r.index]!;
-      rows.push({
-        user_id: e.user_id,
-        event_key: e.event_id ?? `auto:${crypto.randomUUID()}`,
-        item_id: e.item_id,
-        type: e.type,
-        ts: e.timestamp ?? now,
-        received_at: now,
-        in_model: r.status === "applied",
-        model_version: model.version,
-      });
-    }
-    c.var.background(logEvents({ db: c.var.db, shared: c.var.shared }, rows));
-
-    const duplicates = results.filter((r) => r.status === "duplicate").length;
-    const response: z.infer<typeof EventsResponse> = {
-      accepted: results.length,
-      applied: results.filter((r) => r.status === "applied").length,
-      duplicates,
-      logged_only: catalogOnly.length,
-      model_version: model.version,
-      results,
-      users: done.map((d) => ({ user_id: d.user.user_id, state_version: d.user.state_version, event_count: d.user.event_count })),
-    };
-    if (q.recommend) {
-      const ctx = await c.var.rankContext();
-      response.recommendations = await Promise.all(
-        done.map(async (d) => ({
-          user_id: d.user.user_id,
-          ...(await rankFromState(model, d.user.state, new Set([...d.user.purchased, ...(purchases.get(d.user.user_id) ?? [])]), ctx, { k: q.recommend! }, Date.now())),
-        })),
-      );
-    }
-    return c.json(response, 200);
-  },
-  hook("events"),
-);
-
 /** A time in a query string: milliseconds since the epoch, or ISO 8601. */
 const QueryTime = z
   .string()
@@ -189,24 +87,140 @@ const exportRoute = createRoute({
   },
 });
 
-events.openapi(exportRoute, async (c) => {
-  const q = c.req.valid("query");
-  const db = c.var.db;
-  const enc = new TextEncoder();
-  let after = q.after_seq;
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      const page = await readEvents(db, { afterSeq: after, since: q.since, until: q.until, userId: q.user_id, limit: 2000 });
-      if (!page.length) return ctrl.close();
-      let out = "";
-      for (const e of page) {
-        const line: Record<string, unknown> = { seq: e.seq, user_id: e.userId, item_id: e.itemId, type: e.type, timestamp: e.ts, in_model: e.inModel };
-        if (!e.eventKey.startsWith("auto:")) line.event_id = e.eventKey;
-        out += `${JSON.stringify(line)}\n`;
+export const events = featureApp()
+  .openapi(
+    post,
+    async (c) => {
+      const { config, store } = c.var;
+      const q = c.req.valid("query");
+      if (q.recommend !== undefined && q.recommend > config.MAX_K) {
+        throw new ApiError(400, "invalid_request", `query.recommend: must be at most ${config.MAX_K}`, { field: "query.recommend" });
       }
-      after = page[page.length - 1]!.seq;
-      ctrl.enqueue(enc.encode(out));
+      const body = c.req.valid("json");
+      const batch = Array.isArray(body);
+      const list = batch ? body : [body];
+      if (list.length === 0) throw new ApiError(400, "empty_batch", "send at least one event", { field: "events" });
+      if (list.length > config.MAX_BATCH) {
+        throw new ApiError(413, "batch_too_large", `a batch holds at most ${config.MAX_BATCH} events, got ${list.length}`, { field: "events" });
+      }
+      const loaded = await c.var.model.get();
+      if (!loaded.ok) {
+        throw new ApiError(503, "model_unavailable", loaded.message, { headers: { "Retry-After": String(config.RETRY_AFTER_SECONDS) } });
+      }
+      const model = loaded.model;
+      const now = Date.now();
+      // Items the model does not know must at least be in the catalog.
+      if (list.some((e) => model.rowOf(e.item_id) === undefined)) await c.var.rankContext();
+      const unknown: { index: number; field: string; item_id: string }[] = [];
+      const resolved: ResolvedEvent[] = [];
+      const catalogOnly: { index: number; userId: string }[] = [];
+      const purchases = new Map<string, string[]>();
+      list.forEach((e, index) => {
+        const row = model.rowOf(e.item_id);
+        if (row === undefined && !c.var.catalog.get(e.item_id)) {
+          unknown.push({ index, field: batch ? `events[${index}].item_id` : "item_id", item_id: e.item_id });
+          return;
+        }
+        if (e.type === "purchase") purchases.set(e.user_id, [...(purchases.get(e.user_id) ?? []), e.item_id]);
+        if (row === undefined) catalogOnly.push({ index, userId: e.user_id });
+        else resolved.push({ index, eventId: e.event_id, userId: e.user_id, itemId: e.item_id, row, type: e.type, timestampMs: e.timestamp ?? now });
+      });
+      if (unknown.length) {
+        throw new ApiError(422, "unknown_item", `${unknown.length} event(s) name an item neither the model nor the catalog knows; nothing was applied`, {
+          field: unknown[0]!.field,
+          details: unknown,
+        });
+      }
+
+      const byUser = new Map<string, ResolvedEvent[]>();
+      for (const e of resolved) {
+        const l = byUser.get(e.userId);
+        if (l) l.push(e);
+        else byUser.set(e.userId, [e]);
+      }
+      const deps = { store, model, ringCapacity: config.RECENT_RING, casBudgetMs: config.CAS_BUDGET_MS, retryAfterSeconds: config.RETRY_AFTER_SECONDS };
+      let done;
+      try {
+        [done] = await Promise.all([Promise.all([...byUser].map(([userId, evs]) => applyUserEvents(deps, userId, evs))), store.addPurchases(purchases)]);
+      } catch (e) {
+        if (e instanceof StoreUnavailableError) {
+          throw new ApiError(503, "state_unavailable", `user state store unavailable; events with an event_id are safe to resend (${e.message})`, {
+            headers: { "Retry-After": String(config.RETRY_AFTER_SECONDS) },
+          });
+        }
+        throw e;
+      }
+      const results: z.infer<typeof EventOutcome>[] = [
+        ...done.flatMap((d) => d.outcomes),
+        ...catalogOnly.map((x) => ({ index: x.index, user_id: x.userId, status: "logged" as const, state_version: null })),
+      ].sort((a, b) => a.index - b.index);
+
+      // The log: everything accepted now (a duplicate was logged when it was first applied).
+      const rows: LogRow[] = [];
+      for (const r of results) {
+        if (r.status === "duplicate") continue;
+        const e = list[r.index]!;
+        rows.push({
+          user_id: e.user_id,
+          event_key: e.event_id ?? `auto:${crypto.randomUUID()}`,
+          item_id: e.item_id,
+          type: e.type,
+          ts: e.timestamp ?? now,
+          received_at: now,
+          in_model: r.status === "applied",
+          model_version: model.version,
+        });
+      }
+      c.var.background(logEvents({ db: c.var.db, shared: c.var.shared }, rows));
+
+      const duplicates = results.filter((r) => r.status === "duplicate").length;
+      const response: z.infer<typeof EventsResponse> = {
+        accepted: results.length,
+        applied: results.filter((r) => r.status === "applied").length,
+        duplicates,
+        logged_only: catalogOnly.length,
+        model_version: model.version,
+        results,
+        users: done.map((d) => ({ user_id: d.user.user_id, state_version: d.user.state_version, event_count: d.user.event_count })),
+      };
+      if (q.recommend) {
+        const ctx = await c.var.rankContext();
+        response.recommendations = await Promise.all(
+          done.map(async (d) => ({
+            user_id: d.user.user_id,
+            ...(await rankFromState(
+              model,
+              d.user.state,
+              new Set([...d.user.purchased, ...(purchases.get(d.user.user_id) ?? [])]),
+              ctx,
+              { k: q.recommend! },
+              Date.now(),
+            )),
+          })),
+        );
+      }
+      return c.json(response, 200);
     },
+    hook("events"),
+  )
+  .openapi(exportRoute, async (c) => {
+    const q = c.req.valid("query");
+    const db = c.var.db;
+    const enc = new TextEncoder();
+    let after = q.after_seq;
+    const stream = new ReadableStream<Uint8Array>({
+      async pull(ctrl) {
+        const page = await readEvents(db, { afterSeq: after, since: q.since, until: q.until, userId: q.user_id, limit: 2000 });
+        if (!page.length) return ctrl.close();
+        let out = "";
+        for (const e of page) {
+          const line: Record<string, unknown> = { seq: e.seq, user_id: e.userId, item_id: e.itemId, type: e.type, timestamp: e.ts, in_model: e.inModel };
+          if (!e.eventKey.startsWith("auto:")) line.event_id = e.eventKey;
+          out += `${JSON.stringify(line)}\n`;
+        }
+        after = page[page.length - 1]!.seq;
+        ctrl.enqueue(enc.encode(out));
+      },
+    });
+    return c.body(stream, 200, { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" });
   });
-  return c.body(stream, 200, { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" });
-});

@@ -3,15 +3,21 @@
  * needed; 200 when everything works, 503 otherwise (with the same body).
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { sql } from "drizzle-orm";
-import { featureApp, json } from "../lib/openapi";
 
-export const health = featureApp();
+import { sql } from "drizzle-orm";
+
+import { featureApp, json } from "../lib/openapi";
 
 const Health = z
   .object({
     status: z.enum(["ok", "degraded"]),
-    model: z.object({ loaded: z.boolean(), name: z.string(), version: z.string().nullable(), items: z.number().int().optional(), error: z.string().optional() }),
+    model: z.object({
+      loaded: z.boolean(),
+      name: z.string(),
+      version: z.string().nullable(),
+      items: z.number().int().optional(),
+      error: z.string().optional(),
+    }),
     redis: z.object({ reachable: z.boolean(), latency_ms: z.number().optional(), error: z.string().optional() }),
     database: z.object({ reachable: z.boolean(), latency_ms: z.number().optional(), error: z.string().optional() }),
     catalog: z.object({ items: z.number().int(), synced_seconds_ago: z.number().nullable() }),
@@ -28,7 +34,7 @@ const route = createRoute({
   responses: { 200: json(Health, "Everything works"), 503: json(Health, "Something is degraded") },
 });
 
-health.openapi(route, async (c) => {
+export const health = featureApp().openapi(route, async (c) => {
   const t = Date.now();
   const [loaded, redis, database] = await Promise.all([
     c.var.model.get(),

@@ -9,18 +9,26 @@
  *   GET    /{item_id}/similar  items like this one ("customers also viewed")
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import type { Context } from "hono";
-import { type Db, deleteItem, existingIds, getItem, patchItems, upsertItems } from "../catalog/db";
-import { ItemInput, ItemPatch, ItemSchema } from "../catalog/schemas";
-import { similarItems } from "../domain/similar";
-import type { AppEnv } from "../env";
-import { ApiError } from "../errors";
-import { errors, featureApp, json, validationError } from "../lib/openapi";
-import { Id } from "../lib/schemas";
-import { RecommendationSchema, filterQuery, filtersFrom, withMetadata } from "./schemas";
-import type { ItemRow } from "../../schema/schema";
 
-export const items = featureApp();
+import type { Context } from "hono";
+
+import { type Db, deleteItem, existingIds, getItem, patchItems, upsertItems } from "../catalog/db";
+
+import { ItemInput, ItemPatch, ItemSchema } from "../catalog/schemas";
+
+import { similarItems } from "../domain/similar";
+
+import type { AppEnv } from "../env";
+
+import { ApiError } from "../errors";
+
+import { errors, featureApp, json, validationError } from "../lib/openapi";
+
+import { Id } from "../lib/schemas";
+
+import { RecommendationSchema, filterQuery, filtersFrom, withMetadata } from "./schemas";
+
+import type { ItemRow } from "../../schema/schema";
 
 const Params = z.object({ item_id: Id.openapi({ param: { name: "item_id", in: "path" }, example: "sku-123" }) });
 
@@ -50,7 +58,9 @@ async function modelKnows(c: Context<AppEnv>): Promise<(id: string) => boolean> 
 /** After a write: publish the revision to other isolates and bring this isolate's copy up to date. */
 async function published(c: Context<AppEnv>, rev: number) {
   await Promise.all([
-    c.var.shared.raiseCatalogRev(rev).catch((e: Error) => console.warn(`catalog revision not published (others sync within CATALOG_MAX_STALE_SECONDS): ${e.message}`)),
+    c.var.shared
+      .raiseCatalogRev(rev)
+      .catch((e: Error) => console.warn(`catalog revision not published (others sync within CATALOG_MAX_STALE_SECONDS): ${e.message}`)),
     c.var.catalog.sync(c.var.db).catch((e: Error) => console.warn(`catalog sync after write failed: ${e.message}`)),
   ]);
 }
@@ -76,19 +86,6 @@ const put = createRoute({
   responses: { 200: ItemOut, ...errors(403, 413, 415, 503) },
 });
 
-items.openapi(put, async (c) => {
-  const { item_id } = c.req.valid("param");
-  const body = c.req.valid("json");
-  if (body.id !== undefined && body.id !== item_id) throw new ApiError(400, "invalid_request", "id: differs from the id in the path", { field: "id" });
-  const db = c.var.db;
-  const retry = c.var.config.RETRY_AFTER_SECONDS;
-  const rev = await dbCall("write", retry, () => upsertItems(db, [{ ...body, id: item_id }], Date.now()));
-  await published(c, rev);
-  const row = await dbCall("read", retry, () => getItem(db, item_id));
-  if (!row) throw new ApiError(503, "catalog_unavailable", "item written but not readable yet; retry");
-  return c.json(toItem(row, (await modelKnows(c))(item_id)), 200);
-});
-
 const patch = createRoute({
   method: "patch",
   path: "/{item_id}",
@@ -99,22 +96,6 @@ const patch = createRoute({
   responses: { 200: ItemOut, ...errors(403, 404, 413, 415, 503) },
 });
 
-items.openapi(patch, async (c) => {
-  const { item_id } = c.req.valid("param");
-  const body = c.req.valid("json");
-  if (body.id !== undefined && body.id !== item_id) throw new ApiError(400, "invalid_request", "id: differs from the id in the path", { field: "id" });
-  const db = c.var.db;
-  const retry = c.var.config.RETRY_AFTER_SECONDS;
-  if (!(await dbCall("read", retry, () => existingIds(db, [item_id]))).has(item_id)) {
-    throw new ApiError(404, "item_not_found", `no item ${item_id} in the catalog`, { field: "item_id" });
-  }
-  const rev = await dbCall("write", retry, () => patchItems(db, [{ ...body, id: item_id }], Date.now()));
-  await published(c, rev);
-  const row = await dbCall("read", retry, () => getItem(db, item_id));
-  if (!row) throw new ApiError(404, "item_not_found", `no item ${item_id} in the catalog`, { field: "item_id" });
-  return c.json(toItem(row, (await modelKnows(c))(item_id)), 200);
-});
-
 const get = createRoute({
   method: "get",
   path: "/{item_id}",
@@ -122,13 +103,6 @@ const get = createRoute({
   tags: ["catalog"],
   request: { params: Params },
   responses: { 200: ItemOut, ...errors(403, 404, 503) },
-});
-
-items.openapi(get, async (c) => {
-  const { item_id } = c.req.valid("param");
-  const row = await dbCall("read", c.var.config.RETRY_AFTER_SECONDS, () => getItem(c.var.db, item_id));
-  if (!row) throw new ApiError(404, "item_not_found", `no item ${item_id} in the catalog`, { field: "item_id" });
-  return c.json(toItem(row, (await modelKnows(c))(item_id)), 200);
 });
 
 const del = createRoute({
@@ -141,15 +115,8 @@ const del = createRoute({
   responses: { 200: json(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted"), ...errors(403, 404, 503) },
 });
 
-items.openapi(del, async (c) => {
-  const { item_id } = c.req.valid("param");
-  const rev = await dbCall("write", c.var.config.RETRY_AFTER_SECONDS, () => deleteItem(c.var.db, item_id, Date.now()));
-  if (rev === null) throw new ApiError(404, "item_not_found", `no item ${item_id} in the catalog`, { field: "item_id" });
-  await published(c, rev);
-  return c.json({ id: item_id, deleted: true as const }, 200);
-});
-
 const RowError = z.object({ index: z.number().int(), id: z.string().optional(), field: z.string(), message: z.string(), code: z.string() });
+
 const BatchResult = z
   .object({
     received: z.number().int(),
@@ -210,66 +177,12 @@ async function readRows(c: Context<AppEnv>): Promise<{ rows: unknown[]; bad: Map
   return { rows: body, bad };
 }
 
-items.openapi(batch, async (c) => {
-  const partial = c.req.valid("query").partial === "true";
-  const max = c.var.config.MAX_CATALOG_BATCH;
-  const { rows, bad } = await readRows(c);
-  if (rows.length === 0) throw new ApiError(400, "empty_batch", "send at least one item", { field: "items" });
-  if (rows.length > max) throw new ApiError(413, "batch_too_large", `a catalog batch holds at most ${max} items, got ${rows.length}`, { field: "items" });
-  const errs: z.infer<typeof RowError>[] = [];
-  const good = new Map<string, (ItemInput & { id: string }) | (ItemPatch & { id: string })>();
-  const schema = partial ? ItemPatch : ItemInput;
-  rows.forEach((raw, index) => {
-    const id = raw && typeof raw === "object" && typeof (raw as { id?: unknown }).id === "string" ? (raw as { id: string }).id : undefined;
-    if (bad.has(index)) return void errs.push({ index, field: `items[${index}]`, message: bad.get(index)!, code: "malformed_json" });
-    const r = schema.safeParse(raw);
-    if (!r.success) {
-      const e = validationError("json", r.error, raw, `items[${index}]`);
-      return void errs.push({ index, id, field: e.extra.field ?? `items[${index}]`, message: e.message, code: "invalid_request" });
-    }
-    if (r.data.id === undefined) return void errs.push({ index, field: `items[${index}].id`, message: `items[${index}].id: required`, code: "invalid_request" });
-    good.delete(r.data.id); // the last row of an id wins
-    good.set(r.data.id, r.data as ItemInput & { id: string });
-  });
-  const db = c.var.db;
-  const retry = c.var.config.RETRY_AFTER_SECONDS;
-  let list = [...good.values()];
-  if (partial && list.length) {
-    const exist = await dbCall("read", retry, () => existingIds(db, list.map((r) => r.id)));
-    list = list.filter((r) => {
-      if (exist.has(r.id)) return true;
-      const index = rows.findLastIndex((x) => (x as { id?: unknown })?.id === r.id);
-      errs.push({ index, id: r.id, field: `items[${index}].id`, message: `no item ${r.id} in the catalog`, code: "item_not_found" });
-      return false;
-    });
-  }
-  let rev = 0;
-  if (list.length) {
-    const now = Date.now();
-    rev = await dbCall("write", retry, () => (partial ? patchItems(db, list as (ItemPatch & { id: string })[], now) : upsertItems(db, list as (ItemInput & { id: string })[], now)));
-    await published(c, rev);
-  }
-  const knows = await modelKnows(c);
-  errs.sort((a, b) => a.index - b.index);
-  return c.json(
-    {
-      received: rows.length,
-      stored: list.length,
-      rejected: errs.length,
-      errors: errs.slice(0, 1000),
-      not_in_model: list.filter((r) => !knows(r.id)).length,
-      catalog_revision: rev,
-    },
-    200,
-  );
-});
-
 const similar = createRoute({
   method: "get",
   path: "/{item_id}/similar",
   summary: "Similar items",
   description:
-    "Items whose learned embeddings are closest to this one (\"customers also viewed\"), with the same filters as recommendations. An item only the catalog knows gets popular items of its category (`reason: unknown-item`). Publishable or secret key.",
+    'Items whose learned embeddings are closest to this one ("customers also viewed"), with the same filters as recommendations. An item only the catalog knows gets popular items of its category (`reason: unknown-item`). Publishable or secret key.',
   tags: ["recommendations"],
   request: {
     params: Params,
@@ -278,14 +191,120 @@ const similar = createRoute({
   responses: { 200: json(RecommendationSchema.extend({ item_id: z.string() }), "Similar items"), ...errors(403, 404) },
 });
 
-items.openapi(similar, async (c) => {
-  const { item_id } = c.req.valid("param");
-  const q = c.req.valid("query");
-  const f = filtersFrom(q, c.var.config.MAX_K);
-  let never: ReadonlySet<string> | undefined;
-  if (q.user_id) never = await c.var.store.read(q.user_id).then((s) => s.purchased, () => undefined);
-  let rec = await similarItems({ model: c.var.model, context: c.var.rankContext }, item_id, { ...f, never });
-  if (!rec) throw new ApiError(404, "item_not_found", `neither the catalog nor the model knows item ${item_id}`, { field: "item_id" });
-  if (q.include === "metadata") rec = await withMetadata(c.var.db as Db, rec, c.var.config.DB_TIMEOUT_MS);
-  return c.json({ item_id, ...rec }, 200);
-});
+export const items = featureApp()
+  .openapi(put, async (c) => {
+    const { item_id } = c.req.valid("param");
+    const body = c.req.valid("json");
+    if (body.id !== undefined && body.id !== item_id) throw new ApiError(400, "invalid_request", "id: differs from the id in the path", { field: "id" });
+    const db = c.var.db;
+    const retry = c.var.config.RETRY_AFTER_SECONDS;
+    const rev = await dbCall("write", retry, () => upsertItems(db, [{ ...body, id: item_id }], Date.now()));
+    await published(c, rev);
+    const row = await dbCall("read", retry, () => getItem(db, item_id));
+    if (!row) throw new ApiError(503, "catalog_unavailable", "item written but not readable yet; retry");
+    return c.json(toItem(row, (await modelKnows(c))(item_id)), 200);
+  })
+  .openapi(patch, async (c) => {
+    const { item_id } = c.req.valid("param");
+    const body = c.req.valid("json");
+    if (body.id !== undefined && body.id !== item_id) throw new ApiError(400, "invalid_request", "id: differs from the id in the path", { field: "id" });
+    const db = c.var.db;
+    const retry = c.var.config.RETRY_AFTER_SECONDS;
+    if (!(await dbCall("read", retry, () => existingIds(db, [item_id]))).has(item_id)) {
+      throw new ApiError(404, "item_not_found", `no item ${item_id} in the catalog`, { field: "item_id" });
+    }
+    const rev = await dbCall("write", retry, () => patchItems(db, [{ ...body, id: item_id }], Date.now()));
+    await published(c, rev);
+    const row = await dbCall("read", retry, () => getItem(db, item_id));
+    if (!row) throw new ApiError(404, "item_not_found", `no item ${item_id} in the catalog`, { field: "item_id" });
+    return c.json(toItem(row, (await modelKnows(c))(item_id)), 200);
+  })
+  .openapi(get, async (c) => {
+    const { item_id } = c.req.valid("param");
+    const row = await dbCall("read", c.var.config.RETRY_AFTER_SECONDS, () => getItem(c.var.db, item_id));
+    if (!row) throw new ApiError(404, "item_not_found", `no item ${item_id} in the catalog`, { field: "item_id" });
+    return c.json(toItem(row, (await modelKnows(c))(item_id)), 200);
+  })
+  .openapi(del, async (c) => {
+    const { item_id } = c.req.valid("param");
+    const rev = await dbCall("write", c.var.config.RETRY_AFTER_SECONDS, () => deleteItem(c.var.db, item_id, Date.now()));
+    if (rev === null) throw new ApiError(404, "item_not_found", `no item ${item_id} in the catalog`, { field: "item_id" });
+    await published(c, rev);
+    return c.json({ id: item_id, deleted: true as const }, 200);
+  })
+  .openapi(batch, async (c) => {
+    const partial = c.req.valid("query").partial === "true";
+    const max = c.var.config.MAX_CATALOG_BATCH;
+    const { rows, bad } = await readRows(c);
+    if (rows.length === 0) throw new ApiError(400, "empty_batch", "send at least one item", { field: "items" });
+    if (rows.length > max) throw new ApiError(413, "batch_too_large", `a catalog batch holds at most ${max} items, got ${rows.length}`, { field: "items" });
+    const errs: z.infer<typeof RowError>[] = [];
+    const good = new Map<string, (ItemInput & { id: string }) | (ItemPatch & { id: string })>();
+    const schema = partial ? ItemPatch : ItemInput;
+    rows.forEach((raw, index) => {
+      const id = raw && typeof raw === "object" && typeof (raw as { id?: unknown }).id === "string" ? (raw as { id: string }).id : undefined;
+      if (bad.has(index)) return void errs.push({ index, field: `items[${index}]`, message: bad.get(index)!, code: "malformed_json" });
+      const r = schema.safeParse(raw);
+      if (!r.success) {
+        const e = validationError("json", r.error, raw, `items[${index}]`);
+        return void errs.push({ index, id, field: e.extra.field ?? `items[${index}]`, message: e.message, code: "invalid_request" });
+      }
+      if (r.data.id === undefined)
+        return void errs.push({ index, field: `items[${index}].id`, message: `items[${index}].id: required`, code: "invalid_request" });
+      good.delete(r.data.id); // the last row of an id wins
+      good.set(r.data.id, r.data as ItemInput & { id: string });
+    });
+    const db = c.var.db;
+    const retry = c.var.config.RETRY_AFTER_SECONDS;
+    let list = [...good.values()];
+    if (partial && list.length) {
+      const exist = await dbCall("read", retry, () =>
+        existingIds(
+          db,
+          list.map((r) => r.id),
+        ),
+      );
+      list = list.filter((r) => {
+        if (exist.has(r.id)) return true;
+        const index = rows.findLastIndex((x) => (x as { id?: unknown })?.id === r.id);
+        errs.push({ index, id: r.id, field: `items[${index}].id`, message: `no item ${r.id} in the catalog`, code: "item_not_found" });
+        return false;
+      });
+    }
+    let rev = 0;
+    if (list.length) {
+      const now = Date.now();
+      rev = await dbCall("write", retry, () =>
+        partial ? patchItems(db, list as (ItemPatch & { id: string })[], now) : upsertItems(db, list as (ItemInput & { id: string })[], now),
+      );
+      await published(c, rev);
+    }
+    const knows = await modelKnows(c);
+    errs.sort((a, b) => a.index - b.index);
+    return c.json(
+      {
+        received: rows.length,
+        stored: list.length,
+        rejected: errs.length,
+        errors: errs.slice(0, 1000),
+        not_in_model: list.filter((r) => !knows(r.id)).length,
+        catalog_revision: rev,
+      },
+      200,
+    );
+  })
+  .openapi(similar, async (c) => {
+    const { item_id } = c.req.valid("param");
+    const q = c.req.valid("query");
+    const f = filtersFrom(q, c.var.config.MAX_K);
+    let never: ReadonlySet<string> | undefined;
+    if (q.user_id)
+      never = await c.var.store.read(q.user_id).then(
+        (s) => s.purchased,
+        () => undefined,
+      );
+    let rec = await similarItems({ model: c.var.model, context: c.var.rankContext }, item_id, { ...f, never });
+    if (!rec) throw new ApiError(404, "item_not_found", `neither the catalog nor the model knows item ${item_id}`, { field: "item_id" });
+    if (q.include === "metadata") rec = await withMetadata(c.var.db as Db, rec, c.var.config.DB_TIMEOUT_MS);
+    return c.json({ item_id, ...rec }, 200);
+  });

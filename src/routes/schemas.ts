@@ -49,12 +49,20 @@ export const filterQuery = {
 };
 
 /** Filters from the parsed query, checked against the configured limits. */
-export function filtersFrom(q: { k: number; category?: string; min_price?: number; max_price?: number; exclude?: string }, maxK: number): Filters & { k: number } {
+export function filtersFrom(
+  q: { k: number; category?: string; min_price?: number; max_price?: number; exclude?: string },
+  maxK: number,
+): Filters & { k: number } {
   if (q.k > maxK) throw new ApiError(400, "invalid_request", `query.k: must be at most ${maxK}`, { field: "query.k" });
   if (q.min_price !== undefined && q.max_price !== undefined && q.min_price > q.max_price) {
     throw new ApiError(400, "invalid_request", "query.min_price: must not exceed max_price", { field: "query.min_price" });
   }
-  const exclude = q.exclude ? q.exclude.split(",").map((s) => s.trim()).filter(Boolean) : undefined;
+  const exclude = q.exclude
+    ? q.exclude
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : undefined;
   if (exclude && exclude.length > 100) throw new ApiError(400, "invalid_request", "query.exclude: at most 100 ids", { field: "query.exclude" });
   const category = q.category !== undefined ? parseCategory(q.category).join(CATEGORY_SEPARATOR) : undefined;
   if (category === "") throw new ApiError(400, "invalid_request", "query.category: names no category", { field: "query.category" });
@@ -67,7 +75,10 @@ export { Bool };
 export async function withMetadata<T extends Recommendation>(db: Db, rec: T, timeoutMs: number): Promise<T & { metadata_unavailable?: boolean }> {
   try {
     const rows = await Promise.race([
-      getItems(db, rec.items.map((i) => i.item_id)),
+      getItems(
+        db,
+        rec.items.map((i) => i.item_id),
+      ),
       new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`catalog read timed out after ${timeoutMs} ms`)), timeoutMs)),
     ]);
     const byId = new Map(rows.map((r) => [r.id, r]));

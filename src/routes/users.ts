@@ -3,15 +3,20 @@
  * a user (secret key).
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { recommend } from "../domain/recommend";
-import { ApiError } from "../errors";
-import { deleteUserEvents } from "../eventlog/log";
-import { errors, featureApp, json } from "../lib/openapi";
-import { Id } from "../lib/schemas";
-import { StoreUnavailableError } from "../state/store";
-import { Bool, RecommendationSchema, filterQuery, filtersFrom, withMetadata } from "./schemas";
 
-export const users = featureApp();
+import { recommend } from "../domain/recommend";
+
+import { ApiError } from "../errors";
+
+import { deleteUserEvents } from "../eventlog/log";
+
+import { errors, featureApp, json } from "../lib/openapi";
+
+import { Id } from "../lib/schemas";
+
+import { StoreUnavailableError } from "../state/store";
+
+import { Bool, RecommendationSchema, filterQuery, filtersFrom, withMetadata } from "./schemas";
 
 const Params = z.object({ user_id: Id.openapi({ param: { name: "user_id", in: "path" }, example: "shopper-42" }) });
 
@@ -39,15 +44,6 @@ const recs = createRoute({
   responses: { 200: json(RecommendationSchema.extend({ user_id: z.string() }), "Recommendations"), ...errors(403) },
 });
 
-users.openapi(recs, async (c) => {
-  const { user_id } = c.req.valid("param");
-  const q = c.req.valid("query");
-  const f = filtersFrom(q, c.var.config.MAX_K);
-  let rec = await recommend({ store: c.var.store, model: c.var.model, context: c.var.rankContext }, user_id, { ...f, excludeRecent: q.exclude_recent === "true" });
-  if (q.include === "metadata") rec = await withMetadata(c.var.db, rec, c.var.config.DB_TIMEOUT_MS);
-  return c.json({ user_id, ...rec }, 200);
-});
-
 const UserSummary = z
   .object({
     user_id: z.string(),
@@ -72,28 +68,6 @@ const summary = createRoute({
   responses: { 200: json(UserSummary, "The summary"), ...errors(403, 404, 409, 503) },
 });
 
-users.openapi(summary, async (c) => {
-  const { user_id: id } = c.req.valid("param");
-  const snap = await c.var.store.read(id).catch((e) => unavailable(e, c.var.config.RETRY_AFTER_SECONDS));
-  if (!snap.raw) throw new ApiError(404, "user_not_found", "no state is stored for this user", { field: "user_id" });
-  if (!snap.state) throw new ApiError(409, "state_corrupt", snap.corrupt ?? "state unreadable", { field: "user_id" });
-  const s = snap.state;
-  return c.json(
-    {
-      user_id: id,
-      model_version: c.var.store.modelVersion,
-      state_version: s.seq,
-      event_count: s.eventCount,
-      session_count: s.sessionCount,
-      updated_at: new Date(s.updatedAtMs).toISOString(),
-      last_event_at: new Date(s.lastEventMs).toISOString(),
-      session_started_at: new Date(s.sessionStartMs).toISOString(),
-      recent_items: s.ring.length,
-    },
-    200,
-  );
-});
-
 const remove = createRoute({
   method: "delete",
   path: "/{user_id}",
@@ -107,14 +81,47 @@ const remove = createRoute({
   },
 });
 
-users.openapi(remove, async (c) => {
-  const { user_id: id } = c.req.valid("param");
-  const retry = c.var.config.RETRY_AFTER_SECONDS;
-  const [existed, eventsDeleted] = await Promise.all([
-    c.var.store.remove(id).catch((e) => unavailable(e, retry)),
-    deleteUserEvents(c.var.db, id).catch((e: Error) => {
-      throw new ApiError(503, "log_unavailable", `event log unavailable: ${e.message}`, { headers: { "Retry-After": String(retry) } });
-    }),
-  ]);
-  return c.json({ user_id: id, deleted: existed, events_deleted: eventsDeleted }, 200);
-});
+export const users = featureApp()
+  .openapi(recs, async (c) => {
+    const { user_id } = c.req.valid("param");
+    const q = c.req.valid("query");
+    const f = filtersFrom(q, c.var.config.MAX_K);
+    let rec = await recommend({ store: c.var.store, model: c.var.model, context: c.var.rankContext }, user_id, {
+      ...f,
+      excludeRecent: q.exclude_recent === "true",
+    });
+    if (q.include === "metadata") rec = await withMetadata(c.var.db, rec, c.var.config.DB_TIMEOUT_MS);
+    return c.json({ user_id, ...rec }, 200);
+  })
+  .openapi(summary, async (c) => {
+    const { user_id: id } = c.req.valid("param");
+    const snap = await c.var.store.read(id).catch((e) => unavailable(e, c.var.config.RETRY_AFTER_SECONDS));
+    if (!snap.raw) throw new ApiError(404, "user_not_found", "no state is stored for this user", { field: "user_id" });
+    if (!snap.state) throw new ApiError(409, "state_corrupt", snap.corrupt ?? "state unreadable", { field: "user_id" });
+    const s = snap.state;
+    return c.json(
+      {
+        user_id: id,
+        model_version: c.var.store.modelVersion,
+        state_version: s.seq,
+        event_count: s.eventCount,
+        session_count: s.sessionCount,
+        updated_at: new Date(s.updatedAtMs).toISOString(),
+        last_event_at: new Date(s.lastEventMs).toISOString(),
+        session_started_at: new Date(s.sessionStartMs).toISOString(),
+        recent_items: s.ring.length,
+      },
+      200,
+    );
+  })
+  .openapi(remove, async (c) => {
+    const { user_id: id } = c.req.valid("param");
+    const retry = c.var.config.RETRY_AFTER_SECONDS;
+    const [existed, eventsDeleted] = await Promise.all([
+      c.var.store.remove(id).catch((e) => unavailable(e, retry)),
+      deleteUserEvents(c.var.db, id).catch((e: Error) => {
+        throw new ApiError(503, "log_unavailable", `event log unavailable: ${e.message}`, { headers: { "Retry-After": String(retry) } });
+      }),
+    ]);
+    return c.json({ user_id: id, deleted: existed, events_deleted: eventsDeleted }, 200);
+  });

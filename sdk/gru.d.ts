@@ -1,0 +1,59 @@
+/** Types of the storefront snippet (sdk/gru.js). */
+export interface RecommenderOptions {
+  /** Base URL of the recommender worker, e.g. "https://recs.example.com". */
+  endpoint: string;
+  /** A publishable key (events and recommendations only). */
+  key: string;
+  /** A known customer id; default: an anonymous id kept in localStorage. */
+  userId?: string;
+  /** Send queued events after this long, ms. Default 1000. */
+  flushIntervalMs?: number;
+  /** Events per request, at most 500. Default 50. */
+  maxBatch?: number;
+  /** Retries of a batch on network errors, 429 and 5xx. Default 6. */
+  maxRetries?: number;
+  /** Most events kept while offline; older ones are dropped. Default 1000. */
+  maxQueue?: number;
+  /** Where the anonymous id is kept; null: nowhere. Default localStorage. */
+  storage?: { getItem(k: string): string | null; setItem(k: string, v: string): void } | null;
+  fetch?: typeof fetch;
+  /** Called with events that could not be sent. Default console.warn. */
+  onError?: (e: Error & { status?: number; body?: unknown }) => void;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export interface RecommendOptions {
+  k?: number;
+  category?: string;
+  minPrice?: number;
+  maxPrice?: number;
+  exclude?: string[];
+  include?: "metadata";
+  excludeRecent?: boolean;
+}
+
+export interface RecItem {
+  item_id: string;
+  score: number;
+  source: "model" | "popular";
+  item?: { title: string; category_path: string[]; price: number | null; currency: string | null; url: string | null; image_url: string | null; available: boolean; attributes: Record<string, unknown> };
+}
+
+export interface Recommendations {
+  items: RecItem[];
+  source: "model" | "popular";
+  reason?: string;
+  model_version: string | null;
+}
+
+export interface Recommender {
+  track(type: string, itemId: string, extra?: { timestamp?: number; eventId?: string }): void;
+  flush(): Promise<void>;
+  recommend(o?: RecommendOptions): Promise<Recommendations & { user_id: string }>;
+  similar(itemId: string, o?: Omit<RecommendOptions, "excludeRecent">): Promise<Recommendations & { item_id: string }>;
+  identify(userId: string): void;
+  readonly userId: string;
+  readonly pending: number;
+}
+
+export function createRecommender(o: RecommenderOptions): Recommender;

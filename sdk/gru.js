@@ -1,0 +1,173 @@
+/**
+ * gru.js — the storefront snippet: track events and show recommendations from the browser with a
+ * publishable key. Dependency-free ES module (about 4 KB), works in any modern browser (and Node).
+ *
+ *   import { createRecommender } from "./gru.js";
+ *   const gru = createRecommender({ endpoint: "https://recs.example.com", key: "pk_live_..." });
+ *   gru.track("view", "sku-123");                       // batched, retried, sent in the background
+ *   const { items } = await gru.recommend({ k: 8, category: "Shoes" });
+ *
+ * Events are queued and sent in batches (every `flushIntervalMs`, or as soon as `maxBatch` are
+ * queued, and when the page is hidden, with `keepalive`). Each event gets an `event_id`, so a
+ * retried batch is applied once. Network errors, 429 and 5xx are retried with exponential backoff
+ * (honouring Retry-After); other 4xx answers are not (the data is wrong) and go to `onError`.
+ * The shopper's id is an anonymous id kept in localStorage until you call `identify()`.
+ */
+
+const UID_KEY = "gru_uid";
+
+/** @param {import("./gru").RecommenderOptions} o */
+export function createRecommender(o) {
+  if (!o || !o.endpoint || !o.key) throw new Error("gru: endpoint and key are required");
+  const base = o.endpoint.replace(/\/+$/, "");
+  const maxBatch = Math.min(o.maxBatch ?? 50, 500);
+  const interval = o.flushIntervalMs ?? 1000;
+  const maxRetries = o.maxRetries ?? 6;
+  const maxQueue = o.maxQueue ?? 1000;
+  const doFetch = o.fetch ?? globalThis.fetch.bind(globalThis);
+  const storage = o.storage !== undefined ? o.storage : safeLocalStorage();
+  const onError = o.onError ?? ((e) => console.warn("gru:", e.message));
+  const sleep = o.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+
+  let userId = o.userId ?? storage?.getItem(UID_KEY) ?? null;
+  if (!userId) {
+    userId = `anon-${uuid()}`;
+    storage?.setItem(UID_KEY, userId);
+  }
+  /** @type {object[]} */
+  let queue = [];
+  let timer = null;
+  let inflight = Promise.resolve();
+
+  const headers = { authorization: `Bearer ${o.key}`, "content-type": "application/json" };
+
+  async function send(batch, keepalive) {
+    for (let attempt = 0; ; attempt++) {
+      let res;
+      try {
+        res = await doFetch(`${base}/v1/events`, { method: "POST", headers, body: JSON.stringify(batch), keepalive });
+      } catch (e) {
+        if (attempt >= maxRetries) throw new Error(`events not sent after ${attempt + 1} tries: ${e.message}`);
+        await sleep(backoff(attempt));
+        continue;
+      }
+      if (res.ok) return res.json();
+      if ((res.status === 429 || res.status >= 500) && attempt < maxRetries) {
+        const after = Number(res.headers.get("retry-after"));
+        await sleep(after > 0 ? after * 1000 : backoff(attempt));
+        continue;
+      }
+      const body = await res.json().catch(() => ({}));
+      const err = new Error(`events rejected (${res.status}): ${body?.error?.message ?? res.statusText}`);
+      err.status = res.status;
+      err.body = body;
+      throw err;
+    }
+  }
+
+  /** Send everything queued now. Resolves when the server has accepted it (or it failed). */
+  function flush(keepalive = false) {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    const run = async () => {
+      while (queue.length) {
+        const batch = queue.splice(0, maxBatch);
+        try {
+          await send(batch, keepalive);
+        } catch (e) {
+          onError(e);
+        }
+      }
+    };
+    inflight = inflight.then(run, run);
+    return inflight;
+  }
+
+  function schedule() {
+    if (queue.length >= maxBatch) return void flush();
+    if (!timer) timer = setTimeout(() => flush(), interval);
+  }
+
+  /**
+   * Queue an event. `type`: "view", "add_to_cart", "purchase" or your own lower-case name.
+   * @param {string} type @param {string} itemId @param {{timestamp?: number, eventId?: string}} [extra]
+   */
+  function track(type, itemId, extra = {}) {
+    queue.push({ event_id: extra.eventId ?? uuid(), user_id: userId, item_id: String(itemId), type, timestamp: extra.timestamp ?? Date.now() });
+    if (queue.length > maxQueue) {
+      queue.splice(0, queue.length - maxQueue);
+      onError(new Error(`queue over ${maxQueue} events: the oldest were dropped`));
+    }
+    schedule();
+  }
+
+  function query(opts) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(opts ?? {})) {
+      if (v === undefined || v === null) continue;
+      const name = { minPrice: "min_price", maxPrice: "max_price", excludeRecent: "exclude_recent" }[k] ?? k;
+      q.set(name, Array.isArray(v) ? v.join(",") : String(v));
+    }
+    const s = q.toString();
+    return s ? `?${s}` : "";
+  }
+
+  async function get(path) {
+    const res = await doFetch(`${base}${path}`, { headers: { authorization: headers.authorization } });
+    const body = await res.json();
+    if (!res.ok) {
+      const err = new Error(`request failed (${res.status}): ${body?.error?.message ?? res.statusText}`);
+      err.status = res.status;
+      err.body = body;
+      throw err;
+    }
+    return body;
+  }
+
+  /** Recommendations for the current shopper (waits for queued events to be sent first). */
+  async function recommend(opts = {}) {
+    await flush();
+    return get(`/v1/users/${encodeURIComponent(userId)}/recommendations${query(opts)}`);
+  }
+
+  /** Items similar to `itemId`, leaving out what the shopper purchased. */
+  function similar(itemId, opts = {}) {
+    return get(`/v1/items/${encodeURIComponent(itemId)}/similar${query({ ...opts, user_id: userId })}`);
+  }
+
+  /** Switch to a known customer id (after login); later events and recommendations use it. */
+  function identify(id) {
+    if (queue.length) flush();
+    userId = String(id);
+    storage?.setItem(UID_KEY, userId);
+  }
+
+  if (typeof addEventListener === "function" && typeof document !== "undefined") {
+    addEventListener("pagehide", () => flush(true));
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "hidden") flush(true);
+    });
+  }
+
+  return { track, flush: () => flush(), recommend, similar, identify, get userId() { return userId; }, get pending() { return queue.length; } };
+}
+
+function backoff(attempt) {
+  return Math.min(30_000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
+}
+
+function uuid() {
+  if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
+  return "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".replace(/[xy]/g, (c) => {
+    const r = (Math.random() * 16) | 0;
+    return (c === "x" ? r : (r & 0x3) | 0x8).toString(16);
+  });
+}
+
+function safeLocalStorage() {
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null;
+  }
+}

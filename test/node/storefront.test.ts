@@ -1,0 +1,118 @@
+/**
+ * The integration a shop does, end to end on the local stack (wrangler dev with its local D1,
+ * redis-server behind our Upstash bridge): load a catalog in bulk, mark stock with the typed
+ * client, track a shopper with the browser snippet and a publishable key, and check that
+ * recommendations honour availability, purchases and filters; a new shopper gets popular items;
+ * the OpenAPI document validates against the OpenAPI 3.1 specification.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { compileErrors, validate } from "@readme/openapi-parser";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import manifest from "../../models/ml-small/manifest.json";
+import { createRecommender } from "../../sdk/gru.js";
+import { freePort } from "../../local/redis-server.ts";
+import { type Stack, startStack } from "../../local/stack.ts";
+import { createClient } from "../../src/client.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "gru-storefront-"));
+const SK = "sk_storefront";
+const PK = "pk_storefront";
+let stack: Stack;
+const ids = manifest.items.ids.slice(0, 1500);
+const soldOut = new Set(ids.filter((_, i) => i % 5 === 2));
+const category = (i: number) => (i % 2 ? "Books" : "Music");
+
+beforeAll(async () => {
+  stack = await startStack({ port: await freePort(), apiKey: SK, publishableKey: PK, dataDir: dir, vars: { CORS_ORIGINS: "https://shop.example" } });
+});
+afterAll(async () => {
+  await stack?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("a shop integrates the recommender", () => {
+  it("loads its catalog in bulk (NDJSON) and marks stock with the typed client", async () => {
+    const ndjson = ids
+      .map((id, i) => JSON.stringify({ id, title: `Product ${id}`, category_path: ["Shop", category(i)], price: 5 + (i % 40), currency: "EUR", available: true }))
+      .join("\n");
+    const r = await fetch(`${stack.url}/v1/items/batch`, { method: "POST", headers: { authorization: `Bearer ${SK}`, "content-type": "application/x-ndjson" }, body: ndjson });
+    expect(await r.json()).toMatchObject({ received: ids.length, stored: ids.length, rejected: 0 });
+    const client = createClient(stack.url, { key: SK });
+    const updates = await fetch(`${stack.url}/v1/items/batch?partial=true`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${SK}`, "content-type": "application/json" },
+      body: JSON.stringify([...soldOut].map((id) => ({ id, available: false }))),
+    });
+    expect(((await updates.json()) as { stored: number }).stored).toBe(soldOut.size);
+    const one = await client.v1.items[":item_id"].$patch({ param: { item_id: ids[0]! }, json: { price: 12.5 } });
+    expect(one.status).toBe(200);
+    if (one.status === 200) {
+      const item = await one.json();
+      expect(item.price).toBe(12.5);
+      expect(item.in_model).toBe(true);
+    }
+  });
+
+  it("refuses catalog writes and exports to the publishable key", async () => {
+    const browser = createClient(stack.url, { key: PK });
+    const r = await browser.v1.items[":item_id"].$put({ param: { item_id: "x" }, json: { title: "hijack" } });
+    expect(r.status).toBe(403);
+    const e = await fetch(`${stack.url}/v1/events/export`, { headers: { authorization: `Bearer ${PK}` } });
+    expect(e.status).toBe(403);
+  });
+
+  it("tracks a shopper from the storefront snippet and honours availability, purchases and filters", async () => {
+    const errors: Error[] = [];
+    const gru = createRecommender({ endpoint: stack.url, key: PK, storage: null, flushIntervalMs: 50, onError: (e) => errors.push(e) });
+    const history = ids.filter((id) => !soldOut.has(id)).slice(20, 28);
+    for (const id of history) gru.track("view", id);
+    gru.track("purchase", history[7]!);
+    const recs = await gru.recommend({ k: 50, excludeRecent: false });
+    expect(errors).toEqual([]);
+    expect(recs.source).toBe("model");
+    expect(recs.items).toHaveLength(50);
+    const got = recs.items.map((i) => i.item_id);
+    expect(got).not.toContain(history[7]);
+    for (const id of got) {
+      expect(soldOut.has(id), id).toBe(false);
+      expect(ids).toContain(id);
+    }
+    const books = await gru.recommend({ k: 10, category: "Shop > Books", maxPrice: 20, include: "metadata" });
+    expect(books.items).toHaveLength(10);
+    for (const i of books.items) {
+      expect(i.item!.category_path).toEqual(["Shop", "Books"]);
+      expect(i.item!.price!).toBeLessThanOrEqual(20);
+    }
+    const similar = await gru.similar(history[0]!, { k: 5 });
+    expect(similar.items).toHaveLength(5);
+    // the typed client reads the same shopper's recommendations with the secret key
+    const client = createClient(stack.url, { key: SK });
+    const res = await client.v1.users[":user_id"].recommendations.$get({ param: { user_id: gru.userId }, query: { k: "5" } });
+    if (res.status !== 200) throw new Error(`status ${res.status}`);
+    const body = await res.json();
+    expect(body.items.map((i) => i.item_id)).not.toContain(history[7]);
+  });
+
+  it("gives a new shopper popular items", async () => {
+    const gru = createRecommender({ endpoint: stack.url, key: PK, storage: null });
+    const r = await gru.recommend({ k: 5 });
+    expect(r).toMatchObject({ source: "popular", reason: "cold-user" });
+    expect(r.items).toHaveLength(5);
+    for (const i of r.items) expect(soldOut.has(i.item_id)).toBe(false);
+  });
+
+  it("publishes an OpenAPI 3.1 document that validates, and a docs page", async () => {
+    const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as any;
+    expect(doc.openapi).toBe("3.1.0");
+    const result = await validate(structuredClone(doc));
+    if (!result.valid) throw new Error(compileErrors(result));
+    for (const p of ["/v1/events", "/v1/events/export", "/v1/users/{user_id}/recommendations", "/v1/items/{item_id}", "/v1/items/batch", "/v1/items/{item_id}/similar"]) {
+      expect(doc.paths[p], p).toBeDefined();
+    }
+    const docs = await fetch(`${stack.url}/docs`);
+    expect(docs.status).toBe(200);
+    expect(await docs.text()).toContain("/openapi.json");
+  });
+});
