@@ -27,7 +27,7 @@ const user = () => `contract-user-${process.pid}-${n++}`;
 describe("UserStateStore contract (Redis through the Upstash REST bridge)", () => {
   it("reads nothing for a new user", async () => {
     const s = await store.read(user(), ["a"]);
-    expect(s).toEqual({ raw: null, state: null, seen: new Set() });
+    expect(s).toEqual({ raw: null, state: null, seen: new Set(), purchased: new Set() });
   });
 
   it("commits against an absent record, then reads back the same state", async () => {
@@ -86,12 +86,27 @@ describe("UserStateStore contract (Redis through the Upstash REST bridge)", () =
     expect((await other.read(u)).raw).toBeNull();
   });
 
-  it("removes state and dedup memory, and says whether anything existed", async () => {
+  it("removes state, dedup memory and purchases, and says whether anything existed", async () => {
     const u = user();
     await store.commit(u, null, state(1), ["e"], Date.now());
+    await store.addPurchases(new Map([[u, ["sku-1"]]]));
     expect(await store.remove(u)).toBe(true);
-    expect(await store.read(u, ["e"])).toEqual({ raw: null, state: null, seen: new Set() });
+    expect(await store.read(u, ["e"])).toEqual({ raw: null, state: null, seen: new Set(), purchased: new Set() });
     expect(await store.remove(u)).toBe(false);
+  });
+
+  it("remembers purchases for every model version, idempotently, with the state's sliding TTL", async () => {
+    const u = user();
+    const v = user();
+    await store.addPurchases(new Map([[u, ["a", "b"]], [v, ["c"]]]));
+    await store.addPurchases(new Map([[u, ["b", "d"]]]));
+    expect((await store.read(u)).purchased).toEqual(new Set(["a", "b", "d"]));
+    expect((await store.read(v)).purchased).toEqual(new Set(["c"]));
+    const other = new RedisStateStore({ ...base, modelVersion: "contract-v2" });
+    expect((await other.read(u)).purchased).toEqual(new Set(["a", "b", "d"]));
+    const ttl = Number(await raw(["TTL", store.purchasedKey(u)]));
+    expect(ttl).toBeGreaterThan(3500);
+    expect(ttl).toBeLessThanOrEqual(3600);
   });
 
   it("measures a ping", async () => {

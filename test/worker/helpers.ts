@@ -1,5 +1,6 @@
 /** Helpers for tests that run inside workerd against the worker's own fetch handler. */
 import { env, exports } from "cloudflare:workers";
+import { expect } from "vitest";
 import app from "../../src/index";
 
 export const KEY = "test-key";
@@ -79,8 +80,18 @@ export function item(id: string, extra: Record<string, unknown> = {}) {
  * The first `k` ids a cold user should get right now: the event log's popularity list when one
  * was computed (Redis is shared by all test files), else the model's training popularity.
  */
-export async function expectedPopular(k: number): Promise<string[]> {
-  const r = await api(`/v1/admin/popular?top=${k}`);
+export async function expectedPopular(k: number, call: typeof api = api): Promise<string[]> {
+  const r = await call(`/v1/admin/popular?top=${k}`);
   const lists: string[] = r.body.computed_at ? r.body.overall.map((x: [string, number]) => x[0]) : [];
   return [...new Set([...lists, ...manifest.popular.ids])].slice(0, k);
+}
+
+/**
+ * Check that a cold-start answer is the current popularity, tolerating a background refresh of
+ * the shared lists between the two reads (the expectation is taken before and after).
+ */
+export async function expectPopularNow(items: { item_id: string }[], k: number, before: string[]): Promise<void> {
+  const got = items.map((i) => i.item_id);
+  const after = await expectedPopular(k);
+  if (JSON.stringify(got) !== JSON.stringify(before)) expect(got).toEqual(after);
 }

@@ -33,7 +33,7 @@ def test_tiny_train_export_and_parity(tmp_path):
     assert m["items"]["ids"] == items["ids"]
     assert m["state"]["size"] == 32
     assert len(m["items"]["ids"]) == m["items"]["rows"] - 1
-    for g in ("step.onnx", "score.onnx"):
+    for g in ("step.onnx", "score.onnx", "similar.onnx"):
         onnx.checker.check_model(str(out / g))  # resolves weights.bin beside it
     # the tied embedding is stored once: weights.bin is about one table, not two
     table = m["items"]["rows"] * 16 * 4
