@@ -5,6 +5,9 @@
  * and 16, and the floors measured in the same run: a bare Redis GET+SET through the same REST
  * bridge, and one bare model step + score with the same runtime (onnxruntime-web wasm).
  *
+ * The worker runs as in production: the demo catalog is loaded (so every ranking applies the
+ * availability mask), and the rate limiter is on (with a budget the bench cannot exhaust).
+ *
  * Options: --requests N (per phase, default 2000)  --seconds S (per phase, default 15)
  */
 import { readFileSync } from "node:fs";
@@ -15,6 +18,7 @@ import { compileOrtWasm, readModelFolder } from "../src/model/node-files";
 import { GruModel } from "../src/model/runtime";
 import { freePort } from "../local/redis-server.ts";
 import { ROOT, startStack } from "../local/stack.ts";
+import { demoCatalog } from "./demo-catalog.ts";
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -91,10 +95,12 @@ async function run(name: string, concurrency: number, op: (i: number) => Promise
 
 const dir = mkdtempSync(join(tmpdir(), "gru-bench-"));
 console.log(`replaying ${replay.length} MovieLens events of ${users.length} users (bounded: ${MAX_REQUESTS} requests or ${MAX_SECONDS} s per phase)`);
-const stack = await startStack({ port: await freePort(), apiKey: KEY, dataDir: dir });
+const stack = await startStack({ port: await freePort(), apiKey: KEY, dataDir: dir, vars: { RATE_LIMIT_SECRET_PER_MINUTE: "10000000" } });
 const rows: Row[] = [];
 try {
   const h = { authorization: `Bearer ${KEY}`, "content-type": "application/json" };
+  const loaded = await fetch(`${stack.url}/v1/items/batch`, { method: "POST", headers: h, body: JSON.stringify(demoCatalog()) });
+  console.log(`demo catalog: ${JSON.stringify(await loaded.json()).slice(0, 120)}`);
   let cursor = 0;
   const postEvent = async () => {
     const e = replay[cursor++ % replay.length]!;
@@ -127,9 +133,10 @@ try {
   };
   for (const c of [1, 16]) rows.push(await run("floor: Redis GET+SET via bridge", c, getset));
 
-  // reference: the dev server's own HTTP round trip for a request that does no work (404 route)
+  // reference: the dev server's own HTTP round trip for a request that does no work (404 route
+  // outside /v1: no key check, no rate limit)
   const bare = async () => {
-    const r = await fetch(`${stack.url}/v1/no-such-route`, { headers: h });
+    const r = await fetch(`${stack.url}/no-such-route`, { headers: h });
     await r.arrayBuffer();
     return r.status === 404;
   };

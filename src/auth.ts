@@ -28,6 +28,19 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
 
 const list = (s: string | undefined) => (s ?? "").split(",").map((k) => k.trim()).filter(Boolean);
 
+const digestsCache = new Map<string, Promise<Uint8Array[]>>();
+
+/** SHA-256 digests of a comma-separated key list (computed once per isolate per list). */
+function digests(keys: string | undefined): Promise<Uint8Array[]> {
+  const k = keys ?? "";
+  let d = digestsCache.get(k);
+  if (!d) {
+    if (digestsCache.size > 32) digestsCache.clear();
+    digestsCache.set(k, (d = Promise.all(list(k).map(digest))));
+  }
+  return d;
+}
+
 /** Endpoints a publishable key may call (method and path pattern). */
 const PUBLISHABLE: [string, RegExp][] = [
   ["POST", /^\/v1\/events\/?$/],
@@ -48,8 +61,8 @@ export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (!m) throw unauthorized("send the API key as 'Authorization: Bearer <key>'");
   const given = await digest(m[1]!);
   let scope: KeyScope | undefined;
-  for (const k of list(c.env.SECRET_KEYS)) if (equal(given, await digest(k))) scope = "secret";
-  for (const k of list(c.env.PUBLISHABLE_KEYS)) if (equal(given, await digest(k))) scope ??= "publishable";
+  for (const d of await digests(c.env.SECRET_KEYS)) if (equal(given, d)) scope = "secret";
+  for (const d of await digests(c.env.PUBLISHABLE_KEYS)) if (equal(given, d)) scope ??= "publishable";
   if (!scope) throw unauthorized("invalid API key");
   if (scope === "publishable" && !publishableMay(c.req.method, c.req.path)) {
     throw new ApiError(403, "insufficient_scope", `a publishable key may not call ${c.req.method} ${c.req.path}; use a secret key from your server`);
@@ -90,7 +103,11 @@ function limiter(url: string, token: string, timeoutMs: number, perMinute: numbe
   return l;
 }
 
-/** 429 with Retry-After once a key (or publishable key and IP) exceeds its per-minute budget. */
+/**
+ * 429 with Retry-After once a key (or publishable key and IP) exceeds its per-minute budget.
+ * Reads (GET) run alongside the limiter and are answered 429 afterwards if over budget, so the
+ * limiter's Redis round trip does not add to their latency; writes wait for it first.
+ */
 export const rateLimit: MiddlewareHandler<AppEnv> = async (c, next) => {
   const { config } = c.var;
   const scope = c.var.keyScope;
@@ -98,22 +115,30 @@ export const rateLimit: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (perMinute === 0) return next();
   const ip = c.req.header("cf-connecting-ip") ?? "";
   const id = scope === "secret" ? c.var.keyId : `${c.var.keyId}:${ip}`;
-  let r;
-  try {
-    r = await limiter(c.env.UPSTASH_REDIS_REST_URL ?? "", c.env.UPSTASH_REDIS_REST_TOKEN ?? "", config.REDIS_TIMEOUT_MS, perMinute, scope).limit(id);
-  } catch (e) {
-    console.warn(`rate limiter unavailable, request allowed: ${(e as Error).message}`);
+  const verdict = limiter(c.env.UPSTASH_REDIS_REST_URL ?? "", c.env.UPSTASH_REDIS_REST_TOKEN ?? "", config.REDIS_TIMEOUT_MS, perMinute, scope)
+    .limit(id)
+    .catch((e: Error) => {
+      console.warn(`rate limiter unavailable, request allowed: ${e.message}`);
+      return null;
+    });
+  const check = async () => {
+    const r = await verdict;
+    if (!r) return;
+    c.var.background(r.pending);
+    c.header("X-RateLimit-Limit", String(r.limit));
+    c.header("X-RateLimit-Remaining", String(Math.max(0, r.remaining)));
+    c.header("X-RateLimit-Reset", String(Math.ceil(r.reset / 1000)));
+    if (!r.success) {
+      const wait = Math.max(1, Math.ceil((r.reset - Date.now()) / 1000));
+      throw new ApiError(429, "rate_limited", `rate limit of ${perMinute} requests per minute exceeded; retry in ${wait} s`, {
+        headers: { "Retry-After": String(wait) },
+      });
+    }
+  };
+  if (c.req.method !== "GET") {
+    await check();
     return next();
   }
-  c.var.background(r.pending);
-  c.header("X-RateLimit-Limit", String(r.limit));
-  c.header("X-RateLimit-Remaining", String(Math.max(0, r.remaining)));
-  c.header("X-RateLimit-Reset", String(Math.ceil(r.reset / 1000)));
-  if (!r.success) {
-    const wait = Math.max(1, Math.ceil((r.reset - Date.now()) / 1000));
-    throw new ApiError(429, "rate_limited", `rate limit of ${perMinute} requests per minute exceeded; retry in ${wait} s`, {
-      headers: { "Retry-After": String(wait) },
-    });
-  }
   await next();
+  await check(); // throws 429: onError replaces the (discarded) read's response
 };

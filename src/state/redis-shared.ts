@@ -15,13 +15,17 @@ local n = tonumber(ARGV[1])
 if n > cur then redis.call('SET', KEYS[1], ARGV[1]) return n end
 return cur`;
 
+const raiseScripts = new WeakMap<Redis, ReturnType<Redis["createScript"]>>();
+
 export class RedisSharedStore implements SharedStore {
   private readonly redis: Redis;
   private readonly raise: ReturnType<Redis["createScript"]>;
 
   constructor(private readonly o: { url: string; token: string; timeoutMs: number }) {
     this.redis = redisClient(o.url, o.token, o.timeoutMs);
-    this.raise = this.redis.createScript(RAISE_LUA);
+    let raise = raiseScripts.get(this.redis);
+    if (!raise) raiseScripts.set(this.redis, (raise = this.redis.createScript(RAISE_LUA)));
+    this.raise = raise;
   }
 
   private call<T>(what: string, fn: () => Promise<T>) {
