@@ -4,6 +4,7 @@
  * URLs 2048 chars, attributes 8 KiB of JSON.
  */
 import { z } from "@hono/zod-openapi";
+import type { ItemRow } from "../../schema/schema";
 import { Id } from "../lib/schemas";
 
 export const MAX_TITLE = 500;
@@ -90,6 +91,25 @@ export type Item = z.infer<typeof ItemSchema>;
 
 /** Catalog fields returned with recommendations (`include=metadata`). */
 export const ItemMetadata = ItemSchema.pick({ title: true, category_path: true, price: true, currency: true, available: true, url: true, image_url: true, attributes: true }).openapi("ItemMetadata");
+
+/** The catalog fields of a stored row, as the API shows them. */
+export function itemMetadata(r: ItemRow): z.infer<typeof ItemMetadata> {
+  return {
+    title: r.title,
+    category_path: r.categoryPath,
+    price: r.price,
+    currency: r.currency,
+    available: r.available,
+    url: r.url,
+    image_url: r.imageUrl,
+    attributes: r.attributes,
+  };
+}
+
+/** A stored row as the API shows it. */
+export function toItem(r: ItemRow, inModel: boolean): Item {
+  return { id: r.id, ...itemMetadata(r), in_model: inModel, created_at: new Date(r.createdAt).toISOString(), updated_at: new Date(r.updatedAt).toISOString() };
+}
 
 /** "Shoes > Running" -> ["Shoes", "Running"]. */
 export function parseCategory(s: string): string[] {

@@ -14,7 +14,7 @@ import type { Context } from "hono";
 
 import { type Db, deleteItem, existingIds, getItem, patchItems, upsertItems } from "../catalog/db";
 
-import { ItemInput, ItemPatch, ItemSchema } from "../catalog/schemas";
+import { ItemInput, ItemPatch, ItemSchema, toItem } from "../catalog/schemas";
 
 import { similarItems } from "../domain/similar";
 
@@ -28,26 +28,9 @@ import { Id } from "../lib/schemas";
 
 import { RecommendationSchema, filterQuery, filtersFrom, withMetadata } from "./schemas";
 
-import type { ItemRow } from "../../schema/schema";
 
 const Params = z.object({ item_id: Id.openapi({ param: { name: "item_id", in: "path" }, example: "sku-123" }) });
 
-function toItem(r: ItemRow, inModel: boolean): z.infer<typeof ItemSchema> {
-  return {
-    id: r.id,
-    title: r.title,
-    category_path: r.categoryPath,
-    price: r.price,
-    currency: r.currency,
-    available: r.available,
-    url: r.url,
-    image_url: r.imageUrl,
-    attributes: r.attributes,
-    in_model: inModel,
-    created_at: new Date(r.createdAt).toISOString(),
-    updated_at: new Date(r.updatedAt).toISOString(),
-  };
-}
 
 /** Does the serving model know these ids? (false for all when the model is unavailable) */
 async function modelKnows(c: Context<AppEnv>): Promise<(id: string) => boolean> {

@@ -5,7 +5,7 @@
 import { z } from "@hono/zod-openapi";
 import type { Db } from "../catalog/db";
 import { getItems } from "../catalog/db";
-import { CATEGORY_SEPARATOR, ItemMetadata, parseCategory } from "../catalog/schemas";
+import { CATEGORY_SEPARATOR, ItemMetadata, itemMetadata, parseCategory } from "../catalog/schemas";
 import type { Filters } from "../domain/filters";
 import type { Recommendation } from "../domain/recommend";
 import { ApiError } from "../errors";
@@ -87,19 +87,7 @@ export async function withMetadata<T extends Recommendation>(db: Db, rec: T, tim
       items: rec.items.map((i) => {
         const r = byId.get(i.item_id);
         if (!r) return i;
-        return {
-          ...i,
-          item: {
-            title: r.title,
-            category_path: r.categoryPath,
-            price: r.price,
-            currency: r.currency,
-            available: r.available,
-            url: r.url,
-            image_url: r.imageUrl,
-            attributes: r.attributes,
-          },
-        };
+        return { ...i, item: itemMetadata(r) };
       }),
     };
   } catch (e) {
