@@ -40,6 +40,8 @@ const ConfigSchema = z.object({
   POPULAR_HALF_LIFE_DAYS: z.coerce.number().positive().max(3650).default(7),
   /** Events older than this do not count for popularity, days. Default 60. */
   POPULAR_WINDOW_DAYS: int(60, 1, 3650),
+  /** How often an isolate reads the shared catalog revision stamp, ms (0: every request). Default 1000. */
+  CATALOG_CHECK_MS: int(1000, 0, 60_000),
   /** A per-isolate catalog copy is re-synced from D1 at least this often, seconds. Default 30. */
   CATALOG_MAX_STALE_SECONDS: int(30, 0, 24 * 3600),
   /** Timeout of each D1 query on the request path, milliseconds. Default 2000. */

@@ -25,6 +25,9 @@ export interface Services {
   rankContext: () => Promise<RankContext>;
 }
 
+/** When this isolate last read the catalog revision stamp (ms). */
+let stampReadAt = 0;
+
 /** Everything a request needs; `background` schedules work after the response. */
 export async function services(env: AppEnv["Bindings"], config: Config, background: (p: Promise<unknown>) => void): Promise<Services> {
   const model = modelHandle(config.MODEL_NAME, env.MODEL_BUCKET);
@@ -43,7 +46,14 @@ export async function services(env: AppEnv["Bindings"], config: Config, backgrou
   let ctx: Promise<RankContext> | undefined;
   const rankContext = () =>
     (ctx ??= (async () => {
-      const stamp = shared.catalogRev().catch(() => null);
+      // The stamp is read at most every CATALOG_CHECK_MS per isolate: another isolate's catalog
+      // write shows here within that time (this isolate's own writes show at once).
+      const now = Date.now();
+      let stamp: Promise<number | null> = Promise.resolve(null);
+      if (now - stampReadAt >= config.CATALOG_CHECK_MS) {
+        stampReadAt = now;
+        stamp = shared.catalogRev().catch(() => null);
+      }
       const lists = popularLists({
         db,
         shared,

@@ -36,7 +36,9 @@ export const EventSchema = z
       .string()
       .regex(/^[a-z][a-z0-9_]{0,31}$/, 'must be a lower-case event name such as "view", "add_to_cart" or "purchase"')
       .openapi({ example: "view", description: '"purchase" items are never recommended to the user again.' }),
-    timestamp: Timestamp.optional().openapi({ description: "Milliseconds since the epoch or ISO 8601; default: receipt time.", type: "string" }),
+    timestamp: Timestamp.optional().openapi({
+      description: "Milliseconds since the epoch (integer) or an ISO 8601 time (string); default: receipt time.",
+    }),
   })
   .openapi("Event");
 

@@ -5,7 +5,9 @@
  * recommendations honour availability, purchases and filters; a new shopper gets popular items;
  * the OpenAPI document validates against the OpenAPI 3.1 specification.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { promisify } from "node:util";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { compileErrors, validate } from "@readme/openapi-parser";
@@ -101,6 +103,23 @@ describe("a shop integrates the recommender", () => {
     expect(r).toMatchObject({ source: "popular", reason: "cold-user" });
     expect(r.items).toHaveLength(5);
     for (const i of r.items) expect(soldOut.has(i.item_id)).toBe(false);
+  });
+
+  it("exports the event log with `npm run export-events` in the format the training code reads", async () => {
+    const out = join(dir, "events.ndjson");
+    let lines: any[] = [];
+    for (let i = 0; i < 40 && lines.length < 9; i++) {
+      await promisify(execFile)(join(process.cwd(), "node_modules", ".bin", "tsx"), ["scripts/export-events.ts", "--url", stack.url, "--key", SK, "--out", out]);
+      lines = readFileSync(out, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+      if (lines.length < 9) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(lines.length).toBeGreaterThanOrEqual(9); // the shopper's 8 views and 1 purchase
+    for (const l of lines) {
+      expect(typeof l.user_id).toBe("string");
+      expect(typeof l.item_id).toBe("string");
+      expect(Number.isInteger(l.timestamp)).toBe(true);
+    }
+    expect(lines.filter((l) => l.type === "purchase")).toHaveLength(1);
   });
 
   it("publishes an OpenAPI 3.1 document that validates, and a docs page", async () => {
