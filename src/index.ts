@@ -99,17 +99,14 @@ app.onError(onError);
 /** The app's routes and their types, for `hono/client` (see src/client.ts). */
 export type AppType = typeof routes;
 
-/** Cron: refresh popularity, replay spilled event-log rows. */
+/** Cron: replay spilled event-log rows, then refresh popularity. */
 async function scheduled(_event: ScheduledController, env: AppEnv["Bindings"], ctx: ExecutionContext) {
   const cfg = loadConfig(env as unknown as Record<string, unknown>);
   const s = await services(env, cfg, (p) => ctx.waitUntil(p));
   const deps = { db: s.db, shared: s.shared };
-  const [popular, drained] = await Promise.allSettled([
-    refreshPopular({ ...deps, catalog: s.catalog, options: popularOptions(cfg) }),
-    drainSpill(deps),
-  ]);
-  if (popular.status === "rejected") console.error("popularity refresh failed", popular.reason);
-  if (drained.status === "rejected") console.error("event-log replay failed", drained.reason);
+  // Replay first, so that the replayed events count for popularity.
+  await drainSpill(deps).catch((e) => console.error("event-log replay failed", e));
+  await refreshPopular({ ...deps, catalog: s.catalog, options: popularOptions(cfg) }).catch((e) => console.error("popularity refresh failed", e));
 }
 
 export { app };

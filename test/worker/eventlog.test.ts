@@ -2,7 +2,10 @@
  * The event log in D1: every accepted event once (resends included), exported as NDJSON in the
  * training format; a D1 outage spills the rows to Redis and a replay stores them, none lost.
  */
+/// <reference types="@cloudflare/vitest-plugin/types" />
+import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import worker from "../../src/index";
 import { describe, expect, it } from "vitest";
 import { api, apiText, ev, logged, manifest, uid } from "./helpers";
 
@@ -57,5 +60,24 @@ describe("event log", () => {
     const drained = await api("/v1/admin/eventlog/drain", { method: "POST" });
     expect(drained.body.replayed).toBeGreaterThanOrEqual(2);
     expect((await logged(u, 2)).map((r) => r.event_id)).toEqual(["s1", "s2"]);
+  });
+
+  it("the cron trigger replays spilled rows and recomputes the popularity lists", async () => {
+    const u = uid();
+    await DB.exec("ALTER TABLE events RENAME TO events_away");
+    try {
+      expect((await api("/v1/events", { body: [ev(u, ids[7]!, { event_id: "c1", type: "purchase" })] })).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 1500));
+    } finally {
+      await DB.exec("ALTER TABLE events_away RENAME TO events");
+    }
+    const before = Date.now();
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ scheduledTime: before, cron: "*/5 * * * *" }), env as never, ctx);
+    await waitOnExecutionContext(ctx);
+    expect((await logged(u, 1)).map((r) => r.event_id)).toEqual(["c1"]);
+    const lists = await api("/v1/admin/popular?top=500");
+    expect(Date.parse(lists.body.computed_at)).toBeGreaterThanOrEqual(before - 1000);
+    expect(lists.body.overall.map((x: [string, number]) => x[0])).toContain(ids[7]);
   });
 });
