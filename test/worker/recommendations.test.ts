@@ -105,6 +105,22 @@ describe("recommendation rules", () => {
     }
   });
 
+  it("still answers, flagged, when the catalog database cannot give the metadata", async () => {
+    const u = await userWithHistory();
+    const DB = (env as unknown as { DB: D1Database }).DB;
+    await DB.exec("ALTER TABLE items RENAME TO items_away");
+    let r;
+    try {
+      r = await api(`/v1/users/${u}/recommendations?k=5&include=metadata`);
+    } finally {
+      await DB.exec("ALTER TABLE items_away RENAME TO items");
+    }
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ source: "model", metadata_unavailable: true });
+    expect(r.body.items).toHaveLength(5);
+    for (const i of r.body.items) expect(facts(i.item_id).soldOut).toBe(false);
+  });
+
   it("rejects contradictory or oversized filters with 400", async () => {
     const u = uid();
     for (const q of ["min_price=5&max_price=1", "min_price=-1", "category=%20>%20", `exclude=${Array.from({ length: 101 }, (_, i) => i).join(",")}`, "include=everything"]) {
@@ -123,10 +139,10 @@ describe("cold start and fallbacks", () => {
     for (let n = 0; n < 30; n++) {
       const u = `crowd-${n}-${uid()}`;
       events.push(ev(u, action[0]!, { type: "purchase" }), ev(u, action[1]!), ev(u, extras[1]!, { type: "add_to_cart" }));
-      if (n < 10) events.push(ev(u, action[2]!));
+      if (n < 20) events.push(ev(u, action[2]!));
     }
     await api("/v1/events", { body: events });
-    await logged(events[events.length - 1]!.user_id, 4);
+    await logged(events[events.length - 1]!.user_id, 3);
     const refreshed = await api("/v1/admin/popular/refresh", { method: "POST" });
     expect(refreshed.status).toBe(200);
     expect(refreshed.body.overall.slice(0, 3).map((x: any) => x[0])).toEqual([action[0], extras[1], action[1]]);
