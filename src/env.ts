@@ -24,6 +24,8 @@ export type AppEnv = {
     db: Db;
     shared: SharedStore;
     catalog: CatalogMirror;
+    /** The catalog copy synced as needed (memoised per request). */
+    catalogReady: () => Promise<void>;
     /** The catalog synced as needed plus the popularity lists (memoised per request). */
     rankContext: () => Promise<RankContext>;
     /** Run a promise after the response (executionCtx.waitUntil; awaited inline outside a worker). */

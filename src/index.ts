@@ -52,6 +52,7 @@ app.use("*", async (c, next) => {
   c.set("shared", s.shared);
   c.set("db", s.db);
   c.set("catalog", s.catalog);
+  c.set("catalogReady", s.catalogReady);
   c.set("rankContext", s.rankContext);
   await next();
 });

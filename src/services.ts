@@ -22,6 +22,8 @@ export interface Services {
   shared: RedisSharedStore;
   db: ReturnType<typeof database>;
   catalog: typeof catalogMirror;
+  /** The catalog copy, synced as needed (memoised per request). */
+  catalogReady: () => Promise<void>;
   rankContext: () => Promise<RankContext>;
 }
 
@@ -43,27 +45,27 @@ export async function services(env: AppEnv["Bindings"], config: Config, backgrou
   const shared = new RedisSharedStore(redis);
   const db = database(env.DB);
   const catalog = catalogMirror;
-  let ctx: Promise<RankContext> | undefined;
-  const rankContext = () =>
-    (ctx ??= (async () => {
+  let ready: Promise<void> | undefined;
+  const catalogReady = () =>
+    (ready ??= (async () => {
       // The stamp is read at most every CATALOG_CHECK_MS per isolate: another isolate's catalog
       // write shows here within that time (this isolate's own writes show at once).
       const now = Date.now();
-      let stamp: Promise<number | null> = Promise.resolve(null);
+      let stamp: number | null = null;
       if (now - stampReadAt >= config.CATALOG_CHECK_MS) {
         stampReadAt = now;
-        stamp = shared.catalogRev().catch(() => null);
+        stamp = await shared.catalogRev().catch(() => null);
       }
-      const lists = popularLists({
-        db,
-        shared,
-        catalog,
-        options: popularOptions(config),
-        refreshMs: config.POPULAR_REFRESH_SECONDS * 1000,
-        background,
-      });
-      await catalog.refresh(db, await stamp, config.CATALOG_MAX_STALE_SECONDS * 1000);
-      return { catalog, lists: await lists, trained: model.known?.popular ?? { ids: [], counts: [] } };
+      await catalog.refresh(db, stamp, config.CATALOG_MAX_STALE_SECONDS * 1000, config.DB_TIMEOUT_MS);
     })());
-  return { model, store, shared, db, catalog, rankContext };
+  let ctx: Promise<RankContext> | undefined;
+  const rankContext = () =>
+    (ctx ??= (async () => {
+      const [lists] = await Promise.all([
+        popularLists({ db, shared, catalog, options: popularOptions(config), refreshMs: config.POPULAR_REFRESH_SECONDS * 1000, background }),
+        catalogReady(),
+      ]);
+      return { catalog, lists, trained: model.known?.popular ?? { ids: [], counts: [] } };
+    })());
+  return { model, store, shared, db, catalog, catalogReady, rankContext };
 }

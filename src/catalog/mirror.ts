@@ -17,6 +17,8 @@ export interface ItemFacts {
 
 /** Catalog facts aligned to one model's embedding rows (index = row). */
 export interface RowView {
+  /** The model mask of the catalog alone: 1 for the padding row and every row not ok. */
+  mask: Float32Array;
   /** 1 when the row's item is in the catalog and available. */
   ok: Uint8Array;
   price: Float64Array;
@@ -61,13 +63,22 @@ export class CatalogMirror {
 
   /**
    * Sync when needed. `stamp`: the shared revision stamp (null when it could not be read).
-   * Returns false when a needed sync failed (the copy is then stale, but still used).
+   * Once a copy exists, a sync slower than `timeoutMs` is not waited for (it goes on, and the
+   * request uses the copy it has); a first sync is always waited for, since without a copy the
+   * availability rules cannot be applied. Returns false when the request uses a stale copy.
    */
-  async refresh(db: Db, stamp: number | null, maxStaleMs: number, nowMs = Date.now()): Promise<boolean> {
+  async refresh(db: Db, stamp: number | null, maxStaleMs: number, timeoutMs: number, nowMs = Date.now()): Promise<boolean> {
     const moved = stamp !== null && stamp !== this.stampSeen;
     if (!moved && this.age(nowMs) <= maxStaleMs) return true;
     try {
-      await this.sync(db, stamp);
+      const sync = this.sync(db, stamp);
+      if (!this.syncedAt) await sync;
+      else {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`sync slower than ${timeoutMs} ms`)), timeoutMs)));
+        sync.catch(() => undefined);
+        await Promise.race([sync, late]).finally(() => clearTimeout(timer));
+      }
       return true;
     } catch (e) {
       console.warn(`catalog sync failed, using a copy ${Math.round(this.age(nowMs) / 1000)} s old: ${(e as Error).message}`);
@@ -126,7 +137,9 @@ export class CatalogMirror {
       price[r] = f.price;
       category[r] = f.categoryKey;
     }
-    const view = { ok, price, category };
+    const mask = new Float32Array(model.rows);
+    for (let r = 0; r < model.rows; r++) mask[r] = ok[r] ? 0 : 1;
+    const view = { mask, ok, price, category };
     this.views.set(model, { changes: this.changes, view });
     return view;
   }

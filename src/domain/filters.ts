@@ -41,15 +41,17 @@ export function allowed(r: Rules, id: string): boolean {
 
 /** The model mask (1 = never return) for these rules, over all embedding rows. */
 export function modelMask(model: GruModel, r: Rules): Float32Array {
-  const mask = model.mask();
-  const view = r.catalog.restricts || r.category !== undefined || hasPrice(r) ? r.catalog.rowView(model) : null;
-  if (view) {
+  const price = hasPrice(r);
+  const needView = r.catalog.restricts || r.category !== undefined || price;
+  const view = needView ? r.catalog.rowView(model) : null;
+  // Availability is precomputed per catalog version; only category and price need a pass.
+  const mask = view && r.catalog.restricts ? view.mask.slice() : model.mask();
+  if (view && (r.category !== undefined || price)) {
     const lo = r.minPrice ?? -Infinity;
     const hi = r.maxPrice ?? Infinity;
-    const price = hasPrice(r);
     for (let row = 1; row < model.rows; row++) {
-      if (r.catalog.restricts && !view.ok[row]) mask[row] = 1;
-      else if (r.category !== undefined && !(view.category[row] !== undefined && inCategory(view.category[row]!, r.category))) mask[row] = 1;
+      if (mask[row]) continue;
+      if (r.category !== undefined && !(view.category[row] !== undefined && inCategory(view.category[row]!, r.category))) mask[row] = 1;
       else if (price && !(view.price[row]! >= lo && view.price[row]! <= hi)) mask[row] = 1;
     }
   }

@@ -110,7 +110,7 @@ export const events = featureApp()
       const model = loaded.model;
       const now = Date.now();
       // Items the model does not know must at least be in the catalog.
-      if (list.some((e) => model.rowOf(e.item_id) === undefined)) await c.var.rankContext();
+      if (list.some((e) => model.rowOf(e.item_id) === undefined)) await c.var.catalogReady();
       const unknown: { index: number; field: string; item_id: string }[] = [];
       const resolved: ResolvedEvent[] = [];
       const catalogOnly: { index: number; userId: string }[] = [];
