@@ -223,6 +223,7 @@ export const items = featureApp()
     if (rows.length > max) throw new ApiError(413, "batch_too_large", `a catalog batch holds at most ${max} items, got ${rows.length}`, { field: "items" });
     const errs: z.infer<typeof RowError>[] = [];
     const good = new Map<string, (ItemInput & { id: string }) | (ItemPatch & { id: string })>();
+    const lastIndex = new Map<string, number>();
     const schema = partial ? ItemPatch : ItemInput;
     rows.forEach((raw, index) => {
       const id = raw && typeof raw === "object" && typeof (raw as { id?: unknown }).id === "string" ? (raw as { id: string }).id : undefined;
@@ -236,20 +237,16 @@ export const items = featureApp()
         return void errs.push({ index, field: `items[${index}].id`, message: `items[${index}].id: required`, code: "invalid_request" });
       good.delete(r.data.id); // the last row of an id wins
       good.set(r.data.id, r.data as ItemInput & { id: string });
+      lastIndex.set(r.data.id, index);
     });
     const db = c.var.db;
     const retry = c.var.config.RETRY_AFTER_SECONDS;
     let list = [...good.values()];
     if (partial && list.length) {
-      const exist = await dbCall("read", retry, () =>
-        existingIds(
-          db,
-          list.map((r) => r.id),
-        ),
-      );
+      const exist = await dbCall("read", retry, () => existingIds(db, [...good.keys()]));
       list = list.filter((r) => {
         if (exist.has(r.id)) return true;
-        const index = rows.findLastIndex((x) => (x as { id?: unknown })?.id === r.id);
+        const index = lastIndex.get(r.id)!;
         errs.push({ index, id: r.id, field: `items[${index}].id`, message: `no item ${r.id} in the catalog`, code: "item_not_found" });
         return false;
       });
