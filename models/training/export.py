@@ -234,6 +234,13 @@ def golden(model, ck, n_events=12, k=10):
     }
 
 
+# The outputs of both ranking graphs (score, similar): TopK with a runtime k.
+TOPK_OUTPUTS = [
+    {"name": "scores", "dtype": "float32", "shape": ["batch", "k"]},
+    {"name": "indices", "dtype": "int64", "shape": ["batch", "k"]},
+]
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -288,10 +295,7 @@ def main(argv=None):
                     {"name": "mask", "dtype": "float32", "shape": ["batch", N]},
                     {"name": "k", "dtype": "int64", "shape": [1]},
                 ],
-                "outputs": [
-                    {"name": "scores", "dtype": "float32", "shape": ["batch", "k"]},
-                    {"name": "indices", "dtype": "int64", "shape": ["batch", "k"]},
-                ],
+                "outputs": TOPK_OUTPUTS,
             },
             "similar": {
                 "file": "similar.onnx",
@@ -300,10 +304,7 @@ def main(argv=None):
                     {"name": "mask", "dtype": "float32", "shape": ["batch", N]},
                     {"name": "k", "dtype": "int64", "shape": [1]},
                 ],
-                "outputs": [
-                    {"name": "scores", "dtype": "float32", "shape": ["batch", "k"]},
-                    {"name": "indices", "dtype": "int64", "shape": ["batch", "k"]},
-                ],
+                "outputs": TOPK_OUTPUTS,
             },
         },
         "weights": {"file": "weights.bin", "bytes": os.path.getsize(os.path.join(args.out, "weights.bin")),
