@@ -137,7 +137,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     await applyMigrations(persistTo);
     const worker = await startWorker({ port, apiKey, publishableKey, redisUrl: bridge.url, redisToken: bridgeToken, persistTo, vars: o.vars, verbose: o.verbose });
     const b = bridge;
-    return {
+    const stack: Stack = {
       url: worker.url,
       apiKey,
       publishableKey,
@@ -149,9 +149,11 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
       async stop() {
         await worker.stop();
         await b.close();
-        await redis?.stop();
+        // The Redis now in `stack.redis` (a caller may have restarted it), not the first one.
+        await stack.redis?.stop();
       },
     };
+    return stack;
   } catch (e) {
     await bridge?.close();
     await redis?.stop();
