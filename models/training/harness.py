@@ -1,13 +1,21 @@
 """Evaluation harness: protocols, our model (with and without memory) and baselines, all ranked
 over every item (full ranking, ties against the model), with bootstrap intervals.
 
+Split codes in `Events.split`: 0 = train, 1 = test, 2 = validation (model selection and early
+stopping only: never a training target, never used to choose anything on test).
+
 Protocols:
-  session-next  every next-item position of every test session (diginetica, retailrocket, yoochoose)
+  session-next  every next-item position of every test session (diginetica, retailrocket,
+                yoochoose); validation = the most recent VALID_FRACTION of the training sessions
+                (the files are in time order), scored the same way
   time-split    per user, the last session (cut by the idle gap) is test; every event of it is a
-                target, the first one predicted from what came before (movielens)
-  last-item     the last event of each user is held out and starts a new session (amazon). These
-                files have order but no timestamps: histories are cut into pseudo-sessions of
-                AMAZON_SESSION items, so the model sees session boundaries to learn its memory.
+                target, predicted from the whole history before it (movielens); validation = the
+                second-to-last session of users with at least three sessions
+  last-item     S3-Rec / ICLRec exactly (amazon): per user, test = the last item, validation = the
+                second-to-last; the input is the prefix before the target (capped at the last
+                `cap` items when asked, as those papers do with 50); the user's history items are
+                scored out at ranking (`exclude_history`), as the papers do. The files have order but
+                no time: one user = one continuous sequence.
 """
 import numpy as np
 import scipy.sparse as sp
@@ -16,7 +24,8 @@ import torch
 import data as D
 from metrics import summary, target_ranks
 
-AMAZON_SESSION = 5
+VALID_FRACTION = 0.05
+TRAIN, TEST, VALID = 0, 1, 2
 
 PROTOCOLS = {
     "diginetica": "session-next", "retailrocket": "session-next", "yoochoose-100k": "session-next",
@@ -26,58 +35,97 @@ PROTOCOLS = {
 
 
 def load(name, idle_gap=1800.0):
-    """The dataset's events with the protocol's train/test split applied."""
+    """The dataset's events with the protocol's train/test/validation split applied."""
     loader = D.LOADERS[name]
     ev = loader(idle_gap=idle_gap) if name.startswith("movielens") else loader()
     return apply_protocol(ev, PROTOCOLS[name])
 
 
 def apply_protocol(ev, proto):
-    """Set ev.split (and, for last-item, pseudo-sessions) for a protocol; returns ev."""
+    """Set ev.split (0 train, 1 test, 2 validation) for a protocol; returns ev."""
+    if len(ev) == 0:
+        return ev
+    first = np.r_[True, ev.user[1:] != ev.user[:-1]]
+    last = np.r_[ev.user[1:] != ev.user[:-1], True]
     if proto == "time-split":
-        last = np.r_[ev.user[1:] != ev.user[:-1], True]
-        first = np.r_[True, ev.user[1:] != ev.user[:-1]]
-        last_s, first_s = ev.session[last], ev.session[first]
-        test = set(last_s[last_s != first_s].tolist())
-        ev.split = np.isin(ev.session, list(test)).astype(np.int8)
+        # sessions in order per user: last one (if not also the first) is test, the one before it
+        # validation when the user then still has a training session
+        s_first = np.r_[True, ev.session[1:] != ev.session[:-1]]
+        n_sess = np.cumsum(s_first)                                   # running session count
+        user_start = np.maximum.accumulate(np.where(first, np.arange(len(ev)), 0))
+        k = n_sess - n_sess[user_start] + 1                           # session number within user, 1-based
+        total = np.zeros(len(ev), np.int64)
+        ends = np.flatnonzero(last)
+        starts = np.flatnonzero(first)
+        for a, b in zip(starts, ends):
+            total[a:b + 1] = k[b]
+        split = np.zeros(len(ev), np.int8)
+        split[(total >= 2) & (k == total)] = TEST
+        split[(total >= 3) & (k == total - 1)] = VALID
+        ev.split = split
     elif proto == "last-item":
-        first = np.r_[True, ev.user[1:] != ev.user[:-1]]
-        last = np.r_[ev.user[1:] != ev.user[:-1], True]
-        ev.split = last.astype(np.int8)
-        pos = np.arange(len(ev)) - np.maximum.accumulate(np.where(first, np.arange(len(ev)), 0))
-        # pseudo-sessions of AMAZON_SESSION items; the held-out item starts a new one (a return)
-        new = first | (pos % AMAZON_SESSION == 0) | last
-        ev.session = np.cumsum(new) - 1
+        split = np.zeros(len(ev), np.int8)
+        split[last] = TEST
+        split[np.r_[last[1:], False] & ~last & ~first] = VALID          # second-to-last (users with >= 3 items)
+        ev.split = split
+        ev.session = np.cumsum(first) - 1                             # one continuous sequence per user
+    elif proto == "session-next":
+        train_sess = np.unique(ev.session[ev.split == TRAIN])
+        n_valid = int(round(len(train_sess) * VALID_FRACTION))
+        if n_valid:
+            valid_sess = train_sess[-n_valid:]                        # sessions are numbered in file (time) order
+            ev.split = ev.split.copy()
+            ev.split[np.isin(ev.session, valid_sess) & (ev.split == TRAIN)] = VALID
     return ev
 
 
-def sequences(ev, rows, proto):
-    """Per user: rows, new_session flags, target flags. Events of unindexed items are dropped
-    from the input; if such an event was a target it is counted as a miss (returned separately)."""
+def sequences(ev, rows, proto, target=TEST, cap=0):
+    """Per user: (rows, new_session, is_target, session, time, split) as numpy arrays.
+
+    `target` picks which split holds the targets (TEST or VALID). Events of unindexed items are
+    dropped from the input; targets among them count as misses (returned as `lost`). With
+    target=VALID the test events are dropped from the input. cap > 0 keeps only the last `cap`
+    events before each target as the input (last-item protocol: one target per user)."""
     keep = rows > 0
     starts = np.flatnonzero(np.r_[True, ev.user[1:] != ev.user[:-1]])
     ends = np.r_[starts[1:], len(ev)]
     seqs, lost = [], 0
     for a, b in zip(starts, ends):
-        k = keep[a:b]
-        sess, split = ev.session[a:b], ev.split[a:b]
-        is_target = split == 1
+        split = ev.split[a:b]
+        k = keep[a:b].copy()
+        if target == VALID:
+            k &= split != TEST
+        sess = ev.session[a:b]
+        is_target = split == target
         if proto == "session-next":
-            is_target = is_target & (np.arange(b - a) > 0)
+            is_target = is_target & np.r_[False, sess[1:] == sess[:-1]]   # not a session's first event
         lost += int((is_target & ~k).sum())
-        r, s, t, tm = rows[a:b][k], sess[k], is_target[k], ev.time[a:b][k]
+        r, s, t, tm, spl = rows[a:b][k], sess[k], is_target[k], ev.time[a:b][k], split[k]
+        if cap and proto == "last-item" and t.any():
+            p = int(np.flatnonzero(t)[0])
+            lo = max(0, p - cap)
+            r, s, t, tm, spl = r[lo:p + 1], s[lo:p + 1], t[lo:p + 1], tm[lo:p + 1], spl[lo:p + 1]
         if len(r) == 0:
             continue
         ns = np.r_[1.0, (s[1:] != s[:-1]).astype(np.float32)].astype(np.float32)
-        seqs.append((r, ns, t, s, tm))
+        seqs.append((r, ns, t, s, tm, spl))
     return seqs, lost
 
 
+def training_part(seq, include_valid=False):
+    """The events of one user that training may see: split TRAIN (and VALID when asked)."""
+    r, ns, t, s, tm, spl = seq
+    m = (spl == TRAIN) | (include_valid & (spl == VALID))
+    return m
+
+
 @torch.no_grad()
-def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False):
+def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False, exclude_history=False):
     """Rank of every target from the state before it. reset_sessions: forget everything at each
-    session start (session-only use of the same model). exclude_seen: items the user already
-    had before the target are removed from the ranking (for every method alike)."""
+    session start (session-only use of the same model). exclude_seen: items the user had before
+    the target, other than the target itself, are removed from the ranking. exclude_history: every
+    item of the input before the target is removed, the target too if it repeats one (exactly as
+    S3-Rec / ICLRec score their full ranking)."""
     model.eval()
     out = []
     for a in range(0, len(seqs), batch):
@@ -89,12 +137,12 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False
         item = torch.zeros(B, L, dtype=torch.long)
         ns = torch.ones(B, L)
         tgt = torch.zeros(B, L, dtype=torch.bool)
-        for j, (r, n, t, _, _) in enumerate(chunk):
+        gap = torch.zeros(B, L)
+        for j, sq in enumerate(chunk):
+            r, n, t, tm = sq[0], sq[1], sq[2], sq[4]
             item[j, :len(r)] = torch.from_numpy(r)
             ns[j, :len(r)] = torch.from_numpy(n)
             tgt[j, :len(r)] = torch.from_numpy(t)
-        gap = torch.zeros(B, L)
-        for j, (_, _, _, _, tm) in enumerate(chunk):
             gap[j, 1:len(tm)] = torch.from_numpy((np.diff(tm) / 3600.0).astype(np.float32))
         state = torch.zeros(B, model.state_size)
         last_t = torch.tensor([int(np.flatnonzero(s[2]).max()) for s in chunk])
@@ -104,11 +152,12 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False
             if tgt[:, t].any():
                 idx = tgt[:, t].nonzero().squeeze(1)
                 lg = model.logits(state[idx], ns[idx, t], gap[idx, t]).numpy()
-                if exclude_seen:
+                if exclude_seen or exclude_history:
                     for j, b in enumerate(idx.tolist()):
                         seen = item[b, :t].numpy()
-                        seen = seen[seen != item[b, t].item()]
-                        lg[j, seen] = -np.inf
+                        if exclude_seen:
+                            seen = seen[seen != item[b, t].item()]
+                        lg[j, seen[seen > 0]] = -np.inf
                 out.extend(target_ranks(lg, item[idx, t].numpy()).tolist())
             state = model.advance(state, item[:, t], ns[:, t], gap[:, t])
     return np.array(out, dtype=np.int64)
@@ -124,8 +173,8 @@ class Baselines:
         self.sample, self.k = sample, k
         counts = np.zeros(n_rows)
         sessions = []                                   # (start time, order, items)
-        for r, _, t, s, tm in seqs:
-            m = ~_test_sessions(t, s)
+        for r, _, t, s, tm, spl in seqs:
+            m = spl == TRAIN
             rr, ss, tt = r[m], s[m], tm[m]
             np.add.at(counts, rr, 1)
             for g in np.unique(ss):
@@ -198,7 +247,7 @@ class Baselines:
                 out.extend(target_ranks(sc, np.array(tg)).tolist())
                 rows.clear(); tg.clear()
 
-        for r, _, t, s, _ in seqs:
+        for r, _, t, s, *_ in seqs:
             for p in np.flatnonzero(t):
                 prefix = r[:p][s[:p] == s[p]]
                 if method == "MostPopular":
@@ -222,12 +271,6 @@ class Baselines:
                     flush()
         flush()
         return np.array(out, dtype=np.int64)
-
-
-def _test_sessions(t, s):
-    """Events belonging to a session that holds a target (= the test part of the sequence)."""
-    test_ids = np.unique(s[t])
-    return np.isin(s, test_ids)
 
 
 BASELINES = ["MostPopular", "S-POP", "Item-kNN", "SKNN", "V-SKNN"]

@@ -29,8 +29,9 @@ from model import GRURec, ModelConfig  # noqa: E402
 def training_sequences(seqs):
     """From harness sequences, each user's events outside test sessions: (rows, new_session, gap_hours)."""
     out = []
-    for r, ns, t, s, tm in seqs:
-        m = ~H._test_sessions(t, s)
+    for sq in seqs:
+        r, s, tm = sq[0], sq[3], sq[4]
+        m = H.training_part(sq)
         if not m.any():
             continue
         r, s, tm = r[m], s[m], tm[m]
