@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(__file__))
 import data as D  # noqa: E402
-from model import GRURec, ModelConfig  # noqa: E402
+from model import ModelConfig, build  # noqa: E402
 
 OPSET = 17
 
@@ -58,7 +58,7 @@ def load(ckpt_path, half=False):
     """Model in eval mode; half=True rounds every weight to float16 precision first, so that the
     golden vectors and metrics describe exactly what an fp16 export computes."""
     ck = torch.load(ckpt_path, map_location="cpu")
-    model = GRURec(ModelConfig(**ck["config"]))
+    model = build(ModelConfig(**ck["config"]))
     sd = ck["state_dict"]
     if half:
         sd = {k: (v.half().float() if v.is_floating_point() else v) for k, v in sd.items()}
@@ -313,7 +313,8 @@ def main(argv=None):
             "size": S,
             "dtype": "float32",
             "initial": "zeros",
-            "layout": [{"name": "user", "offset": 0, "size": d}, {"name": "session", "offset": d, "size": d}],
+            "layout": model.layout() if hasattr(model, "layout") else
+            [{"name": "user", "offset": 0, "size": d}, {"name": "session", "offset": d, "size": d}],
         },
         "items": {"rows": N, "padding_row": 0, "ids": ids},
         "popular": {"ids": ids[:args.popular], "counts": counts[:args.popular], "source": "training event counts"},

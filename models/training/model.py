@@ -1,4 +1,17 @@
-"""GRU user-interest model (GRU4Rec family) with HRNN-style long-term user memory.
+"""User-interest models of the GRU4Rec family. Two designs share one serving contract:
+
+- `SeqRec` (kind "seq", the served design): one recurrent cell (GRU, or LSTM for comparison) over
+  the user's whole history, never reset at session boundaries (the long-term memory), plus a ring
+  of the last R item rows kept inside the state and read by attention at scoring time (the seeds'
+  attention over memory). The session boundary and the time since the previous event are inputs of
+  the cell and of the query, so the model learns how much a return after days changes the interest.
+  State = [h (H) | c (H, LSTM only) | recent item rows (R, as floats, most recent first)].
+- `GRURec` (kind "hrnn", the previous design, kept for comparison) below.
+
+Both are trained with cross-entropy over all items (or sampled, for large catalogs) and exported by
+export.py as the same three graphs.
+
+GRURec: GRU with HRNN-style long-term user memory.
 
 The whole per-user state is one flat float vector `state = [user | session]`:
 - `session` (d): a GRU over the item embeddings of the current session (GRU4Rec).
@@ -14,6 +27,7 @@ time since the user's previous event in hours. Both functions first apply the se
 boundary, so training, export and serving agree on exactly one rule. Item row 0 is padding
 and is never recommended.
 """
+import math
 from dataclasses import dataclass, asdict
 
 import torch
@@ -31,6 +45,10 @@ class ModelConfig:
                                # state carries over through a learned per-dimension retention gate
     use_gap: bool = False   # the session boundary also sees log1p(hours since the previous event),
                             # so the memory can learn to fade over long absences
+    kind: str = "hrnn"      # "hrnn": GRURec (previous design); "seq": SeqRec
+    cell: str = "gru"       # SeqRec: "gru" or "lstm"
+    attn: int = 0           # SeqRec: R, the recent items attended at scoring time (0: none)
+    hidden: int = 0         # SeqRec: recurrent state size H (0: = dim)
 
     def to_dict(self):
         return asdict(self)
@@ -110,3 +128,143 @@ class GRURec(nn.Module):
     def logits(self, state, new_session, gap=None):
         """Scores of every item for the next event. (B, S), (B,), (B,) -> (B, N)."""
         return F.linear(self.query(state, new_session, gap), self.emb.weight, self.item_bias) + self.pad_mask
+
+
+class SeqRec(nn.Module):
+    """One recurrent cell over the whole history + attention over the last R items (see top)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, H, R = cfg.dim, cfg.hidden or cfg.dim, cfg.attn
+        self.H, self.R = H, R
+        self.emb = nn.Embedding(cfg.n_items, d)                 # (N, d), shared by input and output
+        rnn = nn.LSTM if cfg.cell == "lstm" else nn.GRU
+        self.rnn = rnn(d + 2, H, batch_first=True)             # input: [item | new_session | log1p(gap)]
+        self.feat = nn.Linear(2, d)                            # request's [new_session | log1p(gap)] -> query
+        if R:
+            self.att_q = nn.Linear(H, d)                        # h -> attention query over recent items
+            self.pos = nn.Parameter(torch.zeros(R))             # learned bias per recency slot
+            self.out = nn.Linear(H + d, d)                      # [h | attended items] -> query
+        else:
+            self.out = nn.Linear(H, d)
+        self.item_bias = nn.Parameter(torch.zeros(cfg.n_items))
+        self.drop = nn.Dropout(cfg.dropout)
+        nn.init.normal_(self.emb.weight, std=0.05)
+        with torch.no_grad():
+            self.emb.weight[0].zero_()
+        pad = torch.zeros(cfg.n_items)
+        pad[0] = float("-inf")
+        self.register_buffer("pad_mask", pad, persistent=False)
+
+    @property
+    def n_rec(self) -> int:
+        return self.H * (2 if self.cfg.cell == "lstm" else 1)
+
+    @property
+    def state_size(self) -> int:
+        return self.n_rec + self.R
+
+    def layout(self):
+        out = [{"name": "h", "offset": 0, "size": self.H}]
+        if self.cfg.cell == "lstm":
+            out.append({"name": "c", "offset": self.H, "size": self.H})
+        if self.R:
+            out.append({"name": "recent_items", "offset": self.n_rec, "size": self.R,
+                        "note": "embedding rows of the last R events, most recent first, as float32; 0 = empty"})
+        return out
+
+    @staticmethod
+    def features(new_session, gap):
+        """(…,) new_session 0/1, gap hours -> (…, 2)."""
+        return torch.stack([new_session, torch.log1p(torch.clamp(gap, min=0.0))], dim=-1)
+
+    # ---- one event at a time (serving, export, harness) ----
+    def _cell(self, x, h, c):
+        """Single step with the nn.GRU / nn.LSTM weights, written out so it exports to plain ops.
+        x (B, d+2), h (B, H), c (B, H) or None -> h', c'."""
+        w_ih, w_hh = self.rnn.weight_ih_l0, self.rnn.weight_hh_l0
+        b_ih, b_hh = self.rnn.bias_ih_l0, self.rnn.bias_hh_l0
+        gi = F.linear(x, w_ih, b_ih)
+        gh = F.linear(h, w_hh, b_hh)
+        if self.cfg.cell == "lstm":
+            i, f, g, o = (gi + gh).chunk(4, dim=1)
+            c2 = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c2), c2
+        ir, iz, inn = gi.chunk(3, dim=1)
+        hr, hz, hn = gh.chunk(3, dim=1)
+        r = torch.sigmoid(ir + hr)
+        z = torch.sigmoid(iz + hz)
+        n = torch.tanh(inn + r * hn)
+        return (1 - z) * n + z * h, None
+
+    def split(self, state):
+        H = self.H
+        h = state[:, :H]
+        c = state[:, H:2 * H] if self.cfg.cell == "lstm" else None
+        recent = state[:, self.n_rec:]
+        return h, c, recent
+
+    def advance(self, state, item, new_session, gap=None):
+        """state (B, S), item (B,) int64, new_session (B,), gap (B,) hours -> next state (B, S)."""
+        gap = torch.zeros_like(new_session) if gap is None else gap
+        h, c, recent = self.split(state)
+        x = torch.cat([self.drop(self.emb(item)), self.features(new_session, gap)], dim=1)
+        h2, c2 = self._cell(x, h, c)
+        parts = [h2] + ([c2] if c2 is not None else [])
+        if self.R:
+            parts.append(torch.cat([item.to(state.dtype).unsqueeze(1), recent[:, :self.R - 1]], dim=1))
+        return torch.cat(parts, dim=1)
+
+    def _query(self, h, recent_rows, new_session, gap):
+        """h (M, H), recent_rows (M, R) int64 (0 = empty), new_session (M,), gap (M,) -> (M, d)."""
+        hq = self.drop(h)
+        if self.R:
+            keys = self.emb(recent_rows)                                    # (M, R, d)
+            valid = (recent_rows > 0).to(h.dtype)                           # (M, R)
+            a = (self.att_q(hq).unsqueeze(1) * keys).sum(-1) / math.sqrt(self.cfg.dim) + self.pos
+            a = torch.softmax(a - (1 - valid) * 1e9, dim=1) * valid         # empty slots weigh 0
+            ctx = (a.unsqueeze(-1) * keys).sum(1)                           # (M, d)
+            q = self.out(torch.cat([hq, self.drop(ctx)], dim=1))
+        else:
+            q = self.out(hq)
+        return q + self.feat(self.features(new_session, gap))
+
+    def query(self, state, new_session, gap=None):
+        gap = torch.zeros_like(new_session) if gap is None else gap
+        h, _, recent = self.split(state)
+        return self._query(h, recent.long(), new_session, gap)
+
+    def logits(self, state, new_session, gap=None):
+        """Scores of every item for the next event. (B, S), (B,), (B,) -> (B, N)."""
+        return F.linear(self.query(state, new_session, gap), self.emb.weight, self.item_bias) + self.pad_mask
+
+    def similar(self, item):
+        e = F.normalize(self.emb.weight, dim=1)
+        return e[item] @ e.t() + self.pad_mask
+
+    # ---- whole sequences at once (training) ----
+    def run(self, items, ns, gap, state):
+        """items (B, T) int64 (0 = padding after a user's end), ns/gap (B, T), state (B, S) before
+        the chunk -> per-position hidden h_t (B, T, H), recent rows after each event (B, T, R) and
+        the state after the chunk (B, S)."""
+        h0, c0, recent = self.split(state)
+        x = torch.cat([self.drop(self.emb(items)), self.features(ns, gap)], dim=2)
+        if self.cfg.cell == "lstm":
+            out, (hT, cT) = self.rnn(x, (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()))
+            parts = [hT[0], cT[0]]
+        else:
+            out, hT = self.rnn(x, h0.unsqueeze(0).contiguous())
+            parts = [hT[0]]
+        win = None
+        if self.R:
+            prev = recent.long().flip(1)                                       # oldest first
+            P = torch.cat([prev, items], dim=1)                                # (B, R + T)
+            win = P.unfold(1, self.R, 1)[:, 1:, :].flip(-1)                    # (B, T, R) most recent first
+            parts.append(win[:, -1, :].to(state.dtype))
+        return out, win, torch.cat(parts, dim=1)
+
+
+def build(cfg: ModelConfig) -> nn.Module:
+    """The model class a config names."""
+    return SeqRec(cfg) if cfg.kind == "seq" else GRURec(cfg)

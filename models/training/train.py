@@ -1,11 +1,17 @@
-"""Train the GRU user-interest model.
+"""Train a user-interest model (model.py).
 
-    python3 models/training/train.py --dataset movielens-latest-small --out models/ml-small/ckpt.pt
+    python3 models/training/train.py --dataset amazon-beauty --kind seq --attn 20 --out .data/beauty.pt
 
-Users (or anonymous sessions) run in parallel lanes, GRU4Rec style: a lane walks one user's whole
-history; when it ends the lane takes the next user and its state is reset to zero. Backprop is
-truncated every --bptt steps (the state is carried forward, detached). The loss at each event is
-full-softmax cross-entropy of the event's item given the state before it (after the session rule).
+kind "seq" (SeqRec): users are bucketed by history length and run as padded batches through the
+recurrent cell, BPTT truncated every --bptt events with the state carried (detached); the loss at
+every event but a user's first is cross-entropy over all items (or over in-batch targets plus
+popularity-sampled negatives, --loss ce-sampled) of that item given the state before it.
+kind "hrnn" (GRURec, the previous design): GRU4Rec-style parallel lanes.
+
+Only training events are targets (split 0 of harness.py); after every epoch the validation split
+(split 2) is ranked exactly as the test will be (harness.model_ranks, history masked under the
+last-item protocol), progress is printed, and training stops when the validation metric has not
+improved for --patience epochs; the best epoch's weights are kept. Test data is never looked at.
 """
 import argparse
 import json
@@ -23,7 +29,7 @@ import data as D  # noqa: E402
 import harness as H  # noqa: E402
 from metrics import summary  # noqa: E402
 from prepare import prepare  # noqa: E402
-from model import GRURec, ModelConfig  # noqa: E402
+from model import ModelConfig, build  # noqa: E402
 
 
 def training_sequences(seqs):
@@ -103,6 +109,73 @@ def sampled_ce(model, state, ns, gap, target, valid, negatives, logq):
     return F.cross_entropy(logits, torch.arange(len(tgt)), reduction="sum")
 
 
+def sampled_loss(model, q, tgt, negatives, logq):
+    """Cross-entropy of q (M, d) over the rows' own targets plus shared sampled negatives."""
+    cand = torch.cat([tgt, negatives])
+    logits = q @ model.emb.weight[cand].t() + model.item_bias[cand]
+    if logq is not None:
+        logits = logits - torch.cat([torch.zeros(len(tgt)), logq[negatives]]).unsqueeze(0)
+    same = tgt.unsqueeze(1) == cand.unsqueeze(0)
+    same[torch.arange(len(tgt)), torch.arange(len(tgt))] = False
+    logits = logits.masked_fill(same, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(tgt)), reduction="sum")
+
+
+def seq_batches(seqs, batch, rng):
+    """Users bucketed by length (shuffled within equal lengths), batches in random order."""
+    lens = np.array([len(s[0]) for s in seqs])
+    order = np.lexsort((rng.random(len(seqs)), lens))
+    groups = [order[i:i + batch] for i in range(0, len(order), batch)]
+    return [groups[i] for i in rng.permutation(len(groups))]
+
+
+def train_epoch_seq(model, opt, seqs, args, rng, sampler=None):
+    model.train()
+    total, count = 0.0, 0.0
+    for g in seq_batches(seqs, args.batch, rng):
+        L = max(len(seqs[i][0]) for i in g)
+        B = len(g)
+        item = torch.zeros(B, L, dtype=torch.long)
+        ns = torch.zeros(B, L)
+        gap = torch.zeros(B, L)
+        valid = torch.zeros(B, L, dtype=torch.bool)
+        for j, i in enumerate(g):
+            r, n, gp = seqs[i]
+            item[j, :len(r)] = torch.from_numpy(r)
+            ns[j, :len(r)] = torch.from_numpy(n)
+            gap[j, :len(r)] = torch.from_numpy(gp)
+            valid[j, :len(r)] = True
+        state = torch.zeros(B, model.state_size)
+        for c0 in range(0, L - 1, args.bptt):
+            c1 = min(c0 + args.bptt, L - 1)
+            out, win, nxt = model.run(item[:, c0:c1], ns[:, c0:c1], gap[:, c0:c1], state)
+            m = valid[:, c0 + 1:c1 + 1]
+            n = int(m.sum())
+            if n:
+                tgt = item[:, c0 + 1:c1 + 1][m]
+                q = model._query(out[m], win[m] if win is not None else None, ns[:, c0 + 1:c1 + 1][m], gap[:, c0 + 1:c1 + 1][m])
+                if sampler is None:
+                    loss = F.cross_entropy(F.linear(q, model.emb.weight, model.item_bias) + model.pad_mask, tgt, reduction="sum")
+                else:
+                    loss = sampled_loss(model, q, tgt, sampler.draw(args.n_sample), sampler.logq if args.logq else None)
+                opt.zero_grad()
+                (loss / n).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                opt.step()
+                total += float(loss)
+                count += n
+            state = nxt.detach()
+    return total / max(count, 1)
+
+
+def validate(model, valid_seqs, proto):
+    """Validation metrics, ranked exactly as the test (history masked under last-item)."""
+    if not valid_seqs:
+        return {}
+    ranks = H.model_ranks(model, valid_seqs, exclude_history=proto == "last-item")
+    return summary(ranks)
+
+
 def train_epoch(model, opt, seqs, args, rng, sampler=None):
     model.train()
     item, ns, gap, reset, valid = (torch.from_numpy(a) for a in lanes(seqs, args.batch, rng))
@@ -139,14 +212,22 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="movielens-latest-small", choices=sorted(D.LOADERS))
     p.add_argument("--out", required=True, help="checkpoint path (.pt)")
+    p.add_argument("--kind", default="seq", choices=["seq", "hrnn"], help="seq: SeqRec (served design); hrnn: GRURec")
+    p.add_argument("--cell", default="gru", choices=["gru", "lstm"], help="seq: recurrent cell")
+    p.add_argument("--attn", type=int, default=20, help="seq: recent items attended at scoring (0: none)")
+    p.add_argument("--hidden", type=int, default=0, help="seq: recurrent state size (0: = dim)")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--no-memory", action="store_true", help="session-only variant")
+    p.add_argument("--no-memory", action="store_true", help="hrnn: session-only variant")
     p.add_argument("--memory-kind", default="hrnn", choices=["hrnn", "carry"])
-    p.add_argument("--gap", action="store_true", help="the session boundary sees the time since the last event")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--gap", action="store_true", help="hrnn: the session boundary sees the time since the last event")
+    p.add_argument("--epochs", type=int, default=30, help="most epochs (early stopping on validation)")
+    p.add_argument("--patience", type=int, default=3, help="stop after this many epochs without a better validation metric")
+    p.add_argument("--valid-metric", default="NDCG@20")
+    p.add_argument("--valid-users", type=int, default=0, help="rank validation targets of at most N users (0: all)")
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch", type=int, default=64, help="parallel lanes")
+    p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over --epochs")
+    p.add_argument("--batch", type=int, default=64, help="users per batch (seq) / parallel lanes (hrnn)")
     p.add_argument("--bptt", type=int, default=20)
     p.add_argument("--min-count", type=int, default=3, help="items seen fewer times are not indexed")
     p.add_argument("--idle-gap", type=float, default=1800.0, help="seconds; a new session starts after it")
@@ -160,7 +241,7 @@ def main(argv=None):
     p.add_argument("--logq", action="store_true", help="correct sampled logits by log sampling probability")
     p.add_argument("--prepared", default=os.path.join(os.path.dirname(__file__), "..", "..", ".data", "prepared"),
                    help="where data prep writes events.npz + items.json per dataset ('' to skip)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (more is slower for this small model)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
 
@@ -171,34 +252,58 @@ def main(argv=None):
     ev, ids, counts, rows = prepare(args.dataset, args.idle_gap, args.min_count,
                                     os.path.join(args.prepared, args.dataset) if args.prepared else None,
                                     max_users=args.max_users, holdout=args.holdout == "protocol")
-    seqs, lost = H.sequences(ev, rows, H.PROTOCOLS[args.dataset])
+    proto = H.PROTOCOLS[args.dataset]
+    seqs, _ = H.sequences(ev, rows, proto)
     train_seqs = training_sequences(seqs)
     n_train = sum(len(s[0]) for s in train_seqs)
-    print(f"{args.dataset}: {len(ev)} events, {len(seqs)} users, {len(ids)} items indexed, "
-          f"{n_train} training events", flush=True)
+    valid_seqs = [s for s in H.sequences(ev, rows, proto, target=H.VALID)[0] if s[2].any()]
+    if args.valid_users and len(valid_seqs) > args.valid_users:
+        pick = np.random.default_rng(0).choice(len(valid_seqs), args.valid_users, replace=False)
+        valid_seqs = [valid_seqs[i] for i in sorted(pick)]
+    n_valid = int(sum(s[2].sum() for s in valid_seqs))
+    print(f"{args.dataset} ({proto}): {len(ev)} events, {len(seqs)} users, {len(ids)} items indexed, "
+          f"{n_train} training events, {n_valid} validation targets", flush=True)
 
     cfg = ModelConfig(n_items=len(ids) + 1, dim=args.dim, dropout=args.dropout, memory=not args.no_memory,
-                      memory_kind=args.memory_kind, use_gap=args.gap)
-    model = GRURec(cfg)
+                      memory_kind=args.memory_kind, use_gap=args.gap, kind=args.kind, cell=args.cell,
+                      attn=args.attn if args.kind == "seq" else 0, hidden=args.hidden)
+    model = build(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)) if args.cosine else None
     history = []
     sampler = NegativeSampler(counts, args.sample_alpha, rng) if args.loss == "ce-sampled" else None
+    best, best_state, best_epoch, waited = -1.0, None, 0, 0
+    epoch_fn = train_epoch_seq if args.kind == "seq" else train_epoch
     for epoch in range(args.epochs):
         te = time.time()
-        loss = train_epoch(model, opt, train_seqs, args, rng, sampler)
-        sched.step()
+        loss = epoch_fn(model, opt, train_seqs, args, rng, sampler)
+        if sched:
+            sched.step()
         dt = time.time() - te
-        history.append({"epoch": epoch + 1, "loss": loss, "seconds": dt, "events_per_s": n_train / dt})
-        print(f"epoch {epoch + 1}: loss {loss:.4f}  {dt:.1f}s  {n_train / dt:.0f} events/s", flush=True)
+        tv = time.time()
+        val = validate(model, valid_seqs, proto)
+        vt = time.time() - tv
+        score = val.get(args.valid_metric, -loss)
+        improved = score > best
+        if improved:
+            best, best_epoch, waited = score, epoch + 1, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+        history.append({"epoch": epoch + 1, "loss": loss, "seconds": round(dt, 2), "valid_seconds": round(vt, 2),
+                        "events_per_s": n_train / dt, "valid": val})
+        per_epoch = (time.time() - t0) / (epoch + 1)
+        left = min(args.epochs - epoch - 1, args.patience - waited)
+        vtxt = " ".join(f"{k}={val[k]:.4f}" for k in ("Recall@20", "NDCG@20", "MRR@20") if k in val)
+        print(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}  {dt:.1f}s  {n_train / dt:.0f} events/s  "
+              f"valid {vtxt}{' (best)' if improved else ''}  ETA <= {left * per_epoch / 60:.1f} min", flush=True)
+        if waited >= args.patience:
+            print(f"early stop: no better validation {args.valid_metric} for {args.patience} epochs", flush=True)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     train_seconds = time.time() - t0
-
-    metrics, n_test = ({}, 0)
-    test_seqs = [s for s in seqs if s[2].any()]
-    if test_seqs:
-        ranks = np.r_[H.model_ranks(model, test_seqs), np.full(lost, 10**9)]
-        metrics, n_test = summary(ranks), len(ranks)
-        print(f"test ({n_test} targets): " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+    print(f"best epoch {best_epoch}: validation {args.valid_metric}={best:.4f}; {train_seconds:.0f}s in all", flush=True)
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.save({
@@ -209,8 +314,9 @@ def main(argv=None):
         "dataset": args.dataset,
         "args": vars(args),
         "history": history,
+        "best_epoch": best_epoch,
         "train_seconds": train_seconds,
-        "metrics": {"test_targets": n_test, **metrics},
+        "metrics": {"validation_targets": n_valid, "validation": history[best_epoch - 1]["valid"] if best_epoch else {}},
     }, args.out)
     print(f"saved {args.out} ({train_seconds:.0f}s)")
 
