@@ -274,6 +274,24 @@ def main(argv=None):
     sampler = NegativeSampler(counts, args.sample_alpha, rng) if args.loss == "ce-sampled" else None
     best, best_state, best_epoch, waited = -1.0, None, 0, 0
     epoch_fn = train_epoch_seq if args.kind == "seq" else train_epoch
+    def save(state_dict, train_seconds):
+        """Checkpoint = state_dict + config + item index + history (written at every better epoch,
+        so a run stopped by hand keeps its best epoch)."""
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        torch.save({
+            "state_dict": state_dict,
+            "config": cfg.to_dict(),
+            "item_ids": ids,
+            "item_counts": counts,
+            "dataset": args.dataset,
+            "args": vars(args),
+            "history": history,
+            "best_epoch": best_epoch,
+            "train_seconds": train_seconds,
+            "metrics": {"validation_targets": n_valid, "validation": history[best_epoch - 1]["valid"] if best_epoch else {}},
+        }, args.out + ".tmp")
+        os.replace(args.out + ".tmp", args.out)
+
     for epoch in range(args.epochs):
         te = time.time()
         loss = epoch_fn(model, opt, train_seqs, args, rng, sampler)
@@ -292,6 +310,8 @@ def main(argv=None):
             waited += 1
         history.append({"epoch": epoch + 1, "loss": loss, "seconds": round(dt, 2), "valid_seconds": round(vt, 2),
                         "events_per_s": n_train / dt, "valid": val})
+        if improved:
+            save(best_state, time.time() - t0)
         per_epoch = (time.time() - t0) / (epoch + 1)
         left = min(args.epochs - epoch - 1, args.patience - waited)
         vtxt = " ".join(f"{k}={val[k]:.4f}" for k in ("Recall@20", "NDCG@20", "MRR@20") if k in val)
@@ -305,19 +325,7 @@ def main(argv=None):
     train_seconds = time.time() - t0
     print(f"best epoch {best_epoch}: validation {args.valid_metric}={best:.4f}; {train_seconds:.0f}s in all", flush=True)
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    torch.save({
-        "state_dict": model.state_dict(),
-        "config": cfg.to_dict(),
-        "item_ids": ids,
-        "item_counts": counts,
-        "dataset": args.dataset,
-        "args": vars(args),
-        "history": history,
-        "best_epoch": best_epoch,
-        "train_seconds": train_seconds,
-        "metrics": {"validation_targets": n_valid, "validation": history[best_epoch - 1]["valid"] if best_epoch else {}},
-    }, args.out)
+    save(model.state_dict(), train_seconds)
     print(f"saved {args.out} ({train_seconds:.0f}s)")
 
 
