@@ -19,11 +19,12 @@ import train  # noqa: E402
 pytestmark = pytest.mark.skipif(not os.path.isdir(D.DATA_ROOT), reason="../shared/data not present")
 
 
-def test_tiny_train_export_and_parity(tmp_path):
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_tiny_train_export_and_parity(tmp_path, cell):
     ckpt = str(tmp_path / "tiny.pt")
     train.main(["--dataset", "movielens-latest-small", "--out", ckpt, "--max-users", "25", "--epochs", "1",
-                "--dim", "16", "--batch", "8", "--bptt", "5", "--min-count", "2", "--gap",
-                "--prepared", str(tmp_path / "prepared")])
+                "--dim", "16", "--batch", "8", "--bptt", "5", "--min-count", "2", "--kind", "seq", "--cell", cell,
+                "--attn", "4", "--prepared", str(tmp_path / "prepared")])
     # data prep wrote the item index next to the prepared events
     items = json.loads((tmp_path / "prepared" / "movielens-latest-small" / "items.json").read_text())
     assert (tmp_path / "prepared" / "movielens-latest-small" / "events.npz").exists()
@@ -31,7 +32,10 @@ def test_tiny_train_export_and_parity(tmp_path):
     export.main(["--ckpt", ckpt, "--out", str(out), "--name", "tiny"])
     m = json.loads((out / "manifest.json").read_text())
     assert m["items"]["ids"] == items["ids"]
-    assert m["state"]["size"] == 32
+    rec = 16 * (2 if cell == "lstm" else 1)
+    assert m["state"]["size"] == rec + 4          # recurrent state + the last 4 item rows
+    assert m["state"]["layout"][-1] == {"name": "recent_items", "offset": rec, "size": 4,
+                                        "note": m["state"]["layout"][-1]["note"]}
     assert len(m["items"]["ids"]) == m["items"]["rows"] - 1
     for g in ("step.onnx", "score.onnx", "similar.onnx"):
         onnx.checker.check_model(str(out / g))  # resolves weights.bin beside it
