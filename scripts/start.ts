@@ -8,11 +8,13 @@
 import { INSTALL_HINT, redisServerPath } from "../local/redis-server.ts";
 import { startStack } from "../local/stack.ts";
 import { demoCatalog } from "./demo-catalog.ts";
+import { copyVendor } from "./vendor.ts";
 
 if (!redisServerPath()) {
   console.error(INSTALL_HINT);
   process.exit(1);
 }
+copyVendor(); // the pages' files from packages (public/vendor)
 console.log("starting redis-server, the Upstash REST bridge and wrangler dev ...");
 const stack = await startStack({ verbose: process.argv.includes("--verbose"), vars: { CORS_ORIGINS: "*" } });
 const catalog = demoCatalog();
@@ -27,6 +29,7 @@ const health = (await (await fetch(`${stack.url}/health`)).json()) as any;
 console.log(`
   Recommender running at ${stack.url}   (model ${health.model?.version}, redis ${health.redis?.reachable ? "up" : "DOWN"}, D1 ${health.database?.reachable ? "up" : "DOWN"})
   Demo catalog: ${loadedBody.stored ?? 0} items (Movies > decade, 1 in 20 sold out)   API docs: ${stack.url}/docs
+  Storefront: ${stack.url}/  (on-device scoring: ${stack.url}/?device=1)   Console: ${stack.url}/console (secret key)
   Secret key: ${stack.apiKey}   Publishable key: ${stack.publishableKey}   Data: .data/redis, .data/wrangler
 
   Try it (Toy Story, Jumanji, then recommendations from the 1990s under 12 EUR, with titles):

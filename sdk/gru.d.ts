@@ -20,6 +20,8 @@ export interface RecommenderOptions {
   /** Called with events that could not be sent. Default console.warn. */
   onError?: (e: Error & { status?: number; body?: unknown }) => void;
   sleep?: (ms: number) => Promise<void>;
+  /** Called with every tracked event as it is queued (e.g. an on-device scorer's `observe`, see gru-device.js). */
+  onTrack?: (e: { event_id: string; user_id: string; item_id: string; type: string; timestamp: number }) => void;
 }
 
 export interface RecommendOptions {

@@ -28,6 +28,7 @@ export function createRecommender(o) {
   const storage = o.storage !== undefined ? o.storage : safeLocalStorage();
   const onError = o.onError ?? ((e) => console.warn("gru:", e.message));
   const sleep = o.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+  const onTrack = o.onTrack ?? null;
 
   let userId = o.userId ?? storage?.getItem(UID_KEY) ?? null;
   if (!userId) {
@@ -93,7 +94,9 @@ export function createRecommender(o) {
    * @param {string} type @param {string} itemId @param {{timestamp?: number, eventId?: string}} [extra]
    */
   function track(type, itemId, extra = {}) {
-    queue.push({ event_id: extra.eventId ?? uuid(), user_id: userId, item_id: String(itemId), type, timestamp: extra.timestamp ?? Date.now() });
+    const event = { event_id: extra.eventId ?? uuid(), user_id: userId, item_id: String(itemId), type, timestamp: extra.timestamp ?? Date.now() };
+    queue.push(event);
+    if (onTrack) onTrack({ ...event });
     if (queue.length > maxQueue) {
       queue.splice(0, queue.length - maxQueue);
       onError(new Error(`queue over ${maxQueue} events: the oldest were dropped`));

@@ -46,6 +46,9 @@ const PUBLISHABLE: [string, RegExp][] = [
   ["POST", /^\/v1\/events\/?$/],
   ["GET", /^\/v1\/users\/[^/]+\/recommendations\/?$/],
   ["GET", /^\/v1\/items\/[^/]+\/similar\/?$/],
+  // On-device scoring: the user's state and the live model's files.
+  ["GET", /^\/v1\/users\/[^/]+\/state\/?$/],
+  ["GET", /^\/v1\/device\/model(\/[^/]+\/[^/]+)?\/?$/],
 ];
 
 /** May a publishable key call this? */

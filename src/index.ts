@@ -17,9 +17,12 @@ import { drainSpill } from "./eventlog/log";
 import { hook } from "./lib/openapi";
 import { refreshPopular } from "./popular/lists";
 import { admin } from "./routes/admin";
+import { consoleViews } from "./routes/console";
+import { device, userState } from "./routes/device";
 import { events } from "./routes/events";
 import { health } from "./routes/health";
 import { items } from "./routes/items";
+import { pages } from "./routes/pages";
 import { users } from "./routes/users";
 import { popularOptions, services } from "./services";
 
@@ -75,7 +78,12 @@ const routes = app
   .route("/v1/events", events)
   .route("/v1/users", users)
   .route("/v1/items", items)
-  .route("/v1/admin", admin);
+  .route("/v1/admin", admin)
+  // On-device scoring (sdk/gru-device.js) and the demo pages' config (public/).
+  .route("/v1/device", device)
+  .route("/v1/users", userState)
+  .route("/v1/console", consoleViews)
+  .route("/config.json", pages);
 
 app.openAPIRegistry.registerComponent("securitySchemes", "apiKey", {
   type: "http",

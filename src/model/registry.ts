@@ -44,6 +44,8 @@ export interface ModelHandle {
   /** Last known manifest facts (null before `meta()` first succeeded). */
   readonly known: ModelMeta | null;
   get(): Promise<{ ok: true; model: GruModel } | { ok: false; reason: "model-unavailable"; message: string }>;
+  /** The model's files as stored (for browsers that score on the device); null when there are none. */
+  files(): Promise<ModelFiles | null>;
 }
 
 export function bundledSource(files: ModelFiles): ModelSource {
@@ -107,6 +109,7 @@ export function modelHandle(name: string, bucket?: R2Bucket, source?: ModelSourc
   const handle: ModelHandle = {
     name,
     known: null,
+    files: async () => (src ? src.files() : null),
     async meta() {
       if (handle.known) return handle.known;
       if (!src) return null;
