@@ -3,8 +3,9 @@
  *
  * Two kinds of bearer key, each a comma-separated list (several keys let you rotate):
  *   SECRET_KEYS       (a secret)  everything: catalog, export, deletion, admin, and the below
- *   PUBLISHABLE_KEYS  (a var)     safe in a browser: POST /v1/events, GET recommendations and
- *                                 similar items only; browsers are admitted by the CORS allowlist
+ *   PUBLISHABLE_KEYS  (a var)     safe in a browser: POST /v1/events, GET recommendations,
+ *                                 similar items, a user's state and the model's files (on-device
+ *                                 scoring) only; browsers are admitted by the CORS allowlist
  * Keys are compared in constant time over SHA-256 digests. Requests are rate limited per key
  * (publishable keys: per key and client IP, since every shopper shares the key) with
  * @upstash/ratelimit; an unreachable Redis lets requests through rather than failing the shop.
