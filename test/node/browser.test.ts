@@ -77,7 +77,7 @@ async function view(p: Page, id: string, previous: string | null) {
   await p.waitForFunction((prev) => {
     const el = (globalThis as any).document.querySelector("[data-testid=for-you]") ;
     return !!el?.dataset.items && el.dataset.items !== prev && !(globalThis as any).document.querySelector("[data-testid=for-you-source]")?.textContent?.includes("cold-user");
-  }, previous, { timeout: 60_000 });
+  }, previous, { timeout: 120_000 });
   return forYou(p);
 }
 
@@ -148,7 +148,7 @@ describe("on-device scoring (/?device=1)", () => {
       let items = await view(p, "1", null);
       items = await view(p, "2", items);
       await view(p, "3114", items);
-      await p.waitForFunction(() => ((globalThis as any).document.querySelector("[data-testid=for-you]")).dataset.matchesServer === "true", null, { timeout: 60_000 });
+      await p.waitForFunction(() => ((globalThis as any).document.querySelector("[data-testid=for-you]")).dataset.matchesServer === "true", null, { timeout: 120_000 });
       // the same shopper ranked by the worker and on the device, scores included
       const uid = (await p.textContent("[data-testid=uid]"))!;
       await p.evaluate(() => (globalThis as any).gru.flush());
@@ -179,7 +179,7 @@ describe("the console", () => {
     await p.fill("[data-testid=key-input]", SK);
     await p.evaluate(() => ((globalThis as any).document.body.dataset.ready = "false"));
     await p.click("[data-testid=key-save]");
-    await p.waitForSelector("body[data-ready=true]", { timeout: 60_000 });
+    await p.waitForSelector("body[data-ready=true]", { timeout: 120_000 });
     expect(await p.evaluate(() => sessionStorage.getItem("gru_console_key"))).toBe(SK);
     expect(await p.textContent("[data-testid=model-version]")).toMatch(/^ml-small-/);
     expect(await p.textContent("[data-testid=metrics]")).toContain("GRU (memory)");
@@ -199,7 +199,7 @@ describe("the console", () => {
     await p.fill("[data-testid=key-input]", "sk_wrong");
     await p.evaluate(() => ((globalThis as any).document.body.dataset.ready = "false"));
     await p.click("[data-testid=key-save]");
-    await p.waitForSelector("body[data-ready=true]", { timeout: 60_000 });
+    await p.waitForSelector("body[data-ready=true]", { timeout: 120_000 });
     expect(await p.textContent("[data-testid=coverage]")).toContain("invalid API key");
     await p.context().close();
   });
