@@ -313,7 +313,7 @@ def main(argv=None):
         if improved:
             save(best_state, time.time() - t0)
         per_epoch = (time.time() - t0) / (epoch + 1)
-        left = min(args.epochs - epoch - 1, args.patience - waited)
+        left = args.epochs - epoch - 1                # at most; early stopping may end sooner
         vtxt = " ".join(f"{k}={val[k]:.4f}" for k in ("Recall@20", "NDCG@20", "MRR@20") if k in val)
         print(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}  {dt:.1f}s  {n_train / dt:.0f} events/s  "
               f"valid {vtxt}{' (best)' if improved else ''}  ETA <= {left * per_epoch / 60:.1f} min", flush=True)
