@@ -115,7 +115,7 @@ def sequences(ev, rows, proto, target=TEST, cap=0):
 def training_part(seq, include_valid=False):
     """The events of one user that training may see: split TRAIN (and VALID when asked)."""
     r, ns, t, s, tm, spl = seq
-    m = (spl == TRAIN) | (include_valid & (spl == VALID))
+    m = (spl == TRAIN) | ((spl == VALID) if include_valid else False)
     return m
 
 

@@ -32,12 +32,13 @@ from prepare import prepare  # noqa: E402
 from model import ModelConfig, build  # noqa: E402
 
 
-def training_sequences(seqs):
-    """From harness sequences, each user's events outside test sessions: (rows, new_session, gap_hours)."""
+def training_sequences(seqs, include_valid=False):
+    """From harness sequences, each user's training events (split 0; and validation with
+    include_valid): (rows, new_session, gap_hours)."""
     out = []
     for sq in seqs:
         r, s, tm = sq[0], sq[3], sq[4]
-        m = H.training_part(sq)
+        m = H.training_part(sq, include_valid)
         if not m.any():
             continue
         r, s, tm = r[m], s[m], tm[m]
@@ -225,6 +226,9 @@ def main(argv=None):
     p.add_argument("--patience", type=int, default=3, help="stop after this many epochs without a better validation metric")
     p.add_argument("--valid-metric", default="NDCG@20")
     p.add_argument("--valid-users", type=int, default=0, help="rank validation targets of at most N users (0: all)")
+    p.add_argument("--refit", action="store_true",
+                   help="after choosing the epoch count on validation, train again from scratch on training + "
+                        "validation events for that many epochs (the validation split is never a test target)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over --epochs")
     p.add_argument("--batch", type=int, default=64, help="users per batch (seq) / parallel lanes (hrnn)")
@@ -322,6 +326,22 @@ def main(argv=None):
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    if args.refit and best_epoch:
+        torch.manual_seed(args.seed)
+        model = build(cfg)
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)) if args.cosine else None
+        refit_seqs = training_sequences(seqs, include_valid=True)
+        n_refit = sum(len(s[0]) for s in refit_seqs)
+        print(f"refit: {best_epoch} epochs on {n_refit} training + validation events", flush=True)
+        for epoch in range(best_epoch):
+            te = time.time()
+            loss = epoch_fn(model, opt, refit_seqs, args, rng, sampler)
+            if sched:
+                sched.step()
+            dt = time.time() - te
+            history.append({"epoch": epoch + 1, "refit": True, "loss": loss, "seconds": round(dt, 2), "events_per_s": n_refit / dt})
+            print(f"refit epoch {epoch + 1}/{best_epoch}: loss {loss:.4f}  {dt:.1f}s  {n_refit / dt:.0f} events/s", flush=True)
     train_seconds = time.time() - t0
     print(f"best epoch {best_epoch}: validation {args.valid_metric}={best:.4f}; {train_seconds:.0f}s in all", flush=True)
 
