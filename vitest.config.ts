@@ -31,6 +31,7 @@ export default defineConfig({
                 REDIS_TIMEOUT_MS: "2000",
                 CAS_BUDGET_MS: "20000",
                 DEAD_REDIS_URL: inject("deadUrl"),
+                REQUEST_LOG: "off",
               },
             },
           })),

@@ -14,7 +14,9 @@ import { loadConfig } from "./config";
 import type { AppEnv } from "./env";
 import { ApiError, errorBody, onError } from "./errors";
 import { drainSpill } from "./eventlog/log";
+import { observe } from "./lib/observe";
 import { hook } from "./lib/openapi";
+import { currentTiming } from "./lib/timing";
 import { refreshPopular } from "./popular/lists";
 import { admin } from "./routes/admin";
 import { consoleViews } from "./routes/console";
@@ -37,10 +39,14 @@ function config(env: unknown) {
   }
 }
 
+// Server-Timing on every response and one JSON log line per request (src/lib/observe.ts).
+app.use("*", observe);
+
 app.use("*", async (c, next) => {
   const cfg = config(c.env);
   const background = (p: Promise<unknown>) => {
     const safe = p.catch((e) => console.warn(`background task failed: ${(e as Error).message}`));
+    currentTiming()?.track(safe);
     try {
       c.executionCtx.waitUntil(safe);
     } catch {

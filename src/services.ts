@@ -7,7 +7,9 @@ import { catalogMirror } from "./catalog/mirror";
 import type { Config } from "./config";
 import type { RankContext } from "./domain/recommend";
 import type { AppEnv } from "./env";
+import { timed, timedD1, timedMethods, timedR2 } from "./lib/timing";
 import { type ModelHandle, modelHandle } from "./model/registry";
+import type { GruModel } from "./model/runtime";
 import { type PopularOptions, popularLists } from "./popular/lists";
 import { RedisSharedStore } from "./state/redis-shared";
 import { RedisStateStore } from "./state/redis-store";
@@ -27,12 +29,29 @@ export interface Services {
   rankContext: () => Promise<RankContext>;
 }
 
+/**
+ * The model handle with its load (first use in an isolate) and every run (step, score, similar)
+ * timed as `model` for the current request (src/lib/timing.ts).
+ */
+export function timedModel(handle: ModelHandle): ModelHandle {
+  const wrapped = new WeakMap<GruModel, GruModel>();
+  const get: ModelHandle["get"] = async () => {
+    const r = await timed("model", () => handle.get(), false);
+    if (!r.ok) return r;
+    let m = wrapped.get(r.model);
+    if (!m) wrapped.set(r.model, (m = timedMethods(r.model, "model")));
+    return { ok: true, model: m };
+  };
+  // Delegates everything else (including the live `known`) to the handle.
+  return Object.create(handle, { get: { value: get } }) as ModelHandle;
+}
+
 /** When this isolate last read the catalog revision stamp (ms). */
 let stampReadAt = 0;
 
 /** Everything a request needs; `background` schedules work after the response. */
 export async function services(env: AppEnv["Bindings"], config: Config, background: (p: Promise<unknown>) => void): Promise<Services> {
-  const model = modelHandle(config.MODEL_NAME, env.MODEL_BUCKET);
+  const model = timedModel(modelHandle(config.MODEL_NAME, env.MODEL_BUCKET && timedR2(env.MODEL_BUCKET)));
   const meta = await model.meta();
   const redis = { url: env.UPSTASH_REDIS_REST_URL ?? "", token: env.UPSTASH_REDIS_REST_TOKEN ?? "", timeoutMs: config.REDIS_TIMEOUT_MS };
   const store = new RedisStateStore({
@@ -43,7 +62,7 @@ export async function services(env: AppEnv["Bindings"], config: Config, backgrou
     dedupWindowSeconds: config.DEDUP_WINDOW_SECONDS,
   });
   const shared = new RedisSharedStore(redis);
-  const db = database(env.DB);
+  const db = database(timedD1(env.DB));
   const catalog = catalogMirror;
   let ready: Promise<void> | undefined;
   const catalogReady = () =>

@@ -4,6 +4,7 @@
  * client-side retries: callers decide what a failure means.
  */
 import { Redis } from "@upstash/redis/cloudflare";
+import { timed } from "../lib/timing";
 import { StoreUnavailableError } from "./store";
 
 const clients = new Map<string, Redis>();
@@ -21,6 +22,10 @@ export function redisClient(url: string, token: string, timeoutMs: number): Redi
       retry: { retries: 0 },
       signal: () => AbortSignal.timeout(timeoutMs),
     });
+    // Timing hook: every REST call (one subrequest) is timed as `redis` for the current request.
+    const http = (redis as unknown as { client: { request: (req: unknown) => Promise<unknown> } }).client;
+    const request = http.request.bind(http);
+    http.request = (req) => timed("redis", () => request(req));
     clients.set(key, redis);
   }
   return redis;

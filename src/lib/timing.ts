@@ -1,0 +1,218 @@
+/**
+ * Per-request timing: where a request's time goes (Redis, model, D1) and how many subrequests it
+ * makes, for the `Server-Timing` header and the one JSON log line per request.
+ *
+ * The first middleware creates a `Timing` and runs the rest of the request inside it
+ * (AsyncLocalStorage), so clients shared by every request of an isolate (the Upstash client, the
+ * D1 binding, the model) attribute their calls to the right request even when requests overlap.
+ * Outside a request (scripts, the cron trigger) the wrappers simply run the call.
+ *
+ * A metric's time is wall time during which at least one call of its kind was in flight
+ * (overlapping calls are not added twice), so each metric is at most `total`. Clock: workerd's
+ * `performance.now()`, which advances in whole milliseconds locally and, in production, only
+ * across I/O (so there the model's pure compute reads as 0): averages over many requests are
+ * unbiased, single values are coarse.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+
+/** What a timed call was. `r2` counts model-file reads. */
+export type Kind = "redis" | "model" | "db" | "r2";
+const KINDS: readonly Kind[] = ["redis", "model", "db", "r2"];
+/** Kinds that Cloudflare counts as subrequests (Upstash is a fetch; D1 and R2 are bindings). */
+const SUBREQUEST: ReadonlySet<Kind> = new Set(["redis", "db", "r2"]);
+
+interface Meter {
+  /** Calls started. */
+  calls: number;
+  /** Calls in flight now. */
+  active: number;
+  /** When the current busy stretch began (ms). */
+  since: number;
+  /** Busy wall time before the current stretch (ms). */
+  busy: number;
+}
+
+const now = () => performance.now();
+
+/** One request's collector. */
+export class Timing {
+  /** When the request began (ms, performance.now()). */
+  readonly start = now();
+  /** When the response was ready (set by `finish`). */
+  end: number | undefined;
+  private readonly meters = new Map<Kind, Meter>(KINDS.map((k) => [k, { calls: 0, active: 0, since: 0, busy: 0 }]));
+  private readonly pending = new Set<Promise<unknown>>();
+  /** Subrequests made before the response was ready (the rest ran in the background). */
+  private subAtEnd: number | undefined;
+  /** Free-form fields for the log line (error code, ...). */
+  readonly fields: Record<string, unknown> = {};
+
+  /**
+   * Mark a call of `kind` as started (at `startedAt`, default now); call the returned function
+   * when it has settled. `count: false` adds time without counting a call (a model load).
+   */
+  begin(kind: Kind, startedAt = now(), count = true): () => void {
+    const m = this.meters.get(kind)!;
+    if (count) m.calls++;
+    if (m.active++ === 0) m.since = startedAt;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--m.active === 0) m.busy += now() - m.since;
+    };
+  }
+
+  /** Busy wall time of `kind` so far, ms. */
+  ms(kind: Kind): number {
+    const m = this.meters.get(kind)!;
+    return m.busy + (m.active ? now() - m.since : 0);
+  }
+
+  /** Calls of `kind` so far. */
+  calls(kind: Kind): number {
+    return this.meters.get(kind)!.calls;
+  }
+
+  /** Subrequests so far (every Upstash, D1 and R2 call). */
+  subrequests(): number {
+    let n = 0;
+    for (const k of SUBREQUEST) n += this.calls(k);
+    return n;
+  }
+
+  /** Track a background task (waitUntil) so the log line can wait for it. */
+  track(p: Promise<unknown>): void {
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.pending.add(settled);
+    void settled.then(() => this.pending.delete(settled));
+  }
+
+  /** Resolves once every tracked background task has settled (including ones they add). */
+  async settled(): Promise<void> {
+    while (this.pending.size) await Promise.all([...this.pending]);
+  }
+
+  /** The response is ready: freeze `total` and the foreground subrequest count. */
+  finish(): void {
+    this.end ??= now();
+    this.subAtEnd ??= this.subrequests();
+  }
+
+  /** `total` in ms (up to `finish`, or up to now). */
+  total(): number {
+    return (this.end ?? now()) - this.start;
+  }
+
+  /** The `Server-Timing` header value: total, redis, model, db (durations in ms) and the subrequest count. */
+  header(): string {
+    const f = (x: number) => x.toFixed(1);
+    return [
+      `total;dur=${f(this.total())}`,
+      `redis;dur=${f(this.ms("redis"))};desc="${this.calls("redis")} calls"`,
+      `model;dur=${f(this.ms("model") + this.ms("r2"))};desc="${this.calls("model")} runs"`,
+      `db;dur=${f(this.ms("db"))};desc="${this.calls("db")} queries"`,
+      `subreq;desc="${this.subAtEnd ?? this.subrequests()}"`,
+    ].join(", ");
+  }
+
+  /** The log line's fields (times in ms, rounded to 0.1). */
+  record(base: Record<string, unknown>): Record<string, unknown> {
+    const r = (x: number) => Math.round(x * 10) / 10;
+    const sub = this.subrequests();
+    const fg = this.subAtEnd ?? sub;
+    return {
+      ...base,
+      total_ms: r(this.total()),
+      redis_ms: r(this.ms("redis")),
+      model_ms: r(this.ms("model") + this.ms("r2")),
+      db_ms: r(this.ms("db")),
+      redis_calls: this.calls("redis"),
+      model_runs: this.calls("model"),
+      db_queries: this.calls("db"),
+      r2_reads: this.calls("r2"),
+      subrequests: sub,
+      subrequests_background: sub - fg,
+      ...this.fields,
+    };
+  }
+}
+
+const als = new AsyncLocalStorage<Timing>();
+
+/** Run `fn` with `timing` as the current request's collector. */
+export function withTiming<T>(timing: Timing, fn: () => T): T {
+  return als.run(timing, fn);
+}
+
+/** The current request's collector, if any. */
+export function currentTiming(): Timing | undefined {
+  return als.getStore();
+}
+
+/** Time one async call of `kind` against the current request (if there is one); `count: false` adds time only. */
+export function timed<T>(kind: Kind, fn: () => Promise<T>, count = true): Promise<T> {
+  const t = als.getStore();
+  if (!t) return fn();
+  const done = t.begin(kind, now(), count);
+  let p: Promise<T>;
+  try {
+    p = fn();
+  } catch (e) {
+    done();
+    throw e;
+  }
+  return p.finally(done);
+}
+
+/** Proxies made here -> their targets (native bindings must be given the real objects). */
+const targets = new WeakMap<object, object>();
+const unwrap = (a: unknown): unknown => (a && typeof a === "object" ? (targets.get(a) ?? (Array.isArray(a) ? a.map(unwrap) : a)) : a);
+
+/**
+ * `obj` with every method that returns a promise timed as `kind`; results of sync methods
+ * (statement building, lookups) pass through `wrap` untimed. Methods run on the original object
+ * with proxies in their arguments replaced by the originals.
+ */
+export function timedMethods<T extends object>(obj: T, kind: Kind, wrap: (key: string | symbol, value: unknown) => unknown = (_k, v) => v): T {
+  const proxy = new Proxy(obj, {
+    get(target, key) {
+      const v = Reflect.get(target, key, target) as unknown;
+      if (typeof v !== "function") return v;
+      return (...args: unknown[]) => {
+        const t = als.getStore();
+        const startedAt = t ? now() : 0;
+        const out = (v as (...a: unknown[]) => unknown).apply(target, args.map(unwrap));
+        if (!t || !out || typeof (out as Promise<unknown>).then !== "function") return wrap(key, out);
+        const done = t.begin(kind, startedAt);
+        return (out as Promise<unknown>).finally(done);
+      };
+    },
+  });
+  targets.set(proxy, obj);
+  return proxy;
+}
+
+const d1s = new WeakMap<D1Database, D1Database>();
+
+/** The D1 binding with every query (first/all/run/raw, batch, exec) timed as `db`; one per binding. */
+export function timedD1(d1: D1Database): D1Database {
+  let t = d1s.get(d1);
+  if (!t) {
+    const stmt = (s: unknown): unknown => timedMethods(s as D1PreparedStatement, "db", (k, v) => (k === "bind" ? stmt(v) : v));
+    d1s.set(d1, (t = timedMethods(d1, "db", (k, v) => (k === "prepare" ? stmt(v) : v))));
+  }
+  return t;
+}
+
+const r2s = new WeakMap<R2Bucket, R2Bucket>();
+
+/** An R2 bucket with every call timed as `r2` (model files); one per binding. */
+export function timedR2(bucket: R2Bucket): R2Bucket {
+  let t = r2s.get(bucket);
+  if (!t) r2s.set(bucket, (t = timedMethods(bucket, "r2")));
+  return t;
+}
