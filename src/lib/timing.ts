@@ -42,10 +42,8 @@ export class Timing {
   end: number | undefined;
   private readonly meters = new Map<Kind, Meter>(KINDS.map((k) => [k, { calls: 0, active: 0, since: 0, busy: 0 }]));
   private readonly pending = new Set<Promise<unknown>>();
-  /** Subrequests made before the response was ready (the rest ran in the background). */
-  private subAtEnd: number | undefined;
-  /** Free-form fields for the log line (error code, ...). */
-  readonly fields: Record<string, unknown> = {};
+  /** Busy times and call counts when the response was ready (the rest ran in the background). */
+  private atEnd: { ms: Record<Kind, number>; calls: Record<Kind, number>; sub: number } | undefined;
 
   /**
    * Mark a call of `kind` as started (at `startedAt`, default now); call the returned function
@@ -96,10 +94,29 @@ export class Timing {
     while (this.pending.size) await Promise.all([...this.pending]);
   }
 
-  /** The response is ready: freeze `total` and the foreground subrequest count. */
+  /** The response is ready: freeze `total` and the metrics so far (later calls are background). */
   finish(): void {
-    this.end ??= now();
-    this.subAtEnd ??= this.subrequests();
+    if (this.atEnd) return;
+    this.end = now();
+    const ms = {} as Record<Kind, number>;
+    const calls = {} as Record<Kind, number>;
+    for (const k of KINDS) {
+      ms[k] = this.ms(k);
+      calls[k] = this.calls(k);
+    }
+    this.atEnd = { ms, calls, sub: this.subrequests() };
+  }
+
+  /** Metrics up to the response (or up to now before `finish`). */
+  private fg() {
+    if (this.atEnd) return this.atEnd;
+    const ms = {} as Record<Kind, number>;
+    const calls = {} as Record<Kind, number>;
+    for (const k of KINDS) {
+      ms[k] = this.ms(k);
+      calls[k] = this.calls(k);
+    }
+    return { ms, calls, sub: this.subrequests() };
   }
 
   /** `total` in ms (up to `finish`, or up to now). */
@@ -110,33 +127,36 @@ export class Timing {
   /** The `Server-Timing` header value: total, redis, model, db (durations in ms) and the subrequest count. */
   header(): string {
     const f = (x: number) => x.toFixed(1);
+    const { ms, calls, sub } = this.fg();
     return [
       `total;dur=${f(this.total())}`,
-      `redis;dur=${f(this.ms("redis"))};desc="${this.calls("redis")} calls"`,
-      `model;dur=${f(this.ms("model") + this.ms("r2"))};desc="${this.calls("model")} runs"`,
-      `db;dur=${f(this.ms("db"))};desc="${this.calls("db")} queries"`,
-      `subreq;desc="${this.subAtEnd ?? this.subrequests()}"`,
+      `redis;dur=${f(ms.redis)};desc="${calls.redis} calls"`,
+      `model;dur=${f(ms.model + ms.r2)};desc="${calls.model} runs"`,
+      `db;dur=${f(ms.db)};desc="${calls.db} queries"`,
+      `subreq;desc="${sub}"`,
     ].join(", ");
   }
 
-  /** The log line's fields (times in ms, rounded to 0.1). */
+  /**
+   * The log line's fields (times in ms, rounded to 0.1): the timings and calls up to the response,
+   * as in Server-Timing, and `subrequests` for the whole invocation (background included).
+   */
   record(base: Record<string, unknown>): Record<string, unknown> {
     const r = (x: number) => Math.round(x * 10) / 10;
-    const sub = this.subrequests();
-    const fg = this.subAtEnd ?? sub;
+    const { ms, calls, sub } = this.fg();
+    const all = this.subrequests();
     return {
       ...base,
       total_ms: r(this.total()),
-      redis_ms: r(this.ms("redis")),
-      model_ms: r(this.ms("model") + this.ms("r2")),
-      db_ms: r(this.ms("db")),
-      redis_calls: this.calls("redis"),
-      model_runs: this.calls("model"),
-      db_queries: this.calls("db"),
-      r2_reads: this.calls("r2"),
-      subrequests: sub,
-      subrequests_background: sub - fg,
-      ...this.fields,
+      redis_ms: r(ms.redis),
+      model_ms: r(ms.model + ms.r2),
+      db_ms: r(ms.db),
+      redis_calls: calls.redis,
+      model_runs: calls.model,
+      db_queries: calls.db,
+      r2_reads: calls.r2,
+      subrequests: all,
+      subrequests_background: all - sub,
     };
   }
 }
