@@ -411,19 +411,25 @@ try {
   let doubleState = 0;
   let unreadable = 0;
   const usersList = [...expected.keys()];
-  for (let i = 0; i < usersList.length; i += 16) {
+  /** A user's event_count (0 when no state is stored), or null when it cannot be read after retries. */
+  const eventCount = async (u: string): Promise<number | null> => {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const r = await fetch(`${base}/v1/users/${encodeURIComponent(u)}`, { headers: auth }).catch(() => null);
+      if (r?.status === 200) return ((await r.json()) as { event_count: number }).event_count;
+      if (r?.status === 404) return 0;
+      await r?.arrayBuffer();
+      await sleep(500);
+    }
+    return null;
+  };
+  for (let i = 0; i < usersList.length; i += 4) {
     await Promise.all(
-      usersList.slice(i, i + 16).map(async (u) => {
-        const r = await fetch(`${base}/v1/users/${encodeURIComponent(u)}`, { headers: auth });
-        if (r.status !== 200) {
-          unreadable++;
-          lostState += expected.get(u)!;
-          return;
-        }
-        const got = ((await r.json()) as { event_count: number }).event_count;
+      usersList.slice(i, i + 4).map(async (u) => {
+        const got = await eventCount(u);
         const want = expected.get(u)!;
-        if (got < want) lostState += want - got;
-        if (got > want) doubleState += got - want;
+        if (got === null) unreadable++;
+        else if (got < want) lostState += want - got;
+        else if (got > want) doubleState += got - want;
       }),
     );
   }
@@ -448,7 +454,7 @@ try {
   const last = Math.min(...h.slice(-fifth));
   const all = phases.flatMap((p) => p.heap).filter(Number.isFinite);
   const growth = last - first;
-  const judged = h.length >= 5;
+  const judged = h.length >= 20; // 40 s of samples at least
   const flat = !judged || growth <= Math.max(2, 0.1 * first);
 
   console.log(`\nAudit of ${sent.size} events sent to ${expected.size} users: ${acknowledged} accepted, ${rejected} rejected (4xx), ${unresolved} never answered 200`);
@@ -458,9 +464,9 @@ try {
     `  isolate heap (V8, used): soak ${h.length} samples, floor ${first.toFixed(1)} MiB in its first fifth -> ${last.toFixed(1)} MiB in its last (${growth >= 0 ? "+" : ""}${growth.toFixed(1)} MiB); ` +
       `whole run ${Math.min(...all).toFixed(1)}-${Math.max(...all).toFixed(1)} MiB: ${!judged ? "not judged (soak too short)" : flat ? "flat" : "GROWING"}`,
   );
-  failed = lostState + doubleState + lostLog + dupLog + unresolved > 0 || !flat;
+  failed = lostState + doubleState + lostLog + dupLog + unresolved + unreadable > 0 || !flat;
   console.log(
-    `LOADTEST lost_state=${lostState} double_state=${doubleState} lost_log=${lostLog} dup_log=${dupLog} unresolved=${unresolved} heap_growth_mib=${growth.toFixed(1)} memory=${!judged ? "unjudged" : flat ? "flat" : "growing"} result=${failed ? "FAIL" : "PASS"}`,
+    `LOADTEST lost_state=${lostState} double_state=${doubleState} unreadable_users=${unreadable} lost_log=${lostLog} dup_log=${dupLog} unresolved=${unresolved} heap_growth_mib=${growth.toFixed(1)} memory=${!judged ? "unjudged" : flat ? "flat" : "growing"} result=${failed ? "FAIL" : "PASS"}`,
   );
 } finally {
   trafficOn = false;
