@@ -1,4 +1,7 @@
-"""Write models/<name>/REPORT.md from the manifest and evaluate.py's metrics JSON files.
+"""Write models/<name>/REPORT.md from the manifest and evaluate.py's metrics JSON files, and
+models/<name>/training.png (loss and validation metric per epoch, from the checkpoint's history
+as the manifest carries it: training.history = [{epoch, loss, seconds, events_per_s, valid}],
+training.train_seconds).
 
     python3 models/training/report.py --model models/diginetica --metrics a.json [--metrics-fp32 b.json]
 """
@@ -27,17 +30,63 @@ PUBLISHED = {
 }
 
 
+# train.py options that say where things go or how many threads run, not what is trained
+NOT_CONFIG = {"dataset", "out", "prepared", "threads", "max_users", "holdout"}
+
+
 def rebuild_command(man, a):
-    """The one command that retrains, evaluates, exports and reports this model."""
+    """The one command that retrains, evaluates, exports and reports this model: every train.py
+    option the checkpoint recorded (flags when true), so the rebuild is the same configuration."""
     opts = []
-    for k in ("epochs", "batch", "bptt", "lr", "dim", "dropout", "loss", "n_sample", "sample_alpha",
-              "min_count", "idle_gap", "memory_kind", "seed"):
-        if k in a and not (k in ("n_sample", "sample_alpha") and a.get("loss") != "ce-sampled"):
-            opts.append(f"--{k.replace('_', '-')} {a[k]}")
-    if a.get("gap"):
-        opts.append("--gap")
+    for k, v in a.items():
+        if k in NOT_CONFIG or v is None or v is False:
+            continue
+        if k in ("n_sample", "sample_alpha", "logq") and a.get("loss") != "ce-sampled":
+            continue
+        opts.append(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}"))
     fp = "" if man["weights"].get("dtype") == "float16" else "FP16=0 "
     return f"{fp}sh models/training/benchmark.sh {man['training']['dataset']} {man['name']} " + " ".join(opts)
+
+
+PLOT = "training.png"
+
+
+def plot_history(hist, path, title):
+    """Loss (left axis) and the validation metrics (right panel) per epoch as a PNG; returns the
+    validation metric names drawn. Uses matplotlib's Agg backend (no display)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ep = [h["epoch"] for h in hist]
+    names = [k for k in ("Recall@20", "NDCG@20", "MRR@20") if any(k in (h.get("valid") or {}) for h in hist)]
+    fig, axes = plt.subplots(1, 2 if names else 1, figsize=(9 if names else 5, 3.4), squeeze=False)
+    ax = axes[0][0]
+    ax.plot(ep, [h["loss"] for h in hist], "o-", color="tab:blue")
+    ax.set_xlabel("epoch"); ax.set_ylabel("training loss"); ax.set_title("loss"); ax.grid(alpha=0.3)
+    if names:
+        ax = axes[0][1]
+        for k in names:
+            pts = [(h["epoch"], h["valid"][k]) for h in hist if k in (h.get("valid") or {})]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=k)
+        ax.set_xlabel("epoch"); ax.set_title("validation"); ax.grid(alpha=0.3); ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return names
+
+
+def timing_lines(tr):
+    """True timings from the checkpoint: total wall time and per-epoch seconds and events/s."""
+    hist = tr.get("history", [])
+    if not hist:
+        return [f"- wall time {tr.get('train_seconds', 0) / 60:.1f} min (no per-epoch history recorded)"]
+    secs = sum(h["seconds"] for h in hist)
+    eps = sum(h["events_per_s"] * h["seconds"] for h in hist) / max(secs, 1e-9)
+    return [f"- wall time {tr['train_seconds'] / 60:.1f} min in all (data preparation and validation included), "
+            f"{secs / 60:.1f} min in {len(hist)} epochs, {eps:.0f} training events/s on average "
+            f"({min(h['events_per_s'] for h in hist):.0f} to {max(h['events_per_s'] for h in hist):.0f}; "
+            f"this machine: {os.cpu_count()} cores shared with other work, torch CPU, 1 thread)"]
 
 
 def ci(m, k):
@@ -83,15 +132,23 @@ def main(argv=None):
                       f"| float32 (checkpoint) | {f32['Recall@20']:.4f} | {f32['MRR@20']:.4f} | {f32['NDCG@20']:.4f} |",
                       f"| float16 (exported) | {f16['Recall@20']:.4f} | {f16['MRR@20']:.4f} | {f16['NDCG@20']:.4f} |"]
     hist = tr.get("history", [])
-    eps = sum(h["events_per_s"] for h in hist) / max(len(hist), 1)
-    sizes = {f: os.path.getsize(os.path.join(args.model, f)) for f in sorted(os.listdir(args.model)) if not f.endswith(".md")}
+    sizes = {f: os.path.getsize(os.path.join(args.model, f)) for f in sorted(os.listdir(args.model))
+             if not f.endswith(".md") and f != PLOT}
     cfg = tr["config"]
+    valid_cols = [k for k in ("Recall@20", "NDCG@20", "MRR@20") if any(k in (h.get("valid") or {}) for h in hist)]
+    epoch_rows = ["", "| epoch | loss | seconds | events/s | " + " | ".join(f"valid {k}" for k in valid_cols) + " |",
+                  "|---|---|---|---|" + "---|" * len(valid_cols)]
+    for h in hist:
+        v = h.get("valid") or {}
+        epoch_rows.append(f"| {h['epoch']} | {h['loss']:.4f} | {h['seconds']:.1f} | {h['events_per_s']:.0f} | "
+                          + " | ".join(f"{v[k]:.4f}" if k in v else "" for k in valid_cols) + " |")
+    if hist:
+        plot_history(hist, os.path.join(args.model, PLOT), f"{man['name']} ({tr['dataset']})")
     lines += ["", "## Training", "",
-              f"- model: GRU, dim {cfg['dim']}, memory `{(cfg.get('memory_kind', 'hrnn') + (' + time-gap input' if cfg.get('use_gap') else '')) if cfg['memory'] else 'none'}`, dropout {cfg['dropout']}, tied input/output embeddings",
+              "- model config: `" + json.dumps({k: v for k, v in cfg.items() if k != "n_items"}) + f"` ({cfg['n_items'] - 1} items)",
               f"- loss `{a.get('loss', 'ce-full')}`" + (f" ({a.get('n_sample')} popularity-sampled negatives, alpha {a.get('sample_alpha')}, plus in-batch targets)" if a.get("loss") == "ce-sampled" else "")
-              + f"; Adam lr {a['lr']} with cosine decay, {a['epochs']} epochs, {a['batch']} parallel lanes, BPTT {a['bptt']}",
-              f"- wall time {tr['train_seconds'] / 60:.1f} min on this machine ({os.cpu_count()} cores, torch CPU, 1 thread), {eps:.0f} training events/s on average",
-              "- per epoch: " + ", ".join(f"{h['epoch']}: loss {h['loss']:.3f}" for h in hist),
+              + f"; Adam lr {a['lr']}, {len(hist)} epochs run (at most {a['epochs']}), {a['batch']} parallel lanes, BPTT {a.get('bptt')}",
+              ] + timing_lines(tr) + ([f"", f"![loss and validation metric per epoch]({PLOT})"] if hist else []) + (epoch_rows if hist else []) + ["",
               "- rebuild: `" + rebuild_command(man, a) + "`",
               "", "## Artifacts", "", "| file | bytes |", "|---|---|"] + [f"| {f} | {n:,} |" for f, n in sizes.items()]
     lines += ["", f"Weights stored as {man['weights'].get('dtype', 'float32')}; the item embedding is stored once and shared by both graphs."]
