@@ -28,7 +28,9 @@ fi
 rm -rf "models/$NAME"
 $PY models/training/export.py --ckpt ".data/$NAME.pt" --out "models/$NAME" --name "$NAME" $HALF --metrics ".data/$NAME.metrics.json"
 npx tsx scripts/parity.ts "models/$NAME"
-LINE=$(npx tsx scripts/eval.ts --dataset "$DATASET" --model "models/$NAME" | tail -n 1)
+npx tsx scripts/eval.ts --dataset "$DATASET" --model "models/$NAME" | tee ".data/$NAME.runtime.log"
+LINE=$(tail -n 1 ".data/$NAME.runtime.log")
+SERVED=$(grep '^served' ".data/$NAME.runtime.log" | tail -n 1)
 $PY models/training/report.py --model "models/$NAME" --metrics ".data/$NAME.metrics.json" \
-  $FP32 --runtime-line "$LINE" ${NOTES:+--notes "$NOTES"}
+  $FP32 --runtime-line "$LINE" --runtime-served "$SERVED" ${NOTES:+--notes "$NOTES"}
 echo "$LINE"

@@ -166,15 +166,16 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False
 class Baselines:
     """MostPopular, S-POP, item-kNN, SKNN and V-SKNN fitted on the training sessions."""
 
-    def __init__(self, seqs, n_rows, sample=1000, k=100):
+    def __init__(self, seqs, n_rows, sample=1000, k=100, fit=(0,)):
         """seqs: from `sequences` (with times). Training sessions are numbered by start time,
-        so a larger session id is a more recent session."""
+        so a larger session id is a more recent session. fit: the splits fitted on (TRAIN to
+        score validation targets; TRAIN and VALID, everything before the test, to score test)."""
         self.n = n_rows
         self.sample, self.k = sample, k
         counts = np.zeros(n_rows)
         sessions = []                                   # (start time, order, items)
         for r, _, t, s, tm, spl in seqs:
-            m = spl == TRAIN
+            m = np.isin(spl, fit)
             rr, ss, tt = r[m], s[m], tm[m]
             np.add.at(counts, rr, 1)
             for g in np.unique(ss):
@@ -191,7 +192,7 @@ class Baselines:
         self.sess_len = np.asarray(X.sum(axis=1)).ravel()
         cnt = np.asarray(X.sum(axis=0)).ravel()
         C = (X.T @ X).tocsr()
-        C.setdiag(0)
+        C = (C - sp.diags(C.diagonal())).tocsr()          # no self-similarity
         C.eliminate_zeros()
         inv = 1.0 / np.sqrt(np.maximum(cnt, 1))
         self.sim = (sp.diags(inv) @ C @ sp.diags(inv)).tocsr()
@@ -236,41 +237,38 @@ class Baselines:
         scores = np.asarray(Xn[top].T @ sims[top]).ravel()
         return scores + self.counts * 1e-12
 
-    def ranks(self, seqs, method, batch=256, exclude_seen=False):
-        """Ranks of all targets for one baseline; the context is the current session's prefix."""
-        out, rows, tg = [], [], []
-
-        def flush():
-            if rows:
-                sc = np.stack(rows)
-                sc[:, 0] = -np.inf
-                out.extend(target_ranks(sc, np.array(tg)).tolist())
-                rows.clear(); tg.clear()
-
-        for r, _, t, s, *_ in seqs:
+    def score_batches(self, seqs, method, batch=256):
+        """(scores (b, N), targets, prefixes, keys) batches for one baseline over every target of `seqs`;
+        the method's context is the current session's prefix, `prefixes` (for the ranking rules)
+        the user's whole earlier input."""
+        rows, tg, pre, ks = [], [], [], []
+        for j, (r, _, t, s, *_) in enumerate(seqs):
             for p in np.flatnonzero(t):
-                prefix = r[:p][s[:p] == s[p]]
-                if method == "MostPopular":
-                    sc = self.pop()
-                elif method == "S-POP":
-                    sc = self.spop(prefix)
-                elif method == "Item-kNN":
-                    sc = self.iknn(prefix)
-                elif method == "SKNN":
-                    sc = self.sknn(prefix)
-                elif method == "V-SKNN":
-                    sc = self.sknn(prefix, vsknn=True)
-                else:
-                    raise ValueError(method)
-                if exclude_seen:
-                    sc = sc.copy()
-                    seen = r[:p]
-                    sc[seen[seen != r[p]]] = -np.inf
-                rows.append(sc); tg.append(r[p])
+                rows.append(self.score(method, r[:p][s[:p] == s[p]])); tg.append(r[p]); pre.append(r[:p])
+                ks.append(key(j, p))
                 if len(rows) >= batch:
-                    flush()
-        flush()
-        return np.array(out, dtype=np.int64)
+                    yield np.stack(rows), np.array(tg), pre, np.array(ks, np.int64)
+                    rows, tg, pre, ks = [], [], [], []
+        if rows:
+            yield np.stack(rows), np.array(tg), pre, np.array(ks, np.int64)
+
+    def score(self, method, prefix):
+        """Scores of every row after a session prefix."""
+        if method == "MostPopular":
+            return self.pop()
+        if method == "S-POP":
+            return self.spop(prefix)
+        if method == "Item-kNN":
+            return self.iknn(prefix)
+        if method == "SKNN":
+            return self.sknn(prefix)
+        if method == "V-SKNN":
+            return self.sknn(prefix, vsknn=True)
+        raise ValueError(method)
+
+    def ranks(self, seqs, method, batch=256, rule="none"):
+        """Ranks of all targets for one baseline under a ranking rule (see RULES)."""
+        return ranks_by_rule(self.score_batches(seqs, method, batch), [rule])[rule]
 
 
 BASELINES = ["MostPopular", "S-POP", "Item-kNN", "SKNN", "V-SKNN"]
@@ -288,3 +286,182 @@ def paired_diff(ranks_a, ranks_b, k=20, boot=1000, seed=0):
         bs = x[idx].mean(axis=1)
         out[name] = {"diff": float(x.mean()), "ci": [float(np.percentile(bs, 2.5)), float(np.percentile(bs, 97.5))]}
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranking rules (the papers' masking and what the API serves), rankings from raw scores, the
+# history-aware V-SKNN for user histories. Everything below takes embedding rows (0 = not indexed).
+
+RING = 20        # the API's recent-item ring: the user's last 20 distinct items (src/domain/advance.ts)
+
+
+RULES = {
+    "history": "every item the user had before (the S3-Rec / ICLRec protocol's masking)",
+    "recent20": "the user's last 20 distinct items (the API's default `exclude_recent`)",
+    "current": "only the item being viewed (the user's last item)",
+    "none": "nothing left out (repeats can be recommended)",
+}
+
+
+def excluded(rule, prefix):
+    """Rows a ranking rule leaves out after `prefix` (the user's earlier rows, oldest first).
+    Purchases, which the API never shows, do not occur in these data sets."""
+    if rule == "none" or len(prefix) == 0:
+        return prefix[:0]
+    if rule == "history":
+        return prefix
+    if rule == "current":
+        return prefix[-1:]
+    if rule == "recent20":
+        _, first = np.unique(prefix[::-1], return_index=True)   # most recent occurrence of each item
+        return prefix[::-1][np.sort(first)][:RING]
+    raise ValueError(rule)
+
+
+def ranks_under(scores, targets, prefixes, rule):
+    """1-based ranks of `targets` in `scores` (B, N) once `rule` removed its items (ties against the
+    model; row 0 never ranks). A target the rule leaves out, or row 0, can never be shown: it
+    counts as a miss (rank 10**9)."""
+    sc = np.array(scores, dtype=np.float64, copy=True)
+    sc[:, 0] = -np.inf
+    gone = np.zeros(len(targets), bool)
+    for j, p in enumerate(prefixes):
+        ex = excluded(rule, p)
+        if len(ex):
+            sc[j, ex] = -np.inf
+            gone[j] = targets[j] in set(ex.tolist())
+    r = target_ranks(sc, targets)
+    return np.where(gone | (np.asarray(targets) == 0), 10**9, r).astype(np.int64)
+
+
+class HistoryKNN:
+    """History-aware V-SKNN for user histories (Amazon, MovieLens): the neighbours of a user are the
+    training histories that share the user's last `n` items (0: all), weighted by position (linear
+    decay: the last item weighs 1, the n-th last 1/n); the `k` most similar neighbours vote for their
+    items with their similarity. `norm="cosine"` divides a neighbour's similarity by the square root
+    of its length (long histories match by chance), `"dot"` leaves it as V-SKNN does. A tiny
+    popularity term breaks ties. n, k and norm are chosen on validation targets only."""
+
+    def __init__(self, seqs, n_rows, fit=(0,)):
+        """seqs: from `sequences`; user j's neighbour row holds its events of the `fit` splits."""
+        hist = [sq[0][np.isin(sq[5], fit)] for sq in seqs]
+        lens = np.array([len(h) for h in hist], np.int64)
+        r = np.repeat(np.arange(len(hist)), lens)
+        c = np.concatenate(hist) if hist else np.zeros(0, np.int64)
+        X = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(hist), n_rows))
+        X.sum_duplicates()
+        X.data[:] = 1.0                                   # binary
+        X = X.tocsr()
+        self.X, self.n_rows = X, n_rows
+        self.len = np.asarray(X.sum(axis=1)).ravel()
+        self.counts = np.asarray(X.sum(axis=0)).ravel()
+        self.counts[0] = 0
+        self.tie = self.counts * 1e-9 / max(self.counts.max(), 1)
+
+    def context(self, prefixes, n):
+        """(B, N) sparse weights of each prefix's last n items, linear decay."""
+        r, c, v = [], [], []
+        for j, p in enumerate(prefixes):
+            last = p[-n:] if n else p
+            w = {}
+            for i, it in enumerate(last.tolist()):
+                if it > 0:
+                    w[it] = (i + 1) / len(last)               # a repeated item keeps its latest weight
+            r += [j] * len(w); c += list(w); v += list(w.values())
+        return sp.csr_matrix((np.array(v, np.float32), (r, c)), shape=(len(prefixes), self.n_rows))
+
+    def sims(self, prefixes, users, n):
+        """(B, U) similarity of each prefix to every neighbour; a user is not their own neighbour."""
+        S = (self.context(prefixes, n) @ self.X.T).toarray()
+        if users is not None:
+            S[np.arange(len(S)), users] = 0.0
+        return S
+
+    def from_sims(self, S, k, norm="dot"):
+        """Scores (B, N) from the similarities: the k nearest neighbours vote."""
+        if norm == "cosine":
+            S = S / np.sqrt(np.maximum(self.len, 1))[None, :]
+        k = min(k, S.shape[1])
+        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(S, top, axis=1)
+        K = sp.csr_matrix((vals.ravel(), (np.repeat(np.arange(len(S)), k), top.ravel())), shape=S.shape)
+        K.eliminate_zeros()
+        return (K @ self.X).toarray().astype(np.float64) + self.tie[None, :]
+
+    def scores(self, prefixes, users=None, n=5, k=100, norm="dot"):
+        return self.from_sims(self.sims(prefixes, users, n), k, norm)
+
+    def score_batches(self, seqs, n=5, k=100, norm="dot", index=None, batch=500):
+        """(scores, targets, prefixes, keys) batches over every target of `seqs`; the context is the
+        user's whole earlier input. index[j]: the neighbour row of seqs[j] (its position in the
+        list the model was built from; default j), left out of its own neighbours."""
+        for grid_batch in self.grid_batches(seqs, [(n, k, norm)], index, batch):
+            yield grid_batch[(n, k, norm)]
+
+    def grid_batches(self, seqs, configs, index=None, batch=500):
+        """As score_batches for several (n, k, norm) at once: yields {config: (scores, targets,
+        prefixes, keys)} per batch (similarities computed once per n)."""
+        users, tg, pre, ks = [], [], [], []
+        for j, sq in enumerate(seqs):
+            for p in np.flatnonzero(sq[2]):
+                users.append(j if index is None else index[j])
+                tg.append(int(sq[0][p])); pre.append(sq[0][:p]); ks.append(key(j, p))
+        for a in range(0, len(tg), batch):
+            u, t, pr = np.array(users[a:a + batch]), np.array(tg[a:a + batch]), pre[a:a + batch]
+            kk = np.array(ks[a:a + batch], np.int64)
+            out = {}
+            for n in sorted({c[0] for c in configs}):
+                S = self.sims(pr, u, n)
+                for c in configs:
+                    if c[0] == n:
+                        out[c] = (self.from_sims(S, c[1], c[2]), t, pr, kk)
+            yield out
+
+
+@torch.no_grad()
+def model_score_batches(model, seqs, batch=512):
+    """As `model_ranks` (same state walk, same targets), but yields the raw scores so any ranking
+    rule can be applied: (logits (b, N) numpy, targets (b,), prefixes [b arrays of the earlier input
+    rows], keys (b,)) per target time step; `key` names a target by (sequence, position)."""
+    model.eval()
+    for a in range(0, len(seqs), batch):
+        order = [j for j in range(len(seqs[a:a + batch])) if seqs[a + j][2].any()]
+        chunk = [seqs[a + j] for j in order]
+        if not chunk:
+            continue
+        L, B = max(len(s[0]) for s in chunk), len(chunk)
+        item = torch.zeros(B, L, dtype=torch.long)
+        ns, gap = torch.ones(B, L), torch.zeros(B, L)
+        tgt = torch.zeros(B, L, dtype=torch.bool)
+        for j, sq in enumerate(chunk):
+            r, n, t, tm = sq[0], sq[1], sq[2], sq[4]
+            item[j, :len(r)] = torch.from_numpy(r)
+            ns[j, :len(r)] = torch.from_numpy(n)
+            tgt[j, :len(r)] = torch.from_numpy(t)
+            gap[j, 1:len(tm)] = torch.from_numpy((np.diff(tm) / 3600.0).astype(np.float32))
+        state = torch.zeros(B, model.state_size)
+        last_t = max(int(np.flatnonzero(s[2]).max()) for s in chunk)
+        for t in range(last_t + 1):
+            if tgt[:, t].any():
+                idx = tgt[:, t].nonzero().squeeze(1)
+                lg = model.logits(state[idx], ns[idx, t], gap[idx, t]).numpy()
+                yield (lg, item[idx, t].numpy(), [chunk[b][0][:t] for b in idx.tolist()],
+                       np.array([key(a + order[b], t) for b in idx.tolist()], np.int64))
+            state = model.advance(state, item[:, t], ns[:, t], gap[:, t])
+
+
+def key(j, p):
+    """A target's identity: sequence j of `sequences`' list, position p in it."""
+    return (int(j) << 24) | int(p)
+
+
+def ranks_by_rule(score_batches, rules):
+    """{rule: ranks} over every target of an iterator of (scores, targets, prefixes, keys)
+    batches, in key order, so that every method's ranks line up target by target."""
+    out, keys = {r: [] for r in rules}, []
+    for sc, tg, pre, ks in score_batches:
+        keys.append(ks)
+        for r in rules:
+            out[r].append(ranks_under(sc, tg, pre, r))
+    order = np.argsort(np.concatenate(keys), kind="stable") if keys else np.zeros(0, np.int64)
+    return {r: (np.concatenate(v)[order] if v else np.zeros(0, np.int64)) for r, v in out.items()}

@@ -100,6 +100,7 @@ def main(argv=None):
     p.add_argument("--metrics", required=True, help="evaluate.py JSON of the exported (served) weights")
     p.add_argument("--metrics-fp32", help="the same evaluation before fp16 rounding")
     p.add_argument("--runtime-line", help="last line of `npm run eval` for this model")
+    p.add_argument("--runtime-served", help="the `served` line of `npm run eval` for this model")
     p.add_argument("--notes", help="a markdown file appended as the discussion")
     args = p.parse_args(argv)
     man = json.load(open(os.path.join(args.model, "manifest.json")))
@@ -110,9 +111,38 @@ def main(argv=None):
              f"Model version `{man['version']}`, trained on `{tr['dataset']}`; protocol **{met['protocol']}** "
              f"({met['targets']} targets, full ranking over {man['items']['rows'] - 1} items, ties counted against the model; "
              f"95% bootstrap intervals in brackets).", ""]
-    lines += ["## Results in the harness", "", "| method | Recall@20 | MRR@20 | NDCG@20 | Recall@10 | MRR@10 | NDCG@10 |", "|---|---|---|---|---|---|---|"]
+    R = "HR" if met["protocol"] == "last-item" else "Recall"
+    rules = met.get("rules", {})
+    lines += ["## Results in the harness (test, the protocol's ranking)", "",
+              f"Left out of each ranking: {rules.get(met.get('protocol_rule', 'none'), 'nothing')}. {R}@k = Recall@k (one target).", "",
+              f"| method | {R}@20 | NDCG@20 | MRR@20 | {R}@10 | NDCG@10 | {R}@5 | NDCG@5 |", "|---|---|---|---|---|---|---|---|"]
     for name, m in met["results"].items():
-        lines.append(f"| {name} | {ci(m, 'Recall@20')} | {ci(m, 'MRR@20')} | {ci(m, 'NDCG@20')} | {m['Recall@10']:.4f} | {m['MRR@10']:.4f} | {m['NDCG@10']:.4f} |")
+        lines.append(f"| {name} | {ci(m, 'Recall@20')} | {ci(m, 'NDCG@20')} | {ci(m, 'MRR@20')} | {m['Recall@10']:.4f} | {m['NDCG@10']:.4f} | "
+                     f"{m.get('Recall@5', float('nan')):.4f} | {m.get('NDCG@5', float('nan')):.4f} |")
+    if met.get("served"):
+        lines += ["", "## Served (test, the API's default rules)", "",
+                  f"The same rankings as the API serves them by default: {rules.get(met.get('served_rule'), met.get('served_rule'))} left out.", "",
+                  f"| method | {R}@20 | NDCG@20 | MRR@20 |", "|---|---|---|---|"]
+        for name, m in met["served"].items():
+            lines.append(f"| {name} | {m['Recall@20']:.4f} | {m['NDCG@20']:.4f} | {m['MRR@20']:.4f} |")
+    if met.get("rules_validation"):
+        rv = met["rules_validation"]
+        names = list(next(iter(rv.values())))
+        lines += ["", "## Which items to leave out: each rule on validation data (Recall@20 / NDCG@20)", "",
+                  "| method | " + " | ".join(f"{r}: {rules.get(r, r)}" for r in names) + " |", "|---|" + "---|" * len(names)]
+        for name, by in rv.items():
+            lines.append(f"| {name} | " + " | ".join(f"{by[r]['Recall@20']:.4f} / {by[r]['NDCG@20']:.4f}" for r in names) + " |")
+    if met.get("knn_config"):
+        c = met["knn_config"]
+        lines += ["", f"History-V-SKNN settings chosen on validation NDCG@20: last n={c['n'] or 'all'} items, k={c['k']} neighbours, {c['norm']} similarity."]
+    if met.get("sasrec"):
+        sr = met["sasrec"]
+        lines += ["", f"SASRec (in harness, sasrec.py): {sr['config']}; best epoch {sr['best_epoch']} of {len(sr['history'])}, "
+                  f"{sr['train_seconds'] / 60:.1f} min wall, {sum(h.get('cpu_seconds', 0) for h in sr['history']) / 60:.1f} min CPU (one torch thread)."]
+    for key, title in (("model_minus_history_knn", "model - History-V-SKNN"),):
+        if key in met:
+            lines += ["", f"Paired difference {title} (same targets, 95% bootstrap): " + ", ".join(
+                f"{k} {v['diff']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for k, v in met[key].items())]
     if "memory_minus_session_only" in met:
         lines += ["", "## What memory buys (same model, same targets, paired bootstrap)", "", "| metric | memory - session-only | 95% interval |", "|---|---|---|"]
         for k, v in met["memory_minus_session_only"].items():
@@ -153,7 +183,8 @@ def main(argv=None):
               "", "## Artifacts", "", "| file | bytes |", "|---|---|"] + [f"| {f} | {n:,} |" for f, n in sizes.items()]
     lines += ["", f"Weights stored as {man['weights'].get('dtype', 'float32')}; the item embedding is stored once and shared by both graphs."]
     if args.runtime_line:
-        lines += ["", "## Through the serving runtime", "", "`npm run eval -- --dataset " + met["dataset"] + "` (onnxruntime-web, the worker's code) prints:", "", "```", args.runtime_line, "```"]
+        lines += ["", "## Through the serving runtime", "", "`npm run eval -- --dataset " + met["dataset"] + "` (onnxruntime-web, the worker's code) prints:", "", "```"]
+        lines += ([args.runtime_served] if args.runtime_served else []) + [args.runtime_line, "```"]
     if args.notes:
         lines += ["", open(args.notes).read().strip()]
     with open(os.path.join(args.model, "REPORT.md"), "w") as f:
