@@ -18,7 +18,8 @@ time-split); for user histories (last-item, time-split) the history-aware V-SKNN
 last n items (harness.HistoryKNN) with n, k and the similarity chosen on validation; for last-item
 optionally SASRec trained in the harness (`--sasrec`, sasrec.py). Baselines are fitted on the
 training split to score validation, and on everything before the test to score the test
-(training + validation; last-item: training only, the papers never train on the validation item).
+(training + validation; last-item: training only, the papers never train on the validation item,
+unless the checkpoint was refitted on training + validation, train.py --refit).
 --fp16 rounds the model's weights to float16 first, as an fp16 export stores them. Writes JSON.
 """
 import argparse
@@ -106,6 +107,10 @@ def main(argv=None):
     proto = H.PROTOCOLS[args.dataset]
     hr = proto == "last-item"
     proto_rule = "history" if proto == "last-item" else "none"
+    # baselines see for the test what the model saw: training + validation where the model was
+    # refitted on both (train.py --refit) or the protocol allows it; last-item: training only
+    refit = bool((ck or {}).get("args", {}).get("refit"))
+    fit_test = (H.TRAIN, H.VALID) if refit or proto != "last-item" else (H.TRAIN,)
     test_all, lost = H.sequences(ev, rows, proto, target=H.TEST)
     valid_all, vlost = H.sequences(ev, rows, proto, target=H.VALID)
     capped = (lambda s: H.sequences(ev, rows, proto, target=s, cap=cap)[0]) if cap and proto == "last-item" else None
@@ -157,7 +162,6 @@ def main(argv=None):
     session_names = [n for n in names if n in H.BASELINES]
     if session_names:
         t = time.time()
-        fit_test = (H.TRAIN,) if proto == "last-item" else (H.TRAIN, H.VALID)
         bl_test = H.Baselines(test_all, n_rows, fit=fit_test)
         bl_valid = H.Baselines(valid_all, n_rows, fit=(H.TRAIN,)) if not args.no_rules else None
         log(f"session baselines fitted in {time.time() - t:.0f}s")
@@ -165,7 +169,6 @@ def main(argv=None):
             vb = bl_valid.score_batches(valid_seqs, name) if bl_valid and name in ("V-SKNN", "Item-kNN") else None
             run(name, bl_test.score_batches(test_seqs, name), vb)
     if "History-V-SKNN" in names:
-        fit_test = (H.TRAIN,) if proto == "last-item" else (H.TRAIN, H.VALID)
         knn_v = H.HistoryKNN(valid_all, n_rows, fit=(H.TRAIN,))
         if args.knn:
             n, k, norm = args.knn.split(",")
