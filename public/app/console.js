@@ -76,9 +76,12 @@ async function showModels() {
   const m = man.body;
   let versions = "";
   if (reg.status === 200) {
-    const list = Array.isArray(reg.body) ? reg.body : reg.body.models ?? reg.body.versions ?? reg.body.items ?? [];
-    versions = `<h3>Registry</h3><table data-testid="model-versions"><tr><th>version</th><th>status</th><th>created</th><th>metrics</th></tr>${list
-      .map((v) => `<tr><td><code>${esc(v.version)}</code></td><td>${esc(v.status)}</td><td>${esc(v.created_at ?? "")}</td><td class="small">${esc(summaryOf(v.metrics))}</td></tr>`)
+    const list = reg.body.versions ?? [];
+    versions = `<h3>Registry (${list.length} versions)</h3><table data-testid="model-versions"><tr><th>version</th><th>status</th><th>from</th><th class="num">MiB</th><th>created</th><th>activated</th><th>metrics</th></tr>${list
+      .map(
+        (v) => `<tr><td><code>${esc(v.version)}</code></td><td>${esc(v.status)}${v.serving ? " <b class=\"ok\">serving</b>" : v.status === "live" ? " (shadow)" : ""}</td><td>${esc(v.source)}</td>
+          <td class="num">${fmt(v.memory_mb, 1)}</td><td class="small">${esc(v.created_at ?? "")}</td><td class="small">${esc(v.activated_at ?? "—")}</td><td class="small">${esc(summaryOf(v.metrics))}</td></tr>`,
+      )
       .join("")}</table>`;
   } else {
     versions = `<p class="small muted" data-testid="model-versions">one model: the registry (GET /v1/admin/models) is not available on this deployment</p>`;
@@ -107,8 +110,10 @@ async function showModels() {
 function summaryOf(metrics) {
   if (!metrics || typeof metrics !== "object") return "";
   const r = metrics.results ? Object.values(metrics.results)[0] : metrics;
+  const preferred = ["Recall@20", "NDCG@20", "MRR@20"];
   return Object.entries(r ?? {})
     .filter(([, v]) => typeof v === "number")
+    .sort(([a], [b]) => (preferred.indexOf(a) + 1 || 99) - (preferred.indexOf(b) + 1 || 99))
     .slice(0, 3)
     .map(([k, v]) => `${k} ${fmt(v)}`)
     .join(" · ");
@@ -136,11 +141,14 @@ async function showCoverage() {
 
 // ---- experiments -----------------------------------------------------------------------------
 
+const METRICS = ["ctr", "add_to_cart_rate", "conversion", "revenue_per_user"];
+
 async function showExperiments() {
   const el = body("experiments");
   const r = await api("/v1/admin/experiments");
   el.className = "body";
-  if (r.status === 404 || (r.status === 200 && !listOf(r.body).length)) {
+  const list = r.status === 200 ? r.body.experiments ?? [] : [];
+  if (r.status === 404 || (r.status === 200 && !list.length)) {
     el.innerHTML = `<p class="muted" data-testid="no-experiments">no experiments yet</p>`;
     return;
   }
@@ -148,35 +156,64 @@ async function showExperiments() {
     el.innerHTML = `<p class="bad">${errorText(r)}</p>`;
     return;
   }
-  const list = listOf(r.body);
   el.innerHTML = list
-    .map((x, i) => `<div class="experiment" data-testid="experiment"><h3>${esc(x.name ?? x.id)} · ${esc(x.placement ?? "")} · ${esc(x.status ?? "")}</h3><div id="exp-${i}">loading results…</div></div>`)
+    .map(
+      (x, i) => `<div class="experiment" data-testid="experiment"><h3>${esc(x.name)} · <code>${esc(x.id)}</code></h3>
+        <p class="small">placement <b>${esc(x.placement)}</b> · <b>${esc(x.status)}</b>${x.started_at ? ` since ${esc(x.started_at)}` : ""} ·
+        variants ${x.variants.map((v) => `${esc(v.key)} (${esc(v.strategy?.type ?? "")}${v.strategy?.version ? ` ${esc(v.strategy.version)}` : ""}, weight ${fmt(v.weight)})`).join(", ")}</p>
+        <div id="exp-${i}">${x.status === "draft" ? `<p class="muted">draft: not started</p>` : "loading results…"}</div></div>`,
+    )
     .join("");
   for (const [i, x] of list.entries()) {
-    const res = await api(`/v1/admin/experiments/${encodeURIComponent(x.id)}/results`);
-    $(`exp-${i}`).innerHTML = res.status === 200 ? resultsHtml(res.body) : `<p class="bad">${errorText(res)}</p>`;
+    if (x.status === "draft") continue;
+    const res = await api(`/v1/admin/experiments/${encodeURIComponent(x.id)}/results?sequential=true`);
+    const box = $(`exp-${i}`);
+    if (res.status !== 200) {
+      box.innerHTML = `<p class="bad">${errorText(res)}</p>`;
+      continue;
+    }
+    box.innerHTML = resultsHtml(res.body, i);
+    liftPlot($(`lift-${i}`), res.body);
   }
 }
 
-const listOf = (b) => (Array.isArray(b) ? b : b?.experiments ?? b?.items ?? []);
+const flag = (on, text) => `<span class="flag ${on ? "on" : "off"}">${on ? "flagged" : "ok"}</span>${text ? ` ${text}` : ""}`;
 
-/** Per-variant results, SRM and guardrail flags, whatever subset the results endpoint gives. */
-function resultsHtml(r) {
-  const variants = Array.isArray(r.variants) ? r.variants : Object.entries(r.variants ?? {}).map(([name, v]) => ({ name, ...v }));
-  const cols = ["users", "exposures", "ctr", "add_to_cart_rate", "conversion", "revenue_per_user"];
-  const lift = (v) => {
-    const l = v.lift ?? v.relative_lift;
-    if (!l) return "";
-    const val = typeof l === "number" ? l : l.value ?? l.estimate;
-    const ci = l.ci ?? v.lift_ci;
-    return `${fmt(val, 3)}${ci ? ` [${fmt(ci[0], 3)}, ${fmt(ci[1], 3)}]` : ""}${v.p_value !== undefined ? ` p=${fmt(v.p_value, 3)}` : ""}`;
-  };
-  const srm = r.srm ?? {};
-  const flags = [`SRM <span class="flag ${srm.flagged ? "on" : "off"}" data-testid="srm">${srm.flagged ? "flagged" : "ok"}</span>${srm.p_value !== undefined ? ` p=${fmt(srm.p_value, 4)}` : ""}`];
-  for (const [name, g] of Object.entries(r.guardrails ?? {})) flags.push(`${esc(name)} <span class="flag ${g?.flagged ? "on" : "off"}">${g?.flagged ? "flagged" : "ok"}</span>`);
-  return `<table><tr><th>variant</th>${cols.map((c) => `<th class="num">${c.replaceAll("_", " ")}</th>`).join("")}<th>lift vs control</th></tr>${variants
-    .map((v) => `<tr><td>${esc(v.name ?? v.variant)}</td>${cols.map((c) => `<td class="num">${fmt(v[c])}</td>`).join("")}<td class="small">${lift(v)}</td></tr>`)
-    .join("")}</table><p class="small">${flags.join(" · ")}</p>`;
+/** Per-variant table, lifts against the control with their intervals, SRM and guardrail flags. */
+function resultsHtml(r, i) {
+  const cols = ["users", "exposures", "clicks", "ctr", "add_to_cart_rate", "conversion", "revenue_per_user"];
+  const pct = (x) => (x == null ? "—" : `${(100 * x).toFixed(1)}%`);
+  const variants = `<table data-testid="experiment-variants"><tr><th>variant</th>${cols.map((c) => `<th class="num">${c.replaceAll("_", " ")}</th>`).join("")}<th class="num">fallback</th><th class="num">p50 ms</th></tr>${r.variants
+    .map((v) => `<tr><td>${esc(v.key)}${v.key === r.control ? " <span class=\"muted small\">control</span>" : ""}</td>${cols.map((c) => `<td class="num">${fmt(v[c])}</td>`).join("")}<td class="num">${pct(v.guardrails.fallback_rate)}</td><td class="num">${fmt(v.guardrails.latency_ms.p50, 1)}</td></tr>`)
+    .join("")}</table>`;
+  const lifts = r.comparisons
+    .map(
+      (c) => `<table><tr><th>${esc(c.variant)} vs ${esc(r.control)}</th><th class="num">lift</th><th>${fmt(100 * (1 - r.alpha), 0)}% interval</th><th class="num">p</th><th>always-valid interval (mSPRT)</th></tr>${METRICS.map((m) => {
+        const x = c.metrics[m];
+        return `<tr><td>${m.replaceAll("_", " ")}</td><td class="num ${x.significant ? (x.lift > 0 ? "ok" : "bad") : ""}">${pct(x.lift)}</td><td>[${pct(x.ci[0])}, ${pct(x.ci[1])}]</td><td class="num">${fmt(x.p, 4)}</td><td>${x.sequential ? `[${pct(x.sequential.ci[0])}, ${pct(x.sequential.ci[1])}]` : "—"}</td></tr>`;
+      }).join("")}</table>
+      <p class="small">guardrails: ${Object.entries(c.guardrails).map(([k, g]) => `${esc(k.replaceAll("_", " "))} ${flag(g.flagged)}`).join(" · ")}</p>`,
+    )
+    .join("");
+  return `${variants}<p class="small">sample-ratio mismatch: <span data-testid="srm">${flag(r.srm.flagged, `χ² ${fmt(r.srm.chi2, 2)}, p ${fmt(r.srm.p, 4)}`)}</span>
+    · attribution window ${fmt(r.attribution_window_hours)} h</p>${lifts}<div id="lift-${i}" data-testid="lift-plot"></div>`;
+}
+
+/** Lifts of every treatment with their intervals, one point per metric. */
+function liftPlot(el, r) {
+  if (!el || !r.comparisons.length) return;
+  const xs = METRICS.map((_, k) => k + 1);
+  const series = [{}];
+  const data = [xs];
+  const colors = ["#4f46e5", "#059669", "#b45309", "#dc2626"];
+  r.comparisons.forEach((c, n) => {
+    const col = colors[n % colors.length];
+    for (const [label, pick, w] of [["lift", (x) => x.lift, 0], ["low", (x) => x.ci[0], 1], ["high", (x) => x.ci[1], 1]]) {
+      series.push({ label: `${c.variant} ${label}`, stroke: col, width: 0, dash: w ? [4, 4] : undefined, points: { show: true, size: w ? 5 : 9, fill: w ? "#fff" : col } });
+      data.push(METRICS.map((m) => (pick(c.metrics[m]) == null ? null : 100 * pick(c.metrics[m]))));
+    }
+  });
+  plot(el, { scales: { x: { time: false, range: [0.5, METRICS.length + 0.5] } }, axes: [{ values: (_u, ticks) => ticks.map((t) => (Number.isInteger(t) ? METRICS[t - 1]?.replaceAll("_", " ") ?? "" : "")), splits: () => xs }, { label: "lift, % (with interval)" }], series }, data);
 }
 
 // ---- a shopper's memory ----------------------------------------------------------------------

@@ -34,7 +34,17 @@ const gru = createRecommender({
   onTrack: (e) => device?.observe(e),
   onError: (e) => flash(`not sent: ${e.message}`),
 });
-const track = (type, id) => gru.track(type, id, { timestamp: visitorNow() });
+const track = (type, id, extra = {}) => gru.track(type, id, { timestamp: visitorNow(), ...extra });
+
+/** The list (its rec_id) the visitor picked the current product from, for experiment attribution. */
+let pickedFrom = null;
+document.addEventListener("click", (ev) => {
+  const a = ev.target.closest?.("a[data-rec]");
+  if (!a) return;
+  pickedFrom = { itemId: a.dataset.item, recId: a.dataset.rec };
+  track("click", a.dataset.item, { recId: a.dataset.rec });
+});
+const recIdFor = (id) => (pickedFrom?.itemId === id ? { recId: pickedFrom.recId } : {});
 
 // ---- rendering -------------------------------------------------------------------------------
 
@@ -94,12 +104,12 @@ function renderProduct(id) {
       <div class="flash" data-testid="flash"></div>
     </div></div>`;
   $("main").querySelector("[data-testid=add-to-cart]").onclick = () => {
-    track("add_to_cart", id);
+    track("add_to_cart", id, recIdFor(id));
     flash("added to cart");
     refreshForYou();
   };
   $("main").querySelector("[data-testid=buy]").onclick = () => {
-    track("purchase", id);
+    track("purchase", id, recIdFor(id));
     flash("purchased: never recommended to you again");
     refreshForYou();
     refreshSimilar(id);
@@ -109,13 +119,16 @@ function renderProduct(id) {
 }
 
 function renderList(el, srcEl, rec, extra = "") {
+  // Lists served by the API carry a rec_id (experiments); clicks on their items send it back.
+  const rec_id = rec.source === "device" ? null : rec.rec_id;
   const variant = rec.variant ? ` · variant <b data-testid="variant">${esc(rec.variant)}</b>` : "";
   const reason = rec.reason ? ` · ${esc(rec.reason)}` : "";
   srcEl.innerHTML = `source <b>${esc(rec.source)}</b>${reason}${variant}${extra}`;
   el.innerHTML = rec.items
     .map((x) => {
       const item = x.item ?? byId.get(x.item_id) ?? { title: `item ${x.item_id}` };
-      return `<li data-item="${esc(x.item_id)}"><a href="#/item/${encodeURIComponent(x.item_id)}">${esc(item.title)}</a> <span class="badge ${esc(x.source)}">${esc(x.source)}</span></li>`;
+      const recAttr = rec_id ? ` data-rec="${esc(rec_id)}" data-item="${esc(x.item_id)}"` : "";
+      return `<li data-item="${esc(x.item_id)}"><a href="#/item/${encodeURIComponent(x.item_id)}"${recAttr}>${esc(item.title)}</a> <span class="badge ${esc(x.source)}">${esc(x.source)}</span></li>`;
     })
     .join("");
   el.dataset.items = rec.items.map((x) => x.item_id).join(",");
