@@ -294,7 +294,9 @@ async function showShopper(userId) {
     <div class="scroll"><table data-testid="timeline"><tr><th>time (UTC)</th><th>type</th><th>item</th></tr>${rows}</table></div>`;
   if (events.length) {
     const xs = events.map((e) => e.timestamp / 1000);
-    plot($("events-plot"), { axes: [{}, { label: "events so far" }], series: [{}, { label: "events", stroke: "#059669", width: 2, points: { show: true } }] }, [xs, xs.map((_, i) => i + 1)]);
+    // A few seconds of events would give uPlot an empty time range: show at least a minute.
+    const pad = Math.max(0, 60 - (xs[xs.length - 1] - xs[0])) / 2;
+    plot($("events-plot"), { scales: { x: { range: [xs[0] - pad, xs[xs.length - 1] + pad] } }, axes: [{}, { label: "events so far" }], series: [{}, { label: "events", stroke: "#059669", width: 2, points: { show: true } }] }, [xs, xs.map((_, i) => i + 1)]);
   } else $("events-plot").textContent = "no logged events";
 }
 
