@@ -93,7 +93,7 @@ async function showModels() {
       <dt>live</dt><dd><code data-testid="model-version">${esc(m.version)}</code></dd>
       <dt>created</dt><dd>${esc(m.created_at)}</dd>
       <dt>trained on</dt><dd>${esc(t.dataset ?? "—")} · ${fmt(m.items.rows - 1)} items · state ${fmt(m.state.size)} floats (${m.state.layout.map((p) => esc(p.name)).join(" + ")})</dd>
-      <dt>model</dt><dd>dim ${fmt(cfg.dim)}, memory ${esc(cfg.memory_kind ?? cfg.memory)}, ${fmt(t.train_seconds, 0)} s of training</dd>
+      <dt>model</dt><dd>dim ${fmt(cfg.dim)}, design ${esc(cfg.kind ?? cfg.memory_kind ?? cfg.memory)}, ${fmt(t.train_seconds, 0)} s of training</dd>
       <dt>weights</dt><dd>${esc(m.weights.dtype)}, ${fmt(m.weights.bytes)} bytes, sha256 <code>${esc(m.weights.sha256.slice(0, 12))}…</code></dd>
     </dl>${versions}<h3>Held-out metrics</h3>${metricsTable(m.metrics)}
     <h3>Training loss per epoch</h3><div id="loss-plot" data-testid="loss-plot"></div>
