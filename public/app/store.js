@@ -38,9 +38,10 @@ const track = (type, id, extra = {}) => gru.track(type, id, { timestamp: visitor
 
 /** The list (its rec_id) the visitor picked the current product from, for experiment attribution. */
 let pickedFrom = null;
+// Only on the real clock (the last visit): a click sent days back could not be matched to the list.
 document.addEventListener("click", (ev) => {
   const a = ev.target.closest?.("a[data-rec]");
-  if (!a) return;
+  if (!a || backlog() > 0) return;
   pickedFrom = { itemId: a.dataset.item, recId: a.dataset.rec };
   track("click", a.dataset.item, { recId: a.dataset.rec });
 });
