@@ -2,9 +2,9 @@
  * The whole local stack: redis-server (data in .data/redis) -> Upstash REST bridge -> wrangler dev.
  * Used by `npm start`, the benchmark and the process-level tests. `stop()` ends all of it.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { promisify } from "node:util";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { connect } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Bridge, startBridge } from "./redis-bridge.ts";
@@ -17,9 +17,9 @@ export interface StackOptions {
   port?: number;
   /** Bearer key for /v1 (default: SECRET_KEYS env or "dev-key"). */
   apiKey?: string;
-  /** Redis data folder (default .data/redis). */
+  /** Data folder: Redis in <dataDir>/redis, local D1 in <dataDir>/wrangler (default <repo>/.data). */
   dataDir?: string;
-  /** Local D1 (and other wrangler state) folder (default .data/wrangler, or <dataDir>/wrangler). */
+  /** Local D1 (and other wrangler state) folder (default <dataDir>/wrangler). */
   persistTo?: string;
   /** Publishable key(s) (default: PUBLISHABLE_KEYS env or "pk_dev"). */
   publishableKey?: string;
@@ -29,6 +29,8 @@ export interface StackOptions {
   vars?: Record<string, string>;
   /** Pass wrangler's output through. */
   verbose?: boolean;
+  /** Aborting it during startup stops whatever was started and rejects with the abort reason. */
+  signal?: AbortSignal;
 }
 
 export interface Stack {
@@ -45,20 +47,69 @@ export interface Stack {
 
 export interface Worker {
   url: string;
+  /** PID of `wrangler dev` (its process group holds wrangler's node and workerd). */
+  pid: number;
+  /** Settles when wrangler dev exits, whoever stopped it. */
+  exited: Promise<void>;
   stop(): Promise<void>;
 }
 
 const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
 const WRANGLER_ENV = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" };
 
-/** Apply the D1 migrations (schema/migrations) to the local database under `persistTo`. */
-export async function applyMigrations(persistTo: string): Promise<void> {
+/**
+ * Run a command in its own process group and collect its output; aborting `signal` (or the
+ * command failing) ends the whole group, so no workerd it started is left behind.
+ */
+function runGroup(cmd: string, args: string[], signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const child = spawn(cmd, args, { cwd: ROOT, env: WRANGLER_ENV, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout!.on("data", (d) => (out = (out + d).slice(-20_000)));
+    child.stderr!.on("data", (d) => (out = (out + d).slice(-20_000)));
+    const onAbort = () => killGroup(child, "SIGTERM");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    child.once("error", reject);
+    child.once("exit", (code, sig) => {
+      signal?.removeEventListener("abort", onAbort);
+      killGroup(child, "SIGKILL"); // anything the command left in its group
+      if (signal?.aborted) reject(signal.reason);
+      else if (code === 0) resolve();
+      else reject(new Error(`${cmd} ${args.join(" ")} failed (${code ?? sig}):\n${out}`));
+    });
+  });
+}
+
+/** Signal a detached child's whole process group (the child itself if the group is gone). */
+function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
   try {
-    await promisify(execFile)(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistTo], { cwd: ROOT, env: WRANGLER_ENV });
-  } catch (e) {
-    const err = e as Error & { stdout?: string; stderr?: string };
-    throw new Error(`wrangler d1 migrations apply failed: ${err.message}\n${err.stdout ?? ""}${err.stderr ?? ""}`);
+    process.kill(-child.pid, sig);
+  } catch {
+    try {
+      child.kill(sig);
+    } catch {}
   }
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+function answers(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = connect(port, "127.0.0.1");
+    const done = (v: boolean) => {
+      s.destroy();
+      res(v);
+    };
+    s.once("connect", () => done(true));
+    s.once("error", () => done(false));
+    s.setTimeout(1000, () => done(false));
+  });
+}
+
+/** Apply the D1 migrations (schema/migrations) to the local database under `persistTo`. */
+export async function applyMigrations(persistTo: string, signal?: AbortSignal): Promise<void> {
+  await runGroup(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistTo], signal);
 }
 
 /** Start `wrangler dev` on `port` against the given Redis REST endpoint; resolves when it answers. */
@@ -71,6 +122,7 @@ export async function startWorker(o: {
   persistTo: string;
   vars?: Record<string, string>;
   verbose?: boolean;
+  signal?: AbortSignal;
 }): Promise<Worker> {
   const vars = {
     SECRET_KEYS: o.apiKey,
@@ -79,6 +131,7 @@ export async function startWorker(o: {
     UPSTASH_REDIS_REST_TOKEN: o.redisToken,
     ...o.vars,
   };
+  if (await answers(o.port)) throw new Error(`port ${o.port} is already in use (another npm start?): choose another with PORT`);
   const args = ["dev", "--ip", "127.0.0.1", "--port", String(o.port), "--persist-to", o.persistTo, "--show-interactive-dev-session=false", "--log-level", o.verbose ? "info" : "warn"];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child: ChildProcess = spawn(WRANGLER, args, {
@@ -87,27 +140,30 @@ export async function startWorker(o: {
     detached: true,
     env: WRANGLER_ENV,
   });
+  const exited = new Promise<void>((res) => child.once("exit", () => res()));
   let log = "";
   child.stdout?.on("data", (d) => (log = (log + d).slice(-20_000)));
   child.stderr?.on("data", (d) => (log = (log + d).slice(-20_000)));
   const url = `http://127.0.0.1:${o.port}`;
+  // wrangler, its node child and workerd share the group: all of it goes, then SIGKILL whatever
+  // of the group is left (workerd outliving wrangler), at once if wrangler exited.
   const stop = () =>
     new Promise<void>((res) => {
-      if (child.exitCode !== null || child.signalCode !== null) return res();
-      child.once("exit", () => res());
-      try {
-        process.kill(-child.pid!, "SIGTERM");
-      } catch {
-        child.kill("SIGTERM");
-      }
-      setTimeout(() => {
-        try {
-          process.kill(-child.pid!, "SIGKILL");
-        } catch {}
-      }, 5000).unref();
+      const gone = () => {
+        killGroup(child, "SIGKILL");
+        res();
+      };
+      if (child.exitCode !== null || child.signalCode !== null) return gone();
+      child.once("exit", gone);
+      killGroup(child, "SIGTERM");
+      setTimeout(() => killGroup(child, "SIGKILL"), 5000).unref();
     });
   const deadline = Date.now() + 90_000;
   for (;;) {
+    if (o.signal?.aborted) {
+      await stop();
+      throw o.signal.reason;
+    }
     if (child.exitCode !== null) throw new Error(`wrangler dev exited (${child.exitCode}):\n${log}`);
     try {
       const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(20_000) });
@@ -120,7 +176,7 @@ export async function startWorker(o: {
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return { url, stop };
+  return { url, pid: child.pid!, exited, stop };
 }
 
 export async function startStack(o: StackOptions = {}): Promise<Stack> {
@@ -128,14 +184,15 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const publishableKey = o.publishableKey ?? process.env.PUBLISHABLE_KEYS ?? "pk_dev";
   const persistTo = o.persistTo ?? (o.dataDir ? join(o.dataDir, "wrangler") : join(ROOT, ".data", "wrangler"));
   const port = o.port ?? (Number(process.env.PORT) || 8787);
-  const redis = o.redisPort ? null : await startRedis({ dir: o.dataDir ?? join(ROOT, ".data", "redis") });
+  o.signal?.throwIfAborted();
+  const redis = o.redisPort ? null : await startRedis({ dir: o.dataDir ? join(o.dataDir, "redis") : join(ROOT, ".data", "redis") });
   const redisPort = o.redisPort ?? redis!.port;
   const bridgeToken = randomBytes(16).toString("hex");
   let bridge: Bridge | undefined;
   try {
     bridge = await startBridge({ redisPort, token: bridgeToken, port: await freePort() });
-    await applyMigrations(persistTo);
-    const worker = await startWorker({ port, apiKey, publishableKey, redisUrl: bridge.url, redisToken: bridgeToken, persistTo, vars: o.vars, verbose: o.verbose });
+    await applyMigrations(persistTo, o.signal);
+    const worker = await startWorker({ port, apiKey, publishableKey, redisUrl: bridge.url, redisToken: bridgeToken, persistTo, vars: o.vars, verbose: o.verbose, signal: o.signal });
     const b = bridge;
     const stack: Stack = {
       url: worker.url,

@@ -1,36 +1,102 @@
 /**
- * `npm start`: the whole thing locally — redis-server (data kept in .data/redis), the Upstash
- * REST bridge and `wrangler dev` with the bundled demo model and its local D1 (.data/wrangler,
- * migrations applied), loaded with the demo catalog. PORT (default 8787), SECRET_KEYS (default
- * "sk_dev") and PUBLISHABLE_KEYS (default "pk_dev") come from the environment. Ctrl-C stops
- * everything it started.
+ * `npm start` (through scripts/start.mjs, which checks the Node version first): the whole thing
+ * locally — redis-server, the Upstash REST bridge and `wrangler dev` with the bundled demo model
+ * and its local D1 (migrations applied), loaded with the demo catalog. Data lives in GRU_DATA_DIR
+ * (default .data: Redis in redis/, D1 in wrangler/).
+ *
+ * Configuration: every var of the README's table, PORT, SECRET_KEYS and PUBLISHABLE_KEYS come from
+ * the environment, else from .dev.vars, else the defaults (local/dev-vars.ts).
+ *
+ * Stopping: SIGINT (Ctrl-C), SIGTERM and SIGHUP to this process, or its parent going away (npm
+ * killed, terminal closed), stop everything it started — also in the middle of starting up.
  */
+import { join } from "node:path";
+import { localConfig, passThroughNames, readDevVars } from "../local/dev-vars.ts";
 import { INSTALL_HINT, redisServerPath } from "../local/redis-server.ts";
-import { startStack } from "../local/stack.ts";
+import { ROOT, type Stack, startStack } from "../local/stack.ts";
 import { demoCatalog } from "./demo-catalog.ts";
 import { copyVendor } from "./vendor.ts";
+
+// A closed terminal or pipe must not crash us before we have stopped what we started.
+process.stdout.on("error", () => {});
+process.stderr.on("error", () => {});
+
+const aborter = new AbortController();
+let starting: Promise<Stack> | undefined;
+let stopping = false;
+
+/** Stop everything started so far (or still starting), then exit with `code`. */
+async function shutdown(why: string, code = 0): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.log(`\n${why}: stopping redis-server, the bridge and wrangler dev ...`);
+  aborter.abort(new Error(`stopped (${why})`));
+  const stack = await starting?.catch(() => undefined);
+  await stack?.stop();
+  process.exit(code);
+}
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => void shutdown(sig));
+// npm runs us under `sh -c`; a signal to npm ends the shell but not us, so watch the parent too.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) void shutdown("parent process exited");
+}, 500).unref();
 
 if (!redisServerPath()) {
   console.error(INSTALL_HINT);
   process.exit(1);
 }
 copyVendor(); // the pages' files from packages (public/vendor)
+let config;
+try {
+  config = localConfig({ names: passThroughNames(ROOT), env: process.env, devVars: readDevVars(ROOT) });
+} catch (e) {
+  console.error((e as Error).message);
+  process.exit(1);
+}
+const first = (list: string) => list.split(",")[0]!.trim();
+const dataDir = process.env.GRU_DATA_DIR || join(ROOT, ".data");
+
 console.log("starting redis-server, the Upstash REST bridge and wrangler dev ...");
-const stack = await startStack({ verbose: process.argv.includes("--verbose"), vars: { CORS_ORIGINS: "*" } });
-const catalog = demoCatalog();
-const loaded = await fetch(`${stack.url}/v1/items/batch`, {
-  method: "POST",
-  headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" },
-  body: JSON.stringify(catalog),
+starting = startStack({
+  port: config.port,
+  apiKey: first(config.secretKeys),
+  publishableKey: first(config.publishableKeys),
+  dataDir,
+  vars: { ...config.vars, SECRET_KEYS: config.secretKeys, PUBLISHABLE_KEYS: config.publishableKeys },
+  verbose: process.argv.includes("--verbose"),
+  signal: aborter.signal,
 });
-const loadedBody = (await loaded.json()) as { stored?: number; error?: unknown };
-if (!loaded.ok) console.error("demo catalog not loaded:", loadedBody);
-const health = (await (await fetch(`${stack.url}/health`)).json()) as any;
-console.log(`
+const stack = await starting.catch((e: Error): Promise<never> => {
+  if (!stopping) {
+    console.error(`could not start: ${e.message}`);
+    process.exit(1);
+  }
+  return new Promise<never>(() => {}); // shutdown() exits once everything is stopped
+});
+
+void stack.worker.exited.then(() => shutdown("wrangler dev exited", 1));
+
+let loadedBody: { stored?: number; error?: unknown } = {};
+try {
+  const loaded = await fetch(`${stack.url}/v1/items/batch`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify(demoCatalog()),
+    signal: aborter.signal,
+  });
+  loadedBody = (await loaded.json()) as typeof loadedBody;
+  if (!loaded.ok) console.error("demo catalog not loaded:", loadedBody);
+  const health = (await (await fetch(`${stack.url}/health`, { signal: aborter.signal })).json()) as any;
+  const set = Object.entries(config.origin).map(([k, from]) => `${k} (${from})`);
+  const cors = config.vars.CORS_ORIGINS ? `CORS_ORIGINS=${config.vars.CORS_ORIGINS}` : "no browser origins allowed (set CORS_ORIGINS)";
+  console.log(`
   Recommender running at ${stack.url}   (model ${health.model?.version}, redis ${health.redis?.reachable ? "up" : "DOWN"}, D1 ${health.database?.reachable ? "up" : "DOWN"})
   Demo catalog: ${loadedBody.stored ?? 0} items (Movies > decade, 1 in 20 sold out)   API docs: ${stack.url}/docs
   Storefront: ${stack.url}/  (on-device scoring: ${stack.url}/?device=1)   Console: ${stack.url}/console (secret key)
-  Secret key: ${stack.apiKey}   Publishable key: ${stack.publishableKey}   Data: .data/redis, .data/wrangler
+  Secret key: ${stack.apiKey}   Publishable key: ${stack.publishableKey}   ${cors}
+  Config set: ${set.length ? set.join(", ") : "none (defaults of wrangler.toml)"}
+  Data: ${dataDir} (redis-server on 127.0.0.1:${stack.redisPort}, bridge ${stack.bridge.url})
 
   Try it (Toy Story, Jumanji, then recommendations from the 1990s under 12 EUR, with titles):
     curl -s -X POST '${stack.url}/v1/events?recommend=5' \\
@@ -42,13 +108,8 @@ console.log(`
 
   Ctrl-C stops everything.
 `);
-let stopping = false;
-const stop = async () => {
-  if (stopping) return;
-  stopping = true;
-  console.log("\nstopping ...");
-  await stack.stop();
-  process.exit(0);
-};
-process.on("SIGINT", stop);
-process.on("SIGTERM", stop);
+} catch (e) {
+  if (!stopping) {
+    console.error(`started, but the demo catalog could not be loaded: ${(e as Error).message}`);
+  }
+}

@@ -54,6 +54,9 @@ const ConfigSchema = z.object({
 
 export type Config = z.infer<typeof ConfigSchema>;
 
+/** The names of every var the config reads (the local stack passes these through). */
+export const CONFIG_VARS = Object.keys(ConfigSchema.shape) as (keyof Config)[];
+
 let cached: { source: unknown; config: Config } | undefined;
 
 /** Parse vars into a Config (cached per isolate while the env object is the same). */

@@ -6,7 +6,6 @@
  *
  * Exports: the fetch/scheduled handlers (default) and `AppType` for the typed client.
  */
-import { swaggerUI } from "@hono/swagger-ui";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { authenticate, corsPolicy, rateLimit } from "./auth";
@@ -21,6 +20,7 @@ import { refreshPopular } from "./popular/lists";
 import { admin } from "./routes/admin";
 import { consoleViews } from "./routes/console";
 import { device, userState } from "./routes/device";
+import { docs } from "./routes/docs";
 import { events } from "./routes/events";
 import { health } from "./routes/health";
 import { items } from "./routes/items";
@@ -106,7 +106,7 @@ app.doc31("/openapi.json", {
   },
   security: [{ apiKey: [] }],
 });
-app.get("/docs", swaggerUI({ url: "/openapi.json", title: "GRU edge recommender API" }));
+app.route("/docs", docs({ title: "GRU edge recommender API", specUrl: "/openapi.json" }));
 
 app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
 app.onError(onError);

@@ -11,3 +11,12 @@ declare module "*.wasm" {
   const mod: WebAssembly.Module;
   export default mod;
 }
+/** Swagger UI's files, bundled as text (wrangler.toml rules) and served by src/routes/docs.ts. */
+declare module "swagger-ui-dist/swagger-ui.css" {
+  const text: string;
+  export default text;
+}
+declare module "swagger-ui-dist/swagger-ui-bundle.js" {
+  const text: string;
+  export default text;
+}
