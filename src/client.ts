@@ -7,11 +7,12 @@
  *   if (res.ok) for (const item of (await res.json()).items) console.log(item.item_id);
  *
  * Request and response bodies are checked by the compiler against the API's zod schemas.
+ * Other projects get it compiled (`npm run build:client`: dist/client.js and a declaration that
+ * spells out every route's types, so they need no worker sources or Cloudflare types); keep this
+ * module's exports free of the worker's own types, or the build refuses.
  */
 import { hc } from "hono/client";
 import type { AppType } from "./index";
-
-export type { AppType };
 
 export interface ClientOptions {
   /** A secret key (server side) or a publishable key (browser). */
