@@ -54,6 +54,9 @@ export interface Worker {
   stop(): Promise<void>;
 }
 
+/** How long `wrangler dev` may take to answer (a loaded 2-core machine needs minutes), ms. */
+const START_TIMEOUT_MS = 240_000;
+
 const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
 const WRANGLER_ENV = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" };
 
@@ -158,7 +161,7 @@ export async function startWorker(o: {
       killGroup(child, "SIGTERM");
       setTimeout(() => killGroup(child, "SIGKILL"), 5000).unref();
     });
-  const deadline = Date.now() + 90_000;
+  const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     if (o.signal?.aborted) {
       await stop();
@@ -172,7 +175,7 @@ export async function startWorker(o: {
     } catch {}
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`wrangler dev did not answer on ${url} within 90 s:\n${log}`);
+      throw new Error(`wrangler dev did not answer on ${url} within ${START_TIMEOUT_MS / 1000} s:\n${log}`);
     }
     await new Promise((r) => setTimeout(r, 250));
   }

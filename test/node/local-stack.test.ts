@@ -139,7 +139,7 @@ describe("npm start with configuration in the environment", () => {
     dirs.push(dir);
     port = await freePort();
     npm = launch("npm", ["start", "--silent"], { ...env, PORT: String(port), GRU_DATA_DIR: dir });
-    await until("npm start to be ready", () => npm.out.includes("Ctrl-C stops everything") || npm.child.exitCode !== null, 170_000).catch((e) => {
+    await until("npm start to be ready", () => npm.out.includes("Ctrl-C stops everything") || npm.child.exitCode !== null, 280_000).catch((e) => {
       throw new Error(`${e.message}\n${npm.out}`);
     });
     expect(npm.child.exitCode, npm.out).toBe(null);
@@ -148,7 +148,7 @@ describe("npm start with configuration in the environment", () => {
     redisPort = Number(m![1]);
     bridgePort = Number(m![2]);
     pids = descendants(npm.child.pid!);
-  }, 200_000);
+  }, 300_000);
 
   const url = (path: string) => `http://127.0.0.1:${port}${path}`;
   const get = (path: string, key: string) => fetch(url(path), { headers: { authorization: `Bearer ${key}` } });
