@@ -197,8 +197,8 @@ describe("npm start with configuration in the environment", () => {
         blocked.push(route.request().url());
         return route.abort();
       });
-      await page.goto(url("/docs"));
-      await page.locator(".opblock").first().waitFor({ timeout: 60_000 });
+      await page.goto(url("/docs"), { timeout: 120_000 });
+      await page.locator(".opblock").first().waitFor({ timeout: 120_000 });
       const paths = await page.locator(".opblock .opblock-summary-path").allTextContents();
       expect(paths.map((p) => p.replace(/\u200b/g, ""))).toEqual(expect.arrayContaining(["/v1/events", "/v1/users/{user_id}/recommendations", "/v1/items/{item_id}"]));
       expect(await page.locator(".opblock").count()).toBeGreaterThanOrEqual(10);
@@ -206,7 +206,7 @@ describe("npm start with configuration in the environment", () => {
     } finally {
       await browser.close();
     }
-  });
+  }, 300_000);
 
   it("SIGTERM to the npm process stops redis-server, the bridge, wrangler and workerd", async () => {
     expect(pids.every(alive)).toBe(true);
