@@ -12,9 +12,9 @@
  *   the last item is the target, every earlier item of the user is left out of the ranking (as the
  *   papers score their full ranking); `--cap N` (default: the manifest's training.args.cap, else
  *   none) feeds only the last N items before the target, as those papers do with 50.
- * It also prints the served figure: the same replay under the API's default rules (the user's
- * last 20 distinct items left out, as src/domain/recommend.ts does with `exclude_recent`; no
- * purchases occur in these data). The last line is the protocol's figure, exactly
+ * It also prints the served figure: the same replay under the API's default rules (nothing but
+ * purchases left out: recent items are shown unless `exclude_recent=true`, src/domain/recommend.ts;
+ * no purchases occur in these data). The last line is the protocol's figure, exactly
  * `Recall@20=<x> MRR@20=<y> NDCG@20=<z>`.
  */
 import { readFileSync } from "node:fs";
@@ -173,7 +173,7 @@ outer: for (const s of seqs) {
       if (row === undefined) lost++;
       else {
         proto.add(await model.topK(state, at, 20, excluded(protocolRule, seen)), row);
-        served.add(await model.topK(state, at, 20, excluded("recent20", seen)), row);
+        served.add(await model.topK(state, at, 20, excluded("none", seen)), row);
       }
       if (targets >= maxTargets) break outer;
     }
@@ -191,6 +191,6 @@ outer: for (const s of seqs) {
 const secs = (performance.now() - t0) / 1000;
 const left = protocolRule === "history" ? "the user's earlier items left out" : "nothing left out";
 console.log(`${dataset}: model ${model.version}, ${targets} targets (${lost} with items unknown to the model, counted as misses)${cap ? `, input capped at ${cap}` : ""}, ${secs.toFixed(0)} s, ${(targets / secs).toFixed(0)} targets/s`);
-console.log(`served (API default: the user's last ${RING} distinct items left out): ${served.line(targets)}`);
+console.log(`served (API default: recent items shown, exclude_recent=false): ${served.line(targets)}`);
 console.log(`protocol (${left}):`);
 console.log(proto.line(targets));

@@ -267,13 +267,13 @@ export async function createDeviceScorer(o) {
 
   const named = (items) => items.map((t) => ({ item_id: ids[t.row - 1], score: t.score, source: "device" }));
 
-  /** Recommendations from the local state: purchases never, recent items unless excludeRecent=false. */
+  /** Recommendations from the local state: purchases never, recent items only with excludeRecent=true (as the API). */
   async function recommend(opts = {}) {
     await pending;
     const k = opts.k ?? 10;
     if (st.eventCount === 0) return { items: [], source: "device", reason: "cold-user", backend, model_version: manifest.version };
     const never = new Set([...st.purchased, ...(opts.exclude ?? [])]);
-    if (opts.excludeRecent !== false) for (const r of st.ring) never.add(ids[r - 1]);
+    if (opts.excludeRecent === true) for (const r of st.ring) never.add(ids[r - 1]);
     const at = moment(opts.at ?? now(), st.lastEventMs);
     const t = performance.now();
     const items = named(await runScore(st.vector, at, k, maskFor(never)));

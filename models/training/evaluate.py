@@ -37,7 +37,7 @@ import harness as H  # noqa: E402
 from metrics import summary  # noqa: E402
 
 KS = (5, 10, 20)
-SERVED_RULE = "recent20"                      # the API default today (src/domain/recommend.ts)
+SERVED_RULE = "none"                          # the API default (src/domain/recommend.ts): recent items are shown
 VALID_RULES = ["none", "current", "recent20", "history"]
 KNN_GRID = [(n, k, norm) for n in (1, 2, 3, 5, 10) for k in (50, 100, 300) for norm in ("dot", "cosine")]
 DEFAULT_BASELINES = {

@@ -84,7 +84,7 @@ export function popular(ctx: RankContext, rules: Rules, k: number, reason: Reaso
 /** Rules for one user: their purchases and (optionally) recent items are never shown. */
 export function userRules(ctx: RankContext, o: RecommendOptions, purchased: ReadonlySet<string>, recent: readonly string[]): Rules {
   const never = new Set(purchased);
-  if (o.excludeRecent !== false) for (const id of recent) never.add(id);
+  if (o.excludeRecent === true) for (const id of recent) never.add(id);
   return { ...o, catalog: ctx.catalog, never };
 }
 

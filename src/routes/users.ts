@@ -32,13 +32,13 @@ const recs = createRoute({
   path: "/{user_id}/recommendations",
   summary: "Recommendations for a user",
   description:
-    "The k items the user is most likely to want next, from their long-term GRU state. Never an unavailable item (once a catalog is loaded) or one the user purchased; recent items left out unless exclude_recent=false. New users and every degradation get popular items, with `source` and `reason`. Publishable or secret key.",
+    "The k items the user is most likely to want next, from their long-term GRU state. Never an unavailable item (once a catalog is loaded) or one the user purchased; recent items are shown unless exclude_recent=true (repeat views are common in shops; see models/README.md). New users and every degradation get popular items, with `source` and `reason`. Publishable or secret key.",
   tags: ["recommendations"],
   request: {
     params: Params,
     query: z.strictObject({
       ...filterQuery,
-      exclude_recent: Bool.default("true").openapi({ description: "Leave out the user's recent items (default true)." }),
+      exclude_recent: Bool.default("false").openapi({ description: "Leave out the user's recent items (the last RECENT_RING distinct items; default false: a shopper often returns to an item viewed before)." }),
     }),
   },
   responses: { 200: json(RecommendationSchema.extend({ user_id: z.string() }), "Recommendations"), ...errors(403) },
