@@ -11,8 +11,9 @@ import { bodyLimit } from "hono/body-limit";
 import { authenticate, corsPolicy, rateLimit } from "./auth";
 import { loadConfig } from "./config";
 import type { AppEnv } from "./env";
-import { ApiError, errorBody, onError } from "./errors";
+import { ApiError, onError } from "./errors";
 import { drainSpill } from "./eventlog/log";
+import { notFoundOrMethod, urlLimit } from "./lib/guards";
 import { observe } from "./lib/observe";
 import { hook } from "./lib/openapi";
 import { currentTiming } from "./lib/timing";
@@ -41,7 +42,7 @@ function config(env: unknown) {
 
 // Server-Timing on every response and one JSON log line per request (src/lib/observe.ts).
 app.use("*", observe);
-
+app.use("*", urlLimit);
 app.use("*", async (c, next) => {
   const cfg = config(c.env);
   const background = (p: Promise<unknown>) => {
@@ -108,7 +109,7 @@ app.doc31("/openapi.json", {
 });
 app.route("/docs", docs({ title: "GRU edge recommender API", specUrl: "/openapi.json" }));
 
-app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
+app.notFound(notFoundOrMethod(() => app.routes));
 app.onError(onError);
 
 /** The app's routes and their types, for `hono/client` (see src/client.ts). */

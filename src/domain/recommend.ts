@@ -14,7 +14,7 @@
 import type { CatalogMirror } from "../catalog/mirror";
 import type { ModelHandle } from "../model/registry";
 import type { GruModel } from "../model/runtime";
-import type { PopularLists } from "../popular/lists";
+import { type PopularLists, categoryList } from "../popular/lists";
 import type { UserState } from "../state/codec";
 import { StoreUnavailableError, type UserStateStore } from "../state/store";
 import { type Filters, type Rules, allowed, modelMask } from "./filters";
@@ -54,7 +54,7 @@ export interface RankContext {
 function* popularCandidates(ctx: RankContext, category: string | undefined): Generator<[string, number]> {
   const lists = ctx.lists;
   if (lists) {
-    const first = category !== undefined ? lists.by_category[category] ?? [] : lists.overall;
+    const first = category !== undefined ? categoryList(lists, category) ?? [] : lists.overall;
     const top = first[0]?.[1] || 1;
     for (const [id, s] of first) yield [id, s / top];
     if (category !== undefined) for (const [id] of lists.overall) yield [id, 0];

@@ -6,21 +6,36 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
-import { fieldPath } from "./validate";
+import { MAX_ISSUES, fieldPath } from "./validate";
 
 type Issue = z.core.$ZodIssue;
 
 /** Where a request part's fields are named from: query params as `query.k`, path params by name. */
 const ROOTS: Record<string, string> = { query: "query", param: "", json: "", header: "header", cookie: "cookie", form: "" };
 
-/** Flatten union issues to the branch that fits the input best (an array body: the array branch). */
-function flatten(issues: readonly Issue[], input: unknown): Issue[] {
+/**
+ * Flatten union issues to the branch that fits the input best (an array body: the array branch),
+ * keeping at most `limit`. Iterative and without spreading: a huge bad batch yields a huge issue
+ * list, which must neither overflow the stack nor be copied whole.
+ */
+function flatten(issues: readonly Issue[], input: unknown, limit = MAX_ISSUES): Issue[] {
   const out: Issue[] = [];
-  for (const i of issues) {
+  // Work stack of [issues, index, path prefix]; depth is bounded by the schema's nesting.
+  const stack: { list: readonly Issue[]; at: number; prefix: readonly PropertyKey[] }[] = [{ list: issues, at: 0, prefix: [] }];
+  while (stack.length && out.length < limit) {
+    const top = stack[stack.length - 1]!;
+    if (top.at >= top.list.length) {
+      stack.pop();
+      continue;
+    }
+    const i = top.list[top.at++]!;
+    const path = top.prefix.length ? [...top.prefix, ...i.path] : i.path;
     if (i.code === "invalid_union" && i.errors.length) {
-      const branch = i.errors.find((b) => b.length && b.every((x) => x.path.length > 0 && (Array.isArray(input) ? typeof x.path[0] === "number" : typeof x.path[0] === "string"))) ?? i.errors[i.errors.length - 1]!;
-      out.push(...flatten(branch.map((x) => ({ ...x, path: [...i.path, ...x.path] })) as Issue[], input));
-    } else out.push(i);
+      const fits = (b: readonly Issue[]) =>
+        b.length > 0 && b.every((x) => x.path.length > 0 && (Array.isArray(input) ? typeof x.path[0] === "number" : typeof x.path[0] === "string"));
+      const branch = i.errors.find(fits) ?? i.errors[i.errors.length - 1]!;
+      stack.push({ list: branch as Issue[], at: 0, prefix: path });
+    } else out.push(path === i.path ? i : ({ ...i, path } as Issue));
   }
   return out;
 }
@@ -28,9 +43,7 @@ function flatten(issues: readonly Issue[], input: unknown): Issue[] {
 /** The zod failure of one request part as a 400 ApiError naming the first bad field. */
 export function validationError(target: string, error: z.ZodError, input: unknown, rootOverride?: string): ApiError {
   const root = rootOverride ?? ROOTS[target] ?? target;
-  const issues = flatten(error.issues as Issue[], input)
-    .slice(0, 20)
-    .map((i) => ({ field: fieldPath(i.path, root), message: i.message }));
+  const issues = flatten(error.issues as Issue[], input).map((i) => ({ field: fieldPath(i.path, root), message: i.message }));
   const first = issues[0] ?? { field: root || "body", message: "invalid" };
   return new ApiError(400, "invalid_request", `${first.field}: ${first.message}`, { field: first.field, details: issues });
 }

@@ -5,6 +5,9 @@
 import type { z } from "zod";
 import { ApiError } from "../errors";
 
+/** Most issues listed in an error's `details`. */
+export const MAX_ISSUES = 20;
+
 /** Path like `events[3].user_id` from a zod issue path. */
 export function fieldPath(path: readonly PropertyKey[], root = ""): string {
   let out = root;
@@ -16,7 +19,7 @@ export function fieldPath(path: readonly PropertyKey[], root = ""): string {
 export function parseOr400<T extends z.ZodType>(schema: T, value: unknown, root = ""): z.infer<T> {
   const r = schema.safeParse(value);
   if (r.success) return r.data;
-  const issues = r.error.issues.slice(0, 20).map((i) => ({ field: fieldPath(i.path, root), message: i.message }));
+  const issues = r.error.issues.slice(0, MAX_ISSUES).map((i) => ({ field: fieldPath(i.path, root), message: i.message }));
   const first = issues[0]!;
   throw new ApiError(400, "invalid_request", `${first.field}: ${first.message}`, { field: first.field, details: issues });
 }

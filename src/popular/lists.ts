@@ -54,13 +54,16 @@ export async function computePopular(db: Db, catalog: CatalogMirror, o: PopularO
   }
   const ranked = [...score].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([id, s]) => [id, Math.round(s * 1e4) / 1e4] as [string, number]);
   const categorySize = o.categorySize ?? 100;
-  const by: Record<string, [string, number][]> = {};
+  // A Map, not an object: category names are the shop's strings ("__proto__", "constructor").
+  const by = new Map<string, [string, number][]>();
   for (const entry of ranked) {
     const key = catalog.get(entry[0])?.categoryKey;
     if (!key) continue;
     const levels = key.split(CATEGORY_SEPARATOR);
     for (let i = 1; i <= levels.length; i++) {
-      const list = (by[levels.slice(0, i).join(CATEGORY_SEPARATOR)] ??= []);
+      const level = levels.slice(0, i).join(CATEGORY_SEPARATOR);
+      let list = by.get(level);
+      if (!list) by.set(level, (list = []));
       if (list.length < categorySize) list.push(entry);
     }
   }
@@ -70,8 +73,20 @@ export async function computePopular(db: Db, catalog: CatalogMirror, o: PopularO
     window_days: o.windowDays,
     events,
     overall: ranked.slice(0, o.overallSize ?? 500),
-    by_category: by,
+    // Object.fromEntries defines own properties, so "__proto__" is a key like any other.
+    by_category: Object.fromEntries(by),
   };
+}
+
+/**
+ * The popular list of one category key, or undefined. Only the document's own keys count: a
+ * category named like an Object.prototype member ("constructor", "__proto__") is just a name.
+ */
+export function categoryList(lists: PopularLists, category: string): [string, number][] | undefined {
+  const by = lists.by_category;
+  if (!by || typeof by !== "object" || !Object.hasOwn(by, category)) return undefined;
+  const list = by[category];
+  return Array.isArray(list) ? list : undefined;
 }
 
 export interface PopularDeps {

@@ -86,3 +86,83 @@ describe("bad input on the user endpoints", () => {
     expect((await api(`/v1/users/${u}`, { key: "second-key" })).status).toBe(200);
   });
 });
+
+describe("regressions found by fuzzing", () => {
+  // Category names that are also members of Object.prototype used to reach a plain-object lookup.
+  const PROTO_NAMES = ["__proto__", "constructor", "toString", "valueOf", "hasOwnProperty", "isPrototypeOf", "__defineGetter__", "propertyIsEnumerable"];
+  const seedItem = items[3]!;
+
+  beforeAll(async () => {
+    // Catalog items filed under those names, with traffic, so that the popularity lists have them.
+    const rows = [
+      { id: seedItem, title: "seed", category_path: ["Films"] },
+      ...PROTO_NAMES.map((name, i) => ({ id: items[10 + i]!, title: `in ${name}`, category_path: [name] })),
+    ];
+    expect((await api("/v1/items/batch", { body: rows })).body.stored).toBe(rows.length);
+    const buyer = uid("proto");
+    expect((await api("/v1/events", { body: PROTO_NAMES.map((_, i) => ev(buyer, items[10 + i]!)) })).status).toBe(200);
+    expect((await api("/v1/admin/popular/refresh", { method: "POST" })).status).toBe(200);
+  });
+
+  for (const name of PROTO_NAMES) {
+    it(`filters recommendations and similar items by a category named ${name} like any other name`, async () => {
+      const mine = items[10 + PROTO_NAMES.indexOf(name)]!;
+      const q = `k=5&category=${encodeURIComponent(name)}`;
+      const recs = await api(`/v1/users/${uid("cold")}/recommendations?${q}`);
+      expect(recs.status).toBe(200);
+      expect(recs.body.items.map((i: any) => i.item_id)).toEqual([mine]);
+      const similar = await api(`/v1/items/${seedItem}/similar?${q}`);
+      expect(similar.status).toBe(200);
+      expect(similar.body.items.map((i: any) => i.item_id)).toEqual([mine]);
+      const nested = await api(`/v1/users/${uid("cold")}/recommendations?k=5&category=${encodeURIComponent(`${name} > ${name}`)}`);
+      expect(nested.status).toBe(200);
+      expect(nested.body.items).toEqual([]);
+    });
+  }
+
+  it("answers an empty list for a category named like an Object.prototype member that no item is under", async () => {
+    for (const name of ["toLocaleString", "__lookupGetter__", "__defineSetter__"]) {
+      for (const path of [`/v1/users/${uid("cold")}/recommendations`, `/v1/items/${seedItem}/similar`]) {
+        const r = await api(`${path}?k=5&category=${name}`);
+        expect([name, r.status, r.body.items]).toEqual([name, 200, []]);
+      }
+    }
+  });
+
+  it("answers a batch of 60,000 invalid events with one 400 listing the first 20 problems", async () => {
+    const raw = `[${Array.from({ length: 60_000 }, () => "{}").join(",")}]`;
+    expect(raw.length).toBeLessThan(1024 * 1024);
+    const r = await api("/v1/events", { raw });
+    expect(r.status).toBe(400);
+    expect(r.body.error.code).toBe("invalid_request");
+    expect(r.body.error.field).toBe("events[0].user_id");
+    expect(r.body.error.details).toHaveLength(20);
+    expect((await api(`/v1/users/${u}`)).body).toEqual(before);
+  });
+
+  // Methods workerd does not parse (`FOO`, `get` on the wire) never reach the worker: the runtime
+  // answers them 501 itself, and its Request refuses to build them.
+  it("answers 405 with Allow for a method a path does not take, 404 for a path that does not exist", async () => {
+    for (const [method, path, allow] of [
+      ["PUT", "/v1/events", "POST"],
+      ["PROPFIND", `/v1/users/${u}`, "DELETE, GET, HEAD"],
+      ["POST", "/v1/items/sku-1", "DELETE, GET, HEAD, PATCH, PUT"],
+      ["POST", "/health", "GET, HEAD"],
+    ] as const) {
+      const r = await api(path, { method, ...(method === "PUT" || method === "POST" ? { body: {} } : {}) });
+      expect([method, r.status, r.body.error.code]).toEqual([method, 405, "method_not_allowed"]);
+      expect(r.headers.get("allow")).toBe(allow);
+    }
+    const missing = await api("/v1/nothing/here", { method: "PROPFIND" });
+    expect([missing.status, missing.body.error.code]).toEqual([404, "not_found"]);
+    expect((await api(`/v1/users/${u}`)).body).toEqual(before);
+  });
+
+  it("answers 414 in the error shape for a URL longer than the worker reads", async () => {
+    const r = await api(`/v1/users/${u}/recommendations?exclude=${"x".repeat(40_000)}`);
+    expect([r.status, r.body.error.code]).toEqual([414, "uri_too_long"]);
+    // The longest valid URL (100 excluded ids of 256 characters) is still read.
+    const exclude = Array.from({ length: 100 }, (_, i) => `${i}`.padEnd(256, "x")).join(",");
+    expect((await api(`/v1/users/${u}/recommendations?exclude=${exclude}`)).status).toBe(200);
+  });
+});
