@@ -24,8 +24,15 @@ const Segment = z
 
 const Url = z.string().max(2048).regex(/^https?:\/\/\S+$/, "must be an http(s) URL");
 
+// "__proto__" as a key would set the parsed object's prototype instead of an attribute (lost).
+const AttributeName = z
+  .string()
+  .min(1)
+  .max(64)
+  .refine((k) => k !== "__proto__", "an attribute must not be named __proto__");
+
 const Attributes = z
-  .record(z.string().min(1).max(64), z.unknown())
+  .record(AttributeName, z.unknown())
   .refine((a) => JSON.stringify(a).length <= MAX_ATTRIBUTES_BYTES, `attributes must be at most ${MAX_ATTRIBUTES_BYTES} bytes of JSON`);
 
 const fields = {

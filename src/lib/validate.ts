@@ -25,12 +25,12 @@ export function parseOr400<T extends z.ZodType>(schema: T, value: unknown, root 
 }
 
 /** Parse a JSON request body or throw 400 malformed_json. */
-export async function readJson(req: { text(): Promise<string>; header(name: string): string | undefined }): Promise<unknown> {
+export async function readJson(req: { arrayBuffer(): Promise<ArrayBuffer>; header(name: string): string | undefined }): Promise<unknown> {
   const type = req.header("content-type") ?? "";
   if (type && !/^application\/(json|x-ndjson)|\+json/i.test(type) && !/^text\/plain/i.test(type)) {
     throw new ApiError(415, "unsupported_media_type", "send the body as application/json");
   }
-  const text = await req.text();
+  const text = new TextDecoder().decode(await req.arrayBuffer());
   try {
     return JSON.parse(text);
   } catch (e) {

@@ -4,17 +4,19 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { api, apiWith, ev, manifest, uid } from "./helpers";
+import { api, apiWith, captureLogs, ev, manifest, uid } from "./helpers";
 
 const items = manifest.items.ids;
 const down = { UPSTASH_REDIS_REST_URL: (env as any).DEAD_REDIS_URL as string, REDIS_TIMEOUT_MS: "300" };
 
 describe("when Redis is unreachable", () => {
   it("recommendations fall back to popular items with reason state-unavailable", async () => {
+    const logs = captureLogs();
     const r = await apiWith(down, `/v1/users/${uid()}/recommendations?k=4`);
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ source: "popular", reason: "state-unavailable", model_version: manifest.version });
     expect(r.body.items).toHaveLength(4);
+    expect(logs.text()).toMatch(/redis read (failed|timed out)/);
   });
 
   it("events answer 503 with Retry-After and nothing is written", async () => {

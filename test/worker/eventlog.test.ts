@@ -7,7 +7,7 @@ import { createExecutionContext, createScheduledController, waitOnExecutionConte
 import { env } from "cloudflare:workers";
 import worker from "../../src/index";
 import { describe, expect, it } from "vitest";
-import { api, apiText, ev, logged, manifest, uid } from "./helpers";
+import { api, apiText, captureLogs, ev, logged, manifest, uid } from "./helpers";
 
 const ids = manifest.items.ids;
 const DB = (env as unknown as { DB: D1Database }).DB;
@@ -47,6 +47,7 @@ describe("event log", () => {
 
   it("spills events to Redis while D1 refuses writes, and replays them into the log", async () => {
     const u = uid();
+    const logs = captureLogs();
     await DB.exec("ALTER TABLE events RENAME TO events_away");
     let accepted;
     try {
@@ -57,6 +58,7 @@ describe("event log", () => {
       await DB.exec("ALTER TABLE events_away RENAME TO events");
     }
     expect(await logged(u, 0, 0)).toEqual([]);
+    expect(logs.text()).toMatch(/event log write failed .*; spilling 2 event\(s\) to Redis/);
     const drained = await api("/v1/admin/eventlog/drain", { method: "POST" });
     expect(drained.body.replayed).toBeGreaterThanOrEqual(2);
     expect((await logged(u, 2)).map((r) => r.event_id)).toEqual(["s1", "s2"]);
@@ -64,6 +66,7 @@ describe("event log", () => {
 
   it("the cron trigger replays spilled rows and recomputes the popularity lists", async () => {
     const u = uid();
+    const logs = captureLogs();
     await DB.exec("ALTER TABLE events RENAME TO events_away");
     try {
       expect((await api("/v1/events", { body: [ev(u, ids[7]!, { event_id: "c1", type: "purchase" })] })).status).toBe(200);
@@ -71,6 +74,7 @@ describe("event log", () => {
     } finally {
       await DB.exec("ALTER TABLE events_away RENAME TO events");
     }
+    expect(logs.text()).toMatch(/spilling 1 event\(s\) to Redis/);
     const before = Date.now();
     const ctx = createExecutionContext();
     await worker.scheduled(createScheduledController({ scheduledTime: before, cron: "*/5 * * * *" }), env as never, ctx);

@@ -1,6 +1,6 @@
 /** Helpers for tests that run inside workerd against the worker's own fetch handler. */
 import { env, exports } from "cloudflare:workers";
-import { expect } from "vitest";
+import { expect, onTestFinished, vi } from "vitest";
 import app from "../../src/index";
 
 export const KEY = "test-key";
@@ -57,7 +57,8 @@ export const PK = "pk_test";
 /** Fetch raw text (NDJSON export). */
 export async function apiText(path: string, o: Call = {}): Promise<{ status: number; text: string; headers: Headers }> {
   const res = await (exports as any).default.fetch(request(path, o));
-  return { status: res.status, text: await res.text(), headers: res.headers };
+  // Decoded by hand: workerd warns when .text() reads a body whose type is not text (NDJSON).
+  return { status: res.status, text: new TextDecoder().decode(await res.arrayBuffer()), headers: res.headers };
 }
 
 /** Logged events of a user (the log is written after the response: poll until `n` are there). */
@@ -94,4 +95,19 @@ export async function expectPopularNow(items: { item_id: string }[], k: number, 
   const got = items.map((i) => i.item_id);
   const after = await expectedPopular(k);
   if (JSON.stringify(got) !== JSON.stringify(before)) expect(got).toEqual(after);
+}
+
+/**
+ * Capture console.warn and console.error for the rest of the current test: a test that provokes
+ * a degradation asserts the warning it expects (`expect(logs.text()).toMatch(...)`) instead of
+ * printing it into the test output.
+ */
+export function captureLogs(): { lines: string[]; text(): string } {
+  const lines: string[] = [];
+  const show = (a: unknown) => (a instanceof Error ? (a.stack ?? a.message) : typeof a === "string" ? a : JSON.stringify(a));
+  const spies = (["warn", "error"] as const).map((m) => vi.spyOn(console, m).mockImplementation((...args: unknown[]) => void lines.push(args.map(show).join(" "))));
+  onTestFinished(() => {
+    for (const s of spies) s.mockRestore();
+  });
+  return { lines, text: () => lines.join("\n") };
 }

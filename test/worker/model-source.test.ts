@@ -9,7 +9,7 @@ import score from "../../models/ml-small/score.onnx";
 import similar from "../../models/ml-small/similar.onnx";
 import step from "../../models/ml-small/step.onnx";
 import weights from "../../models/ml-small/weights.bin";
-import { apiWith, ev, expectPopularNow, expectedPopular, uid } from "./helpers";
+import { apiWith, captureLogs, ev, expectPopularNow, expectedPopular, uid } from "./helpers";
 
 const bucket = (env as unknown as { MODEL_BUCKET: R2Bucket }).MODEL_BUCKET;
 
@@ -43,6 +43,7 @@ describe("models from R2", () => {
 
   it("degrades to popular items with reason model-unavailable when the files are broken", async () => {
     const broken = { MODEL_NAME: "ml-broken" };
+    const logs = captureLogs();
     const h = await apiWith(broken, "/health", { key: null });
     expect(h.status).toBe(503);
     expect(h.body.model.loaded).toBe(false);
@@ -54,14 +55,17 @@ describe("models from R2", () => {
     const e = await apiWith(broken, "/v1/events", { body: ev(uid(), manifest.items.ids[0]!) });
     expect(e.status).toBe(503);
     expect(e.body.error.code).toBe("model_unavailable");
+    expect(logs.text()).toMatch(/weights\.bin has 1000 bytes, manifest says/);
   });
 
   it("answers without a model when the bucket has none of that name", async () => {
+    const logs = captureLogs();
     const r = await apiWith({ MODEL_NAME: "no-such-model" }, `/v1/users/${uid()}/recommendations`);
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ source: "popular", reason: "model-unavailable", model_version: null });
     // Only the event log's popularity can serve it (no manifest, so no training counts).
     expect(Array.isArray(r.body.items)).toBe(true);
+    expect(logs.text()).toMatch(/model no-such-model: manifest\.json not found in the model bucket/);
   });
 
   it("still serves a model exported without the similar graph; similar items fall back to popularity", async () => {

@@ -6,7 +6,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { api, apiWith, ev, logged, manifest, uid } from "./helpers";
+import { api, apiWith, captureLogs, ev, logged, manifest, uid } from "./helpers";
 
 const ids = manifest.items.ids;
 const CATS = ["Drama", "Comedy", "Action"];
@@ -107,6 +107,7 @@ describe("recommendation rules", () => {
 
   it("still answers, flagged, when the catalog database cannot give the metadata", async () => {
     const u = await userWithHistory();
+    const logs = captureLogs();
     const DB = (env as unknown as { DB: D1Database }).DB;
     await DB.exec("ALTER TABLE items RENAME TO items_away");
     let r;
@@ -117,6 +118,7 @@ describe("recommendation rules", () => {
     }
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ source: "model", metadata_unavailable: true });
+    expect(logs.text()).toMatch(/metadata unavailable/);
     expect(r.body.items).toHaveLength(5);
     for (const i of r.body.items) expect(facts(i.item_id).soldOut).toBe(false);
   });
@@ -156,9 +158,11 @@ describe("cold start and fallbacks", () => {
   });
 
   it("serves popular, available items with the reason when Redis is down", async () => {
+    const logs = captureLogs();
     const r = await apiWith({ UPSTASH_REDIS_REST_URL: (env as any).DEAD_REDIS_URL, REDIS_TIMEOUT_MS: "300" }, `/v1/users/${uid()}/recommendations?k=30`);
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ source: "popular", reason: "state-unavailable" });
+    expect(logs.text()).toMatch(/redis read (failed|timed out)/);
     expect(r.body.items).toHaveLength(30);
     for (const i of r.body.items) expect(facts(i.item_id).soldOut).toBe(false);
   });
