@@ -32,6 +32,9 @@ export default defineConfig({
                 CAS_BUDGET_MS: "20000",
                 DEAD_REDIS_URL: inject("deadUrl"),
                 REQUEST_LOG: "off",
+                // fuzz.test.ts: runs per property (default 100) and a seed to replay a run.
+                FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",
+                FUZZ_SEED: process.env.FUZZ_SEED ?? "",
               },
             },
           })),
