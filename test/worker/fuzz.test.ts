@@ -17,6 +17,8 @@ const E = env as unknown as { DB: D1Database; FUZZ_RUNS?: string; FUZZ_SEED?: st
 const RUNS = Number(E.FUZZ_RUNS) || 100;
 const SEED = E.FUZZ_SEED ? Number(E.FUZZ_SEED) : undefined;
 const REPORT = !!E.FUZZ_RUNS;
+/** Per-property time limit: generous, since CI machines are shared (ms). */
+const TIMEOUT = Math.max(120_000, RUNS * 600);
 const options = { numRuns: RUNS, ...(SEED === undefined ? {} : { seed: SEED }), endOnFailure: false };
 
 const MODEL_ITEMS = manifest.items.ids.slice(0, 40);
@@ -120,7 +122,7 @@ beforeAll(async () => {
   await logged(VICTIM, seed.length);
   before = await world();
   expect(before.users[0]![1]).toMatchObject({ event_count: 2 });
-});
+}, 120_000);
 
 afterAll(() => {
   if (!REPORT) return;
@@ -137,7 +139,7 @@ afterAll(() => {
 
 // --- properties ------------------------------------------------------------------------------
 
-describe("fuzzing every endpoint: never a 5xx, bad input rejected with the error shape, nothing changed", () => {
+describe("fuzzing every endpoint: never a 5xx, bad input rejected with the error shape, nothing changed", { timeout: TIMEOUT }, () => {
   it("POST /v1/events rejects any body holding a bad event, in any batch position", async () => {
     const query = fc.option(fc.oneof(fc.integer({ min: 1, max: 100 }).map(String), g.oddString), { nil: undefined });
     await fc.assert(
