@@ -311,6 +311,19 @@ describe("fuzzing every endpoint: never a 5xx, bad input rejected with the error
     await expectUnchanged();
   });
 
+  it("the other read endpoints (device model, user state, console, page config) answer any id and query without a 5xx", async () => {
+    const templates = ["/v1/device/model", "/v1/device/model/{id}/{id}", "/v1/users/{id}/state", "/v1/console/coverage", "/config.json", "/health", "/openapi.json"];
+    const id = fc.oneof(fc.constantFrom(...USERS, manifest.version, "weights.bin", "manifest.json", "score.onnx").map(g.pct), g.pathSegment);
+    const params = fc.array(fc.tuple(fc.oneof(fc.constantFrom("k", "top", "user_id", "version", "model"), g.oddString), g.oddString), { maxLength: 3 });
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...templates), id, params, fc.constantFrom("GET", "HEAD"), anyKey, async (t, i, p, method, key) => {
+        await send("GET device, state, console, config", method, `${t.replaceAll("{id}", i)}${g.queryString(p)}`, { key });
+      }),
+      options,
+    );
+    await expectUnchanged();
+  });
+
   it("any method on any path answers 4xx in the error shape or a read, never a 5xx", async () => {
     const templates = [
       "/v1/events",
@@ -321,6 +334,11 @@ describe("fuzzing every endpoint: never a 5xx, bad input rejected with the error
       "/v1/items/{id}/similar",
       "/v1/items/batch",
       "/v1/admin/popular",
+      "/v1/device/model",
+      "/v1/device/model/{id}/{id}",
+      "/v1/users/{id}/state",
+      "/v1/console/coverage",
+      "/config.json",
       "/health",
       "/openapi.json",
       "/docs",
