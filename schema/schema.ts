@@ -67,3 +67,84 @@ export const events = sqliteTable(
 
 export type ItemRow = typeof items.$inferSelect;
 export type EventRow = typeof events.$inferInsert;
+
+// ---------------------------------------------------------------------------------------------
+// A/B experiments (src/experiments): definitions, exposures (one row per recommendation list
+// served inside an experiment) and the events that name the list they came from (rec_id).
+
+/**
+ * An experiment on one placement (`home`, `product`, ...). `variants` is a JSON array of
+ * `{key, weight, strategy}` (see src/experiments/types.ts). Status: draft -> running -> stopped.
+ * At most one experiment per placement is running (enforced when starting).
+ */
+export const experiments = sqliteTable(
+  "experiments",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    description: text("description").notNull().default(""),
+    placement: text("placement").notNull(),
+    status: text("status", { enum: ["draft", "running", "stopped"] }).notNull(),
+    /** Hash seed (GrowthBook's `seed`): users are bucketed by hash(salt + user_id). */
+    salt: text("salt").notNull(),
+    variants: text("variants", { mode: "json" }).$type<unknown[]>().notNull(),
+    /** Add-to-cart / purchase of a shown item counts for the list within this time, ms. */
+    attributionWindowMs: integer("attribution_window_ms").notNull(),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+    startedAt: integer("started_at"),
+    stoppedAt: integer("stopped_at"),
+  },
+  (t) => [index("experiments_placement_status").on(t.placement, t.status)],
+);
+
+/**
+ * One recommendation list served inside an experiment (or a request that failed inside one:
+ * `error` set, no items). `items` is the JSON array of item ids in the order shown (position =
+ * index). `forced`: a QA override, never counted in results.
+ */
+export const exposures = sqliteTable(
+  "exposures",
+  {
+    recId: text("rec_id").primaryKey(),
+    experimentId: text("experiment_id").notNull(),
+    variant: text("variant").notNull(),
+    userId: text("user_id").notNull(),
+    placement: text("placement").notNull(),
+    items: text("items", { mode: "json" }).$type<string[]>().notNull(),
+    /** What served the list (`model` or `popular`) and why popularity did, if it did. */
+    source: text("source"),
+    reason: text("reason"),
+    /** The variant's strategy could not be served as asked (it fell back to popular items). */
+    fallback: integer("fallback", { mode: "boolean" }).notNull().default(false),
+    modelVersion: text("model_version"),
+    /** Time the worker spent building the answer, ms. */
+    latencyMs: real("latency_ms").notNull(),
+    /** Error code when the request failed after assignment. */
+    error: text("error"),
+    forced: integer("forced", { mode: "boolean" }).notNull().default(false),
+    ts: integer("ts").notNull(),
+  },
+  (t) => [index("exposures_experiment_user").on(t.experimentId, t.userId, t.ts), index("exposures_user_ts").on(t.userId, t.ts)],
+);
+
+/**
+ * Events that carried a `rec_id` (a click on a recommended item, an add-to-cart from a list):
+ * what ties them to the list that caused them. Unique per (user_id, event_key) like the log.
+ */
+export const recEvents = sqliteTable(
+  "rec_events",
+  {
+    seq: integer("seq").primaryKey({ autoIncrement: true }),
+    recId: text("rec_id").notNull(),
+    userId: text("user_id").notNull(),
+    eventKey: text("event_key").notNull(),
+    itemId: text("item_id").notNull(),
+    type: text("type").notNull(),
+    ts: integer("ts").notNull(),
+  },
+  (t) => [uniqueIndex("rec_events_user_key").on(t.userId, t.eventKey), index("rec_events_rec").on(t.recId)],
+);
+
+export type ExperimentRow = typeof experiments.$inferSelect;
+export type ExposureRow = typeof exposures.$inferInsert;

@@ -48,6 +48,8 @@ const ConfigSchema = z.object({
   DB_TIMEOUT_MS: int(2000, 10, 60_000),
   /** Browser origins allowed to call /v1 (CORS), comma-separated; "*" allows any. Default none. */
   CORS_ORIGINS: z.string().default("").transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)),
+  /** How long an isolate keeps its copy of the running experiments, seconds (0: read every request). Default 10. */
+  EXPERIMENT_CACHE_SECONDS: int(10, 0, 3600),
   /** Model to serve (a folder name under models/ that is bundled). */
   MODEL_NAME: z.string().min(1).default("ml-small"),
 });

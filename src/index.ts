@@ -23,6 +23,7 @@ import { consoleViews } from "./routes/console";
 import { device, userState } from "./routes/device";
 import { docs } from "./routes/docs";
 import { events } from "./routes/events";
+import { experimentsApp } from "./routes/experiments";
 import { health } from "./routes/health";
 import { items } from "./routes/items";
 import { pages } from "./routes/pages";
@@ -90,7 +91,9 @@ const routes = app
   .route("/v1/device", device)
   .route("/v1/users", userState)
   .route("/v1/console", consoleViews)
-  .route("/config.json", pages);
+  .route("/config.json", pages)
+  // A/B experiments (src/experiments).
+  .route("/v1/admin/experiments", experimentsApp);
 
 app.openAPIRegistry.registerComponent("securitySchemes", "apiKey", {
   type: "http",

@@ -35,7 +35,13 @@ export const EventSchema = z
     type: z
       .string()
       .regex(/^[a-z][a-z0-9_]{0,31}$/, 'must be a lower-case event name such as "view", "add_to_cart" or "purchase"')
-      .openapi({ example: "view", description: '"purchase" items are never recommended to the user again.' }),
+      .openapi({
+        example: "view",
+        description: 'Any lower-case name; "view", "click" (on a recommended item, with its rec_id), "add_to_cart" and "purchase" are the ones the engine knows. "purchase" items are never recommended to the user again.',
+      }),
+    rec_id: Id.optional().openapi({
+      description: "The `rec_id` of the recommendation list the item was picked from (a click, an add-to-cart from a list): ties the event to the experiment variant that showed it.",
+    }),
     timestamp: Timestamp.optional().openapi({
       description: "Milliseconds since the epoch (integer) or an ISO 8601 time (string); default: receipt time.",
     }),

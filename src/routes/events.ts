@@ -15,6 +15,8 @@ import { ApiError } from "../errors";
 
 import { type LogRow, logEvents, readEvents } from "../eventlog/log";
 
+import { logRecEvents, recEventRows } from "../experiments/exposures";
+
 import { errors, featureApp, hook, json } from "../lib/openapi";
 
 import { EventSchema } from "../lib/schemas";
@@ -172,6 +174,8 @@ export const events = featureApp()
         });
       }
       c.var.background(logEvents({ db: c.var.db, shared: c.var.shared }, rows));
+      // Events naming a rec_id tie back to the list that showed the item (experiments).
+      c.var.background(logRecEvents(c.var.db, recEventRows(results, list, now)));
 
       const duplicates = results.filter((r) => r.status === "duplicate").length;
       const response: z.infer<typeof EventsResponse> = {

@@ -16,7 +16,9 @@ import { type Db, deleteItem, existingIds, getItem, patchItems, upsertItems } fr
 
 import { ItemInput, ItemPatch, ItemSchema, toItem } from "../catalog/schemas";
 
-import { similarItems } from "../domain/similar";
+import { similarWith } from "../experiments/strategies";
+
+import { servingDeps } from "./experiment-serving";
 
 import type { AppEnv } from "../env";
 
@@ -26,7 +28,7 @@ import { errors, featureApp, json, validationError } from "../lib/openapi";
 
 import { Id } from "../lib/schemas";
 
-import { RecommendationSchema, filterQuery, filtersFrom, withMetadata } from "./schemas";
+import { TaggedRecommendationSchema, experimentQuery, filterQuery, filtersFrom, withMetadata } from "./schemas";
 
 
 const Params = z.object({ item_id: Id.openapi({ param: { name: "item_id", in: "path" }, example: "sku-123" }) });
@@ -170,9 +172,13 @@ const similar = createRoute({
   tags: ["recommendations"],
   request: {
     params: Params,
-    query: z.strictObject({ ...filterQuery, user_id: Id.optional().openapi({ description: "Also leave out what this user purchased." }) }),
+    query: z.strictObject({
+      ...filterQuery,
+      user_id: Id.optional().openapi({ description: "Also leave out what this user purchased; with it the list takes part in the placement's experiment." }),
+      ...experimentQuery,
+    }),
   },
-  responses: { 200: json(RecommendationSchema.extend({ item_id: z.string() }), "Similar items"), ...errors(403, 404) },
+  responses: { 200: json(TaggedRecommendationSchema.extend({ item_id: z.string() }), "Similar items"), ...errors(403, 404) },
 });
 
 export const items = featureApp()
@@ -278,14 +284,16 @@ export const items = featureApp()
     const { item_id } = c.req.valid("param");
     const q = c.req.valid("query");
     const f = filtersFrom(q, c.var.config.MAX_K);
-    let never: ReadonlySet<string> | undefined;
-    if (q.user_id)
-      never = await c.var.store.read(q.user_id).then(
-        (s) => s.purchased,
-        () => undefined,
-      );
-    let rec = await similarItems({ model: c.var.model, context: c.var.rankContext }, item_id, { ...f, never });
-    if (!rec) throw new ApiError(404, "item_not_found", `neither the catalog nor the model knows item ${item_id}`, { field: "item_id" });
-    if (q.include === "metadata") rec = await withMetadata(c.var.db as Db, rec, c.var.config.DB_TIMEOUT_MS);
+    const rec = await servingDeps(c, q.variant).serve({ placement: q.placement ?? "product", userId: q.user_id, forceVariant: q.variant }, async (strategy) => {
+      let never: ReadonlySet<string> | undefined;
+      if (q.user_id)
+        never = await c.var.store.read(q.user_id).then(
+          (s) => s.purchased,
+          () => undefined,
+        );
+      const r = await similarWith({ store: c.var.store, model: c.var.model, context: c.var.rankContext }, strategy, item_id, { ...f, never });
+      if (!r) throw new ApiError(404, "item_not_found", `neither the catalog nor the model knows item ${item_id}`, { field: "item_id" });
+      return q.include === "metadata" ? withMetadata(c.var.db as Db, r, c.var.config.DB_TIMEOUT_MS) : r;
+    });
     return c.json({ item_id, ...rec }, 200);
   });

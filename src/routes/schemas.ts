@@ -10,6 +10,13 @@ import type { Filters } from "../domain/filters";
 import type { Recommendation } from "../domain/recommend";
 import { ApiError } from "../errors";
 
+/** Every list names the experiment and variant that served it and its own id (src/experiments). */
+export const experimentFields = {
+  experiment: z.string().nullable().openapi({ description: "The experiment this list was served in (null: none runs on this placement for this user)." }),
+  variant: z.string().nullable().openapi({ description: "The experiment's variant that served it." }),
+  rec_id: z.string().openapi({ description: "Id of this list: send it back with clicks and add-to-carts on its items (`rec_id` on events)." }),
+};
+
 export const RecItemSchema = z.object({
   item_id: z.string(),
   score: z.number().openapi({ description: "Model score for model items; relative popularity (0..1) for popular ones." }),
@@ -22,15 +29,33 @@ export const RecommendationSchema = z
     items: z.array(RecItemSchema),
     source: z.enum(["model", "popular"]).openapi({ description: "What served the list: the GRU model, or popularity (see reason)." }),
     reason: z
-      .enum(["cold-user", "state-corrupt", "state-unavailable", "model-unavailable", "unknown-item"])
+      .enum(["cold-user", "state-corrupt", "state-unavailable", "model-unavailable", "unknown-item", "strategy"])
       .optional()
-      .openapi({ description: "Why popularity served it." }),
+      .openapi({ description: "Why popularity served it (`strategy`: the experiment variant serves popular items)." }),
     model_version: z.string().nullable(),
     metadata_unavailable: z.boolean().optional().openapi({ description: "include=metadata was asked but the catalog could not be read in time." }),
   })
   .openapi("Recommendations");
 
+/** A list served by a recommendation endpoint: with its experiment, variant and rec_id. */
+export const TaggedRecommendationSchema = RecommendationSchema.extend(experimentFields);
+
 const Bool = z.enum(["true", "false"]);
+
+/** Experiment query parameters of the recommendation-style endpoints (src/experiments). */
+export const experimentQuery = {
+  placement: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, "must be a placement name such as home or product")
+    .optional()
+    .openapi({ description: "Where the list is shown (experiments run per placement). Default: `home` for recommendations, `product` for similar items." }),
+  variant: z
+    .string()
+    .min(1)
+    .max(64)
+    .optional()
+    .openapi({ description: "QA override: serve this variant of the placement's running experiment (secret key only; not counted in results)." }),
+};
 const Price = z.coerce.number().finite().nonnegative();
 
 /** Query parameters of every recommendation-style endpoint. */

@@ -4,7 +4,9 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 
-import { recommend } from "../domain/recommend";
+import { servingDeps } from "./experiment-serving";
+
+import { recommendWith } from "../experiments/strategies";
 
 import { ApiError } from "../errors";
 
@@ -16,7 +18,7 @@ import { Id } from "../lib/schemas";
 
 import { StoreUnavailableError } from "../state/store";
 
-import { Bool, RecommendationSchema, filterQuery, filtersFrom, withMetadata } from "./schemas";
+import { Bool, TaggedRecommendationSchema, experimentQuery, filterQuery, filtersFrom, withMetadata } from "./schemas";
 
 const Params = z.object({ user_id: Id.openapi({ param: { name: "user_id", in: "path" }, example: "shopper-42" }) });
 
@@ -39,9 +41,10 @@ const recs = createRoute({
     query: z.strictObject({
       ...filterQuery,
       exclude_recent: Bool.default("false").openapi({ description: "Leave out the user's recent items (the last RECENT_RING distinct items; default false: a shopper often returns to an item viewed before)." }),
+      ...experimentQuery,
     }),
   },
-  responses: { 200: json(RecommendationSchema.extend({ user_id: z.string() }), "Recommendations"), ...errors(403) },
+  responses: { 200: json(TaggedRecommendationSchema.extend({ user_id: z.string() }), "Recommendations"), ...errors(403) },
 });
 
 const UserSummary = z
@@ -86,11 +89,13 @@ export const users = featureApp()
     const { user_id } = c.req.valid("param");
     const q = c.req.valid("query");
     const f = filtersFrom(q, c.var.config.MAX_K);
-    let rec = await recommend({ store: c.var.store, model: c.var.model, context: c.var.rankContext }, user_id, {
-      ...f,
-      excludeRecent: q.exclude_recent === "true",
+    const rec = await servingDeps(c, q.variant).serve({ placement: q.placement ?? "home", userId: user_id, forceVariant: q.variant }, async (strategy) => {
+      const r = await recommendWith({ store: c.var.store, model: c.var.model, context: c.var.rankContext }, strategy, user_id, {
+        ...f,
+        excludeRecent: q.exclude_recent === "true",
+      });
+      return q.include === "metadata" ? withMetadata(c.var.db, r, c.var.config.DB_TIMEOUT_MS) : r;
     });
-    if (q.include === "metadata") rec = await withMetadata(c.var.db, rec, c.var.config.DB_TIMEOUT_MS);
     return c.json({ user_id, ...rec }, 200);
   })
   .openapi(summary, async (c) => {
