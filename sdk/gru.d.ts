@@ -32,6 +32,8 @@ export interface RecommendOptions {
   exclude?: string[];
   include?: "metadata";
   excludeRecent?: boolean;
+  /** Where the list is shown (experiments run per placement): default "home" / "product". */
+  placement?: string;
 }
 
 export interface RecItem {
@@ -46,10 +48,17 @@ export interface Recommendations {
   source: "model" | "popular";
   reason?: string;
   model_version: string | null;
+  /** The experiment and variant that served this list (null outside experiments). */
+  experiment: string | null;
+  variant: string | null;
+  /** This list's id: pass it to `click` (or `track(..., { recId })`) for items picked from it. */
+  rec_id: string;
 }
 
 export interface Recommender {
-  track(type: string, itemId: string, extra?: { timestamp?: number; eventId?: string }): void;
+  track(type: string, itemId: string, extra?: { timestamp?: number; eventId?: string; recId?: string }): void;
+  /** Track a click on an item of a recommendation list (`recId`: its `rec_id`). */
+  click(itemId: string, recId: string, extra?: { timestamp?: number; eventId?: string }): void;
   flush(): Promise<void>;
   recommend(o?: RecommendOptions): Promise<Recommendations & { user_id: string }>;
   similar(itemId: string, o?: Omit<RecommendOptions, "excludeRecent">): Promise<Recommendations & { item_id: string }>;

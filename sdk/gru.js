@@ -5,7 +5,8 @@
  *   import { createRecommender } from "./gru.js";
  *   const gru = createRecommender({ endpoint: "https://recs.example.com", key: "pk_live_..." });
  *   gru.track("view", "sku-123");                       // batched, retried, sent in the background
- *   const { items } = await gru.recommend({ k: 8, category: "Shoes" });
+ *   const { items, rec_id } = await gru.recommend({ k: 8, category: "Shoes" });
+ *   gru.click(items[0].item_id, rec_id);                 // a click on a recommended item (experiments)
  *
  * Events are queued and sent in batches (every `flushIntervalMs`, or as soon as `maxBatch` are
  * queued, and when the page is hidden, with `keepalive`). Each event gets an `event_id`, so a
@@ -90,11 +91,13 @@ export function createRecommender(o) {
   }
 
   /**
-   * Queue an event. `type`: "view", "add_to_cart", "purchase" or your own lower-case name.
-   * @param {string} type @param {string} itemId @param {{timestamp?: number, eventId?: string}} [extra]
+   * Queue an event. `type`: "view", "click", "add_to_cart", "purchase" or your own lower-case name.
+   * `recId`: the `rec_id` of the list the item was picked from (ties the event to its experiment).
+   * @param {string} type @param {string} itemId @param {{timestamp?: number, eventId?: string, recId?: string}} [extra]
    */
   function track(type, itemId, extra = {}) {
     const event = { event_id: extra.eventId ?? uuid(), user_id: userId, item_id: String(itemId), type, timestamp: extra.timestamp ?? Date.now() };
+    if (extra.recId) event.rec_id = String(extra.recId);
     queue.push(event);
     if (onTrack) onTrack({ ...event });
     if (queue.length > maxQueue) {
@@ -138,6 +141,11 @@ export function createRecommender(o) {
     return get(`/v1/items/${encodeURIComponent(itemId)}/similar${query({ ...opts, user_id: userId })}`);
   }
 
+  /** A click on an item of a recommendation list (`recId`: the list's `rec_id`). */
+  function click(itemId, recId, extra = {}) {
+    track("click", itemId, { ...extra, recId });
+  }
+
   /** Switch to a known customer id (after login); later events and recommendations use it. */
   function identify(id) {
     if (queue.length) flush();
@@ -152,7 +160,7 @@ export function createRecommender(o) {
     });
   }
 
-  return { track, flush: () => flush(), recommend, similar, identify, get userId() { return userId; }, get pending() { return queue.length; } };
+  return { track, click, flush: () => flush(), recommend, similar, identify, get userId() { return userId; }, get pending() { return queue.length; } };
 }
 
 function backoff(attempt) {
