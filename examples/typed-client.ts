@@ -24,4 +24,7 @@ if (res.status === 200) {
   const body = await res.json();
   console.log(`source: ${body.source}${body.reason ? ` (${body.reason})` : ""}`);
   for (const i of body.items) console.log(`${i.item_id}\t${i.item?.title ?? ""}\t${i.item?.price ?? ""}`);
+  // A click on the first item, tied to the list (A/B experiments count it for body.variant).
+  const first = body.items[0];
+  if (first) await gru.v1.events.$post({ query: {}, json: { user_id: "alice", item_id: first.item_id, type: "click", rec_id: body.rec_id } });
 }
