@@ -139,10 +139,12 @@ function renderList(el, srcEl, rec, extra = "") {
 let forYouSeq = 0;
 async function refreshForYou() {
   const seq = ++forYouSeq;
-  const server = await gru.recommend({ k: K, include: "metadata" });
+  // Recent items may be recommended (the API's default); the product on screen is not.
+  const exclude = current ? [current] : undefined;
+  const server = await gru.recommend({ k: K, include: "metadata", exclude });
   if (seq !== forYouSeq) return;
   if (device) {
-    const local = await device.recommend({ k: K });
+    const local = await device.recommend({ k: K, exclude });
     if (seq !== forYouSeq) return;
     const same = local.items.length > 0 && local.items.map((i) => i.item_id).join() === server.items.map((i) => i.item_id).join();
     renderList($("for-you"), $("for-you-source"), local.items.length ? local : server, local.items.length ? ` (${device.backend}) · ${same ? "same as server" : "server differs"}` : "");
@@ -185,9 +187,13 @@ function renderDevice() {
 
 // ---- navigation ------------------------------------------------------------------------------
 
+/** The product on screen (null on a list page). */
+let current = null;
+
 function route() {
   const h = decodeURIComponent(location.hash.slice(1) || "/");
   const item = /^\/item\/(.+)$/.exec(h);
+  current = item?.[1] ?? null;
   const cat = /^\/c\/(.+)$/.exec(h);
   renderCategories(cat?.[1]);
   if (item) renderProduct(item[1]);

@@ -168,7 +168,7 @@ describe("on-device scoring (/?device=1)", () => {
       );
       if (SHOTS && backend === "webgpu") await p.screenshot({ path: join(ROOT, "docs", "storefront-device.png") });
       await p.context().close();
-    });
+    }, 300_000);
   }
 });
 
