@@ -184,7 +184,7 @@ describe("the console", () => {
     expect(await p.textContent("[data-testid=model-version]")).toMatch(/^ml-small-/);
     expect(await p.textContent("[data-testid=metrics]")).toContain("GRU (memory)");
     expect(await p.locator("[data-testid=loss-plot] canvas").count()).toBe(1);
-    expect(await p.textContent("[data-testid=coverage-summary]")).toMatch(/99\.9% of the catalog's 4862 items/);
+    expect(await p.textContent("[data-testid=coverage-summary]")).toMatch(new RegExp(`99\\.9% of the catalog's ${demoCatalog().length} items`));
     expect(await p.textContent("[data-testid=experiments]")).toMatch(/no experiments yet|variant/);
     // the first storefront visitor: views and a purchase in one session, recommendations from the model
     expect(await p.textContent("[data-testid=event-count]")).toBe("5");
