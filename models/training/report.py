@@ -121,7 +121,7 @@ def main(argv=None):
                      f"{m.get('Recall@5', float('nan')):.4f} | {m.get('NDCG@5', float('nan')):.4f} |")
     if met.get("served"):
         lines += ["", "## Served (test, the API's default rules)", "",
-                  f"The same rankings as the API serves them by default: {rules.get(met.get('served_rule'), met.get('served_rule'))} left out.", "",
+                  f"The same rankings as the API serves them by default; what the rule leaves out: {rules.get(met.get('served_rule'), met.get('served_rule'))}.", "",
                   f"| method | {R}@20 | NDCG@20 | MRR@20 |", "|---|---|---|---|"]
         for name, m in met["served"].items():
             lines.append(f"| {name} | {m['Recall@20']:.4f} | {m['NDCG@20']:.4f} | {m['MRR@20']:.4f} |")
