@@ -29,17 +29,20 @@ export interface Services {
   rankContext: () => Promise<RankContext>;
 }
 
+/** Each model's timed view, one per model per isolate: callers may key caches by the model object. */
+const timedModels = new WeakMap<GruModel, GruModel>();
+
 /**
  * The model handle with its load (first use in an isolate) and every run (step, score, similar)
- * timed as `model` for the current request (src/lib/timing.ts).
+ * timed as `model` for the current request (src/lib/timing.ts). The model it hands out is the
+ * same object on every request.
  */
 export function timedModel(handle: ModelHandle): ModelHandle {
-  const wrapped = new WeakMap<GruModel, GruModel>();
   const get: ModelHandle["get"] = async () => {
     const r = await timed("model", () => handle.get(), false);
     if (!r.ok) return r;
-    let m = wrapped.get(r.model);
-    if (!m) wrapped.set(r.model, (m = timedMethods(r.model, "model")));
+    let m = timedModels.get(r.model);
+    if (!m) timedModels.set(r.model, (m = timedMethods(r.model, "model")));
     return { ok: true, model: m };
   };
   // Delegates everything else (including the live `known`) to the handle.

@@ -195,21 +195,39 @@ const unwrap = (a: unknown): unknown => (a && typeof a === "object" ? (targets.g
 /**
  * `obj` with every method that returns a promise timed as `kind`; results of sync methods
  * (statement building, lookups) pass through `wrap` untimed. Methods run on the original object
- * with proxies in their arguments replaced by the originals.
+ * with proxies in their arguments replaced by the originals. A method found to be sync on its
+ * first call is called directly from then on (hot lookups such as `model.idOf` stay cheap).
  */
-export function timedMethods<T extends object>(obj: T, kind: Kind, wrap: (key: string | symbol, value: unknown) => unknown = (_k, v) => v): T {
+export function timedMethods<T extends object>(obj: T, kind: Kind, wrap?: (key: string | symbol, value: unknown) => unknown): T {
+  const methods = new Map<string | symbol, (...args: unknown[]) => unknown>();
   const proxy = new Proxy(obj, {
     get(target, key) {
       const v = Reflect.get(target, key, target) as unknown;
       if (typeof v !== "function") return v;
-      return (...args: unknown[]) => {
+      const known = methods.get(key);
+      if (known) return known;
+      const fn = v as (...a: unknown[]) => unknown;
+      const sync = wrap ? (...args: unknown[]) => wrap(key, fn.apply(target, args.map(unwrap))) : fn.bind(target);
+      const first = (...args: unknown[]) => {
         const t = als.getStore();
         const startedAt = t ? now() : 0;
-        const out = (v as (...a: unknown[]) => unknown).apply(target, args.map(unwrap));
-        if (!t || !out || typeof (out as Promise<unknown>).then !== "function") return wrap(key, out);
-        const done = t.begin(kind, startedAt);
-        return (out as Promise<unknown>).finally(done);
+        const out = fn.apply(target, args.map(unwrap));
+        if (!out || typeof (out as Promise<unknown>).then !== "function") {
+          methods.set(key, sync);
+          return wrap ? wrap(key, out) : out;
+        }
+        methods.set(key, timedAsync);
+        return t ? (out as Promise<unknown>).finally(t.begin(kind, startedAt)) : out;
       };
+      const timedAsync = (...args: unknown[]) => {
+        const t = als.getStore();
+        if (!t) return fn.apply(target, args.map(unwrap));
+        const startedAt = now();
+        const out = fn.apply(target, args.map(unwrap)) as Promise<unknown>;
+        return out.finally(t.begin(kind, startedAt));
+      };
+      methods.set(key, first);
+      return first;
     },
   });
   targets.set(proxy, obj);
