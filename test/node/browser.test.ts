@@ -4,7 +4,8 @@
  * loaded with the demo catalog: the storefront follows a visitor and remembers them across
  * visits; `/?device=1` scores on WebGPU (SwiftShader, no GPU needed) and on WASM, matching the
  * golden vectors and the worker; the console shows health, the model, coverage, experiments and
- * the shopper's memory. One stack and one browser for the whole file.
+ * the shopper's memory, and a running experiment's results. One stack and one browser for the
+ * whole file.
  * GRU_SCREENSHOTS=1 also writes the README's screenshots to docs/.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -201,6 +202,33 @@ describe("the console", () => {
     await p.click("[data-testid=key-save]");
     await p.waitForSelector("body[data-ready=true]", { timeout: 120_000 });
     expect(await p.textContent("[data-testid=coverage]")).toContain("invalid API key");
+    await p.context().close();
+  });
+
+  it("shows a running experiment's results: variants, lifts with intervals, SRM and guardrail flags, a lift plot", async () => {
+    const H = { authorization: `Bearer ${SK}`, "content-type": "application/json" };
+    const exp = { id: "console-demo", name: "Console demo: model vs popular", placement: "console-demo", variants: [{ key: "popular", strategy: { type: "popular" } }, { key: "model", strategy: { type: "model" } }] };
+    expect((await fetch(`${stack.url}/v1/admin/experiments`, { method: "POST", headers: H, body: JSON.stringify(exp) })).status).toBe(201);
+    expect((await fetch(`${stack.url}/v1/admin/experiments/console-demo/start`, { method: "POST", headers: H })).status).toBe(200);
+    const shopper = async (n: number) => {
+      const user = `exp-${n}-${Date.now()}`;
+      await fetch(`${stack.url}/v1/events`, { method: "POST", headers: H, body: JSON.stringify([{ user_id: user, item_id: "1", type: "view" }]) });
+      const rec = (await (await fetch(`${stack.url}/v1/users/${user}/recommendations?k=5&placement=console-demo`, { headers: H })).json()) as any;
+      expect(rec.experiment).toBe("console-demo");
+      if (n % 2) await fetch(`${stack.url}/v1/events`, { method: "POST", headers: H, body: JSON.stringify([{ user_id: user, item_id: rec.items[0].item_id, type: "click", rec_id: rec.rec_id }]) });
+    };
+    for (let i = 0; i < 24; i += 8) await Promise.all(Array.from({ length: 8 }, (_, j) => shopper(i + j)));
+    const p = await open("/console", { width: 1280, height: 1500 });
+    await p.fill("[data-testid=key-input]", SK);
+    await p.evaluate(() => ((globalThis as any).document.body.dataset.ready = "false"));
+    await p.click("[data-testid=key-save]");
+    await p.waitForSelector("body[data-ready=true]", { timeout: 120_000 });
+    await p.waitForSelector("[data-testid=experiment-variants]", { timeout: 120_000 });
+    expect(await p.locator("[data-testid=experiment-variants] tr").count()).toBe(3);
+    expect(await p.textContent("[data-testid=srm]")).toMatch(/ok|flagged/);
+    expect(await p.textContent("[data-testid=experiments]")).toContain("guardrails");
+    expect(await p.locator("[data-testid=lift-plot] canvas").count()).toBe(1);
+    if (SHOTS) await p.locator("[data-testid=experiments]").screenshot({ path: join(ROOT, "docs", "console-experiment.png") });
     await p.context().close();
   });
 });
