@@ -148,3 +148,39 @@ export const recEvents = sqliteTable(
 
 export type ExperimentRow = typeof experiments.$inferSelect;
 export type ExposureRow = typeof exposures.$inferInsert;
+
+/**
+ * The model registry: every model version the worker may serve. Files live in R2 (MODEL_BUCKET)
+ * under `models/<version>/`, except the bundled demo model (source "bundled"). Status:
+ *   staged   uploaded and verified, not served
+ *   live     loaded by every isolate and advanced by every event; the live version with the latest
+ *            `served_at` serves recommendations, the others (served_at null or older) are shadows
+ *   retired  kept in R2 for a rollback, neither served nor advanced
+ */
+export const models = sqliteTable(
+  "models",
+  {
+    version: text("version").primaryKey(),
+    name: text("name").notNull(),
+    status: text("status", { enum: ["staged", "live", "retired"] }).notNull(),
+    /** "r2" (files under models/<version>/ in MODEL_BUCKET) or "bundled" (in the worker). */
+    source: text("source", { enum: ["r2", "bundled"] }).notNull(),
+    /** SHA-256 of manifest.json as uploaded (hex). */
+    manifestSha256: text("manifest_sha256").notNull(),
+    /** Every file: name -> {bytes, sha256}. JSON object. */
+    files: text("files", { mode: "json" }).$type<Record<string, { bytes: number; sha256: string }>>().notNull(),
+    /** The manifest's metrics (held-out evaluation). JSON object. */
+    metrics: text("metrics", { mode: "json" }).$type<Record<string, unknown>>().notNull().default(sql`'{}'`),
+    /** Estimated per-isolate memory of the loaded model, bytes (checked against the budget). */
+    memoryBytes: integer("memory_bytes").notNull(),
+    createdAt: integer("created_at").notNull(),
+    /** When it became live (null while staged). */
+    activatedAt: integer("activated_at"),
+    /** When it started serving (null for a shadow). */
+    servedAt: integer("served_at"),
+    retiredAt: integer("retired_at"),
+  },
+  (t) => [index("models_status").on(t.status)],
+);
+
+export type ModelRow = typeof models.$inferSelect;

@@ -50,8 +50,16 @@ const ConfigSchema = z.object({
   CORS_ORIGINS: z.string().default("").transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)),
   /** How long an isolate keeps its copy of the running experiments, seconds (0: read every request). Default 10. */
   EXPERIMENT_CACHE_SECONDS: int(10, 0, 3600),
-  /** Model to serve (a folder name under models/ that is bundled). */
+  /** Model to serve while the model registry is empty (a bundled folder under models/, or one in MODEL_BUCKET). */
   MODEL_NAME: z.string().min(1).default("ml-small"),
+  /** How often an isolate re-reads the model registry's live versions, ms. Default 5000. */
+  MODEL_CHECK_MS: int(5000, 0, 600_000),
+  /** Memory all live model versions may take in one isolate (estimated from file sizes), MiB. Default 64. */
+  MODEL_MEMORY_BUDGET_MB: int(64, 1, 1024),
+  /** Largest model file accepted by the registry upload, bytes. Default 64 MiB. */
+  MAX_MODEL_FILE_BYTES: int(64 * 1024 * 1024, 1024, 100 * 1024 * 1024),
+  /** A state rebuilt from the event log (a user new to a model version) replays at most this many of their latest events (0: never rebuild). Default 200. */
+  REBUILD_EVENTS: int(200, 0, 10_000),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -6,7 +6,10 @@ import type { Db } from "./catalog/db";
 import type { CatalogMirror } from "./catalog/mirror";
 import type { Config } from "./config";
 import type { RankContext } from "./domain/recommend";
+import type { RebuildDeps } from "./domain/rebuild";
+import type { LiveModels } from "./model/live";
 import type { ModelHandle } from "./model/registry";
+import type { GruModel } from "./model/runtime";
 import type { SharedStore } from "./state/shared";
 import type { UserStateStore } from "./state/store";
 
@@ -19,8 +22,14 @@ export type AppEnv = {
   Variables: {
     config: Config;
     store: UserStateStore;
-    /** Lazily loaded model; resolving it may fail (model unavailable). */
+    /** Lazily loaded serving model; resolving it may fail (model unavailable). */
     model: ModelHandle;
+    /** Every live model version (registry), the serving one first. */
+    live: LiveModels;
+    /** The state store of a model version. */
+    storeFor: (v: { version: string; stateSize: number }) => UserStateStore;
+    /** What rebuilding a user's state from the event log needs, for a loaded model. */
+    rebuildDeps: (model: GruModel) => RebuildDeps;
     db: Db;
     shared: SharedStore;
     catalog: CatalogMirror;

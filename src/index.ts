@@ -26,6 +26,7 @@ import { events } from "./routes/events";
 import { experimentsApp } from "./routes/experiments";
 import { health } from "./routes/health";
 import { items } from "./routes/items";
+import { models } from "./routes/models";
 import { pages } from "./routes/pages";
 import { users } from "./routes/users";
 import { popularOptions, services } from "./services";
@@ -59,6 +60,9 @@ app.use("*", async (c, next) => {
   c.set("config", cfg);
   c.set("background", background);
   c.set("model", s.model);
+  c.set("live", s.live);
+  c.set("storeFor", s.storeFor);
+  c.set("rebuildDeps", s.rebuildDeps);
   c.set("store", s.store);
   c.set("shared", s.shared);
   c.set("db", s.db);
@@ -72,7 +76,12 @@ app.use("/v1/*", corsPolicy);
 app.use("/v1/*", authenticate);
 app.use("/v1/*", rateLimit);
 app.use("/v1/*", (c, next) => {
-  const max = c.req.path === "/v1/items/batch" ? c.var.config.MAX_CATALOG_BODY_BYTES : c.var.config.MAX_BODY_BYTES;
+  const max =
+    c.req.path === "/v1/items/batch"
+      ? c.var.config.MAX_CATALOG_BODY_BYTES
+      : c.req.method === "PUT" && c.req.path.startsWith("/v1/admin/models/")
+        ? c.var.config.MAX_MODEL_FILE_BYTES
+        : c.var.config.MAX_BODY_BYTES;
   return bodyLimit({
     maxSize: max,
     onError: () => {
@@ -87,6 +96,7 @@ const routes = app
   .route("/v1/users", users)
   .route("/v1/items", items)
   .route("/v1/admin", admin)
+  .route("/v1/admin/models", models)
   // On-device scoring (sdk/gru-device.js) and the demo pages' config (public/).
   .route("/v1/device", device)
   .route("/v1/users", userState)

@@ -8,7 +8,9 @@ import type { Config } from "./config";
 import type { RankContext } from "./domain/recommend";
 import type { AppEnv } from "./env";
 import { timed, timedD1, timedMethods, timedR2 } from "./lib/timing";
-import { type ModelHandle, modelHandle } from "./model/registry";
+import { type RebuildDeps } from "./domain/rebuild";
+import { type LiveModels, liveModels } from "./model/live";
+import type { ModelHandle } from "./model/registry";
 import type { GruModel } from "./model/runtime";
 import { type PopularOptions, popularLists } from "./popular/lists";
 import { RedisSharedStore } from "./state/redis-shared";
@@ -19,7 +21,14 @@ export function popularOptions(config: Config): PopularOptions {
 }
 
 export interface Services {
+  /** The serving model version. */
   model: ModelHandle;
+  /** Every live model version (the serving one first). */
+  live: LiveModels;
+  /** The state store of a model version. */
+  storeFor: (v: { version: string; stateSize: number }) => RedisStateStore;
+  /** What rebuilding a user's state from the event log needs, for a loaded model. */
+  rebuildDeps: (model: GruModel) => RebuildDeps;
   store: RedisStateStore;
   shared: RedisSharedStore;
   db: ReturnType<typeof database>;
@@ -54,18 +63,30 @@ let stampReadAt = 0;
 
 /** Everything a request needs; `background` schedules work after the response. */
 export async function services(env: AppEnv["Bindings"], config: Config, background: (p: Promise<unknown>) => void): Promise<Services> {
-  const model = timedModel(modelHandle(config.MODEL_NAME, env.MODEL_BUCKET && timedR2(env.MODEL_BUCKET)));
+  const db = database(timedD1(env.DB));
+  const bucket = env.MODEL_BUCKET && timedR2(env.MODEL_BUCKET);
+  const live = await liveModels({ db, bucket, defaultName: config.MODEL_NAME, checkMs: config.MODEL_CHECK_MS, timeoutMs: config.DB_TIMEOUT_MS });
+  const model = timedModel(live.serving);
   const meta = await model.meta();
   const redis = { url: env.UPSTASH_REDIS_REST_URL ?? "", token: env.UPSTASH_REDIS_REST_TOKEN ?? "", timeoutMs: config.REDIS_TIMEOUT_MS };
-  const store = new RedisStateStore({
-    ...redis,
-    modelVersion: meta?.version ?? config.MODEL_NAME,
-    stateSize: meta?.stateSize ?? 0,
-    ttlSeconds: config.STATE_TTL_SECONDS,
-    dedupWindowSeconds: config.DEDUP_WINDOW_SECONDS,
+  const storeFor = (v: { version: string; stateSize: number }) =>
+    new RedisStateStore({
+      ...redis,
+      modelVersion: v.version,
+      stateSize: v.stateSize,
+      ttlSeconds: config.STATE_TTL_SECONDS,
+      dedupWindowSeconds: config.DEDUP_WINDOW_SECONDS,
+    });
+  const store = storeFor({ version: meta?.version ?? config.MODEL_NAME, stateSize: meta?.stateSize ?? 0 });
+  const rebuildDeps = (m: GruModel): RebuildDeps => ({
+    db,
+    model: m,
+    ringCapacity: config.RECENT_RING,
+    maxEvents: config.REBUILD_EVENTS,
+    dedupWindowMs: config.DEDUP_WINDOW_SECONDS * 1000,
+    timeoutMs: config.DB_TIMEOUT_MS,
   });
   const shared = new RedisSharedStore(redis);
-  const db = database(timedD1(env.DB));
   const catalog = catalogMirror;
   let ready: Promise<void> | undefined;
   const catalogReady = () =>
@@ -89,5 +110,5 @@ export async function services(env: AppEnv["Bindings"], config: Config, backgrou
       ]);
       return { catalog, lists, trained: model.known?.popular ?? { ids: [], counts: [] } };
     })());
-  return { model, store, shared, db, catalog, catalogReady, rankContext };
+  return { model, live, storeFor, rebuildDeps, store, shared, db, catalog, catalogReady, rankContext };
 }

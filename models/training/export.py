@@ -176,10 +176,19 @@ def share_weights(graph_paths, weights_path, min_bytes=1024, half=False):
         onnx.save(g, p)
 
 
+def source_events(ck):
+    """The events a checkpoint was trained on: a named dataset, or an event-log export (any name)."""
+    if ck.get("events_path"):
+        return D.event_log(ck["events_path"], ck["args"]["idle_gap"])
+    if ck["dataset"] not in D.LOADERS:
+        raise SystemExit(f"dataset {ck['dataset']!r} is neither a known data set nor an event log (no events_path in the checkpoint)")
+    return D.LOADERS[ck["dataset"]](idle_gap=ck["args"]["idle_gap"]) if ck["dataset"].startswith("movielens") \
+        else D.LOADERS[ck["dataset"]]()
+
+
 def golden(model, ck, n_events=12, k=10):
     """A real user's first events (across >= 2 sessions when possible), states and top-k."""
-    ev = D.LOADERS[ck["dataset"]](idle_gap=ck["args"]["idle_gap"]) if ck["dataset"].startswith("movielens") \
-        else D.LOADERS[ck["dataset"]]()
+    ev = source_events(ck)
     ids = ck["item_ids"]
     rows = D.to_rows(ev, ids)
     gap = ck["args"]["idle_gap"]
@@ -268,6 +277,7 @@ def main(argv=None):
     with open(os.path.join(args.out, "golden.json"), "w") as f:
         json.dump(gold, f)
     ids, counts = ck["item_ids"], ck["item_counts"]
+    top = sorted(range(len(ids)), key=lambda i: -counts[i])[:args.popular]  # a grown index is not in count order
     now = dt.datetime.now(dt.timezone.utc)
     manifest = {
         "format": 1,
@@ -317,12 +327,14 @@ def main(argv=None):
             [{"name": "user", "offset": 0, "size": d}, {"name": "session", "offset": d, "size": d}],
         },
         "items": {"rows": N, "padding_row": 0, "ids": ids},
-        "popular": {"ids": ids[:args.popular], "counts": counts[:args.popular], "source": "training event counts"},
+        "popular": {"ids": [ids[i] for i in top], "counts": [counts[i] for i in top], "source": "training event counts"},
         "session": {"idle_gap_seconds": ck["args"]["idle_gap"],
                     "rule": "new_session = 1 for a user's first event, or when more than idle_gap_seconds "
                             "passed since the previous event; else 0"},
         "training": {"dataset": ck["dataset"], "config": ck["config"], "args": ck["args"],
-                     "train_seconds": round(ck["train_seconds"], 1), "history": ck["history"]},
+                     "train_seconds": round(ck["train_seconds"], 1), "history": ck["history"],
+                     **({"data_end": ck["data_end"]} if ck.get("data_end") else {}),
+                     **({"retrain": ck["retrain"]} if ck.get("retrain") else {})},
         "metrics": json.load(open(args.metrics)) if args.metrics else ck["metrics"],
         "golden": "golden.json",
     }

@@ -212,6 +212,8 @@ def train_epoch(model, opt, seqs, args, rng, sampler=None):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="movielens-latest-small", choices=sorted(D.LOADERS))
+    p.add_argument("--ndjson", help="train on an event-log export (NDJSON, what prepare.py --ndjson reads) instead of --dataset")
+    p.add_argument("--name", help="dataset name recorded for --ndjson (default: the file's name)")
     p.add_argument("--out", required=True, help="checkpoint path (.pt)")
     p.add_argument("--kind", default="seq", choices=["seq", "hrnn"], help="seq: SeqRec (served design); hrnn: GRURec")
     p.add_argument("--cell", default="gru", choices=["gru", "lstm"], help="seq: recurrent cell")
@@ -253,10 +255,12 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
-    ev, ids, counts, rows = prepare(args.dataset, args.idle_gap, args.min_count,
+    if args.ndjson:
+        args.dataset = args.name or os.path.splitext(os.path.basename(args.ndjson))[0]
+    ev, ids, counts, rows = prepare(None if args.ndjson else args.dataset, args.idle_gap, args.min_count,
                                     os.path.join(args.prepared, args.dataset) if args.prepared else None,
-                                    max_users=args.max_users, holdout=args.holdout == "protocol")
-    proto = H.PROTOCOLS[args.dataset]
+                                    ndjson=args.ndjson, max_users=args.max_users, holdout=args.holdout == "protocol")
+    proto = "time-split" if args.ndjson else H.PROTOCOLS[args.dataset]
     seqs, _ = H.sequences(ev, rows, proto)
     train_seqs = training_sequences(seqs)
     n_train = sum(len(s[0]) for s in train_seqs)
@@ -288,6 +292,7 @@ def main(argv=None):
             "item_ids": ids,
             "item_counts": counts,
             "dataset": args.dataset,
+            **({"events_path": os.path.abspath(args.ndjson)} if args.ndjson else {}),
             "args": vars(args),
             "history": history,
             "best_epoch": best_epoch,

@@ -45,6 +45,11 @@ export interface AdvanceDeps {
   ringCapacity: number;
   casBudgetMs: number;
   retryAfterSeconds: number;
+  /**
+   * A user with no state for this model but logged events (after a rollout) starts from their
+   * state rebuilt from the log (rebuild.ts), leaving out `exclude` (this request's event ids).
+   */
+  rebuild?: (userId: string, exclude: ReadonlySet<string>) => Promise<{ state: UserState; eventIds: string[] } | null>;
 }
 
 /** A fresh user's state. */
@@ -97,7 +102,9 @@ export async function applyUserEvents(
   for (let attempt = 0; ; attempt++) {
     const snap = await deps.store.read(userId, ids);
     if (snap.corrupt) console.warn(`user state unreadable, starting fresh: ${snap.corrupt}`);
-    const base = snap.state ?? emptyState(deps.model, deps.ringCapacity);
+    let rebuilt: { state: UserState; eventIds: string[] } | null = null;
+    if (!snap.state && !snap.raw && deps.rebuild) rebuilt = await deps.rebuild(userId, new Set(ids));
+    const base = snap.state ?? rebuilt?.state ?? emptyState(deps.model, deps.ringCapacity);
     if (base.ringCapacity !== deps.ringCapacity) {
       base.ringCapacity = deps.ringCapacity;
       base.ring = base.ring.slice(0, deps.ringCapacity);
@@ -118,7 +125,8 @@ export async function applyUserEvents(
     }
     const nowMs = now();
     const next = fresh.length ? await advanceOne(deps.model, base, fresh, nowMs) : base;
-    const ok = fresh.length === 0 ? true : await deps.store.commit(userId, snap.raw, next, fresh.flatMap((e) => (e.eventId ? [e.eventId] : [])), nowMs);
+    const applied = [...(rebuilt?.eventIds ?? []), ...fresh.flatMap((e) => (e.eventId ? [e.eventId] : []))];
+    const ok = fresh.length === 0 ? true : await deps.store.commit(userId, snap.raw, next, applied, nowMs);
     if (ok) {
       return {
         outcomes: events.map((e) => ({ index: e.index, user_id: userId, status: dup.has(e.index) ? "duplicate" : "applied", state_version: next.seq })),

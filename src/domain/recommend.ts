@@ -5,6 +5,8 @@
  *   state unreadable   -> source "popular", reason "state-corrupt"
  *   Redis unavailable  -> source "popular", reason "state-unavailable"
  *   model unavailable  -> source "popular", reason "model-unavailable"
+ * A user with no state for the serving version who has logged events (a returning shopper after a
+ * rollout) gets their state rebuilt from the log first (rebuild.ts) and is served by the model.
  * Every path applies the same rules (filters.ts). When the model cannot fill k (few candidates
  * left, or items it does not know), popular items fill the rest; each item says its source.
  * "Popular" is, in order: the event log's decayed popularity (per category when filtering by
@@ -33,6 +35,8 @@ export interface Recommendation {
   source: "model" | "popular";
   reason?: Reason;
   model_version: string | null;
+  /** Set when the state was rebuilt from the event log for this answer (not part of the body). */
+  rebuilt?: { events: number; ms: number };
 }
 
 export interface RecommendOptions extends Filters {
@@ -110,6 +114,15 @@ export interface RecommendDeps {
   model: ModelHandle;
   /** Resolves once the catalog copy and popularity lists are as fresh as they can be. */
   context: () => Promise<RankContext>;
+  /**
+   * Rebuild (and store, in the background) the state of a user who has none for this model from
+   * the event log; null when the log has nothing for them. Absent: no rebuild (cold user).
+   */
+  rebuild?: (userId: string, model: GruModel) => Promise<{ state: UserState; replayed: number; ms: number } | null>;
+  /** Every live model version (the registry), for strategies that name one. */
+  live?: readonly ModelHandle[];
+  /** The state store of a model version. */
+  storeFor?: (v: { version: string; stateSize: number }) => UserStateStore;
 }
 
 export async function recommend(deps: RecommendDeps, userId: string, o: RecommendOptions, nowMs: number = Date.now()): Promise<Recommendation> {
@@ -131,6 +144,13 @@ export async function recommend(deps: RecommendDeps, userId: string, o: Recommen
   const cold = (reason: Reason) => popular(ctx, userRules(ctx, o, purchased, []), o.k, reason, version);
   if (!loaded.ok) return cold("model-unavailable");
   if (!read.snap) return cold("state-unavailable");
+  if (!read.snap.state && !read.snap.raw && deps.rebuild) {
+    const r = await deps.rebuild(userId, loaded.model).catch((e: Error) => {
+      console.warn(`state rebuild from the event log failed, serving as a cold user: ${e.message}`);
+      return null;
+    });
+    if (r) return { ...(await rankFromState(loaded.model, r.state, purchased, ctx, o, nowMs)), rebuilt: { events: r.replayed, ms: r.ms } };
+  }
   if (!read.snap.state) return cold(read.snap.raw ? "state-corrupt" : "cold-user");
   return rankFromState(loaded.model, read.snap.state, purchased, ctx, o, nowMs);
 }

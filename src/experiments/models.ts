@@ -1,8 +1,7 @@
 /**
  * Which model (and which users' states) a `model` strategy's version names. The one place a
- * version string is resolved: today it knows the served model (MODEL_NAME, or its manifest's
- * version); the model registry (issue 9) plugs in here so that other live versions resolve to
- * their own model handle and state store.
+ * version string is resolved: the served model (MODEL_NAME, or its manifest's version), or any
+ * other live version of the model registry (src/model/live.ts) with its own state store.
  */
 import type { ModelHandle } from "../model/registry";
 import type { UserStateStore } from "../state/store";
@@ -13,10 +12,12 @@ export interface ResolvedModel {
   store: UserStateStore;
 }
 
-/** What resolution needs: the served model and its state store. */
+/** What resolution needs: the served model and its state store; the registry's live versions. */
 export interface ModelDeps {
   model: ModelHandle;
   store: UserStateStore;
+  live?: readonly ModelHandle[];
+  storeFor?: (v: { version: string; stateSize: number }) => UserStateStore;
 }
 
 /**
@@ -27,6 +28,10 @@ export async function resolveModel(deps: ModelDeps, version: string | undefined)
   if (version === undefined || version === deps.model.name) return { model: deps.model, store: deps.store };
   const meta = await deps.model.meta();
   if (meta && meta.version === version) return { model: deps.model, store: deps.store };
+  for (const h of deps.live ?? []) {
+    const m = await h.meta();
+    if (m?.version === version && deps.storeFor) return { model: h, store: deps.storeFor({ version: m.version, stateSize: m.stateSize }) };
+  }
   return null;
 }
 

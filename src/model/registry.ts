@@ -6,6 +6,9 @@
  * an R2 bucket bound as MODEL_BUCKET, under `<MODEL_NAME>/` (manifest.json and the files it
  * names), at first use. Either way the files are loaded once per isolate and kept; a failed load is
  * remembered for 30 s so a broken model does not cost every request a reload.
+ *
+ * Versions in the model registry (D1 `models`, see src/model/live.ts) are read from R2 under
+ * `models/<version>/` (`versionHandle`), or are the bundled model itself (the first version).
  */
 // wrangler resolves .wasm module imports by path, not through package exports.
 import ortWasm from "../../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm";
@@ -17,7 +20,7 @@ import mlSmallWeights from "../../models/ml-small/weights.bin";
 import { ModelLoadError } from "./manifest";
 import { GruModel, type ModelFiles } from "./runtime";
 
-const BUNDLED: Record<string, ModelFiles> = {
+export const BUNDLED: Record<string, ModelFiles> = {
   "ml-small": { manifest: mlSmallManifest, step: mlSmallStep, score: mlSmallScore, similar: mlSmallSimilar, weights: mlSmallWeights },
 };
 
@@ -137,4 +140,35 @@ export function modelHandle(name: string, bucket?: R2Bucket, source?: ModelSourc
   };
   if (!source) handles.set(key, handle);
   return handle;
+}
+
+/** R2 key prefix of a registry version's files. */
+export function versionPrefix(version: string): string {
+  return `models/${version}`;
+}
+
+const versionHandles = new Map<string, ModelHandle>();
+
+/**
+ * The per-isolate handle of registry version `version`: the bundled model `name` when `bundled`,
+ * else the files under `models/<version>/` in `bucket`. Kept for the isolate's life (a version's
+ * files never change: versions are immutable).
+ */
+export function versionHandle(v: { version: string; name: string; bundled: boolean }, bucket?: R2Bucket, wasm: WebAssembly.Module = ortWasm): ModelHandle {
+  if (v.bundled) return modelHandle(v.name, bucket, undefined, wasm);
+  const existing = versionHandles.get(v.version);
+  if (existing) return existing;
+  const h = modelHandle(v.version, undefined, bucket ? r2Source(bucket, versionPrefix(v.version)) : undefined, wasm);
+  if (bucket) versionHandles.set(v.version, h);
+  return h;
+}
+
+/** The bundled model's files (for registering it as the first version), or undefined. */
+export function bundledFiles(name: string): ModelFiles | undefined {
+  return BUNDLED[name];
+}
+
+/** The ORT wasm module this worker bundles. */
+export function bundledWasm(): WebAssembly.Module {
+  return ortWasm;
 }

@@ -94,6 +94,13 @@ export class GruModel {
     });
   }
 
+  /** Free the ONNX sessions (their wasm memory). The model must not be used afterwards. */
+  async release(): Promise<void> {
+    await this.serial(async () => {
+      await Promise.all([this.stepSession.release(), this.scoreSession.release(), this.similarSession?.release()]);
+    });
+  }
+
   /** Embedding row of a catalog item id, or undefined when the model does not know it. */
   rowOf(itemId: string): number | undefined {
     return this.rowById.get(itemId);

@@ -9,6 +9,8 @@ import { createRoute, z } from "@hono/zod-openapi";
 
 import { type ResolvedEvent, applyUserEvents } from "../domain/advance";
 
+import { rebuildState } from "../domain/rebuild";
+
 import { rankFromState } from "../domain/recommend";
 
 import { ApiError } from "../errors";
@@ -140,7 +142,15 @@ export const events = featureApp()
         if (l) l.push(e);
         else byUser.set(e.userId, [e]);
       }
-      const deps = { store, model, ringCapacity: config.RECENT_RING, casBudgetMs: config.CAS_BUDGET_MS, retryAfterSeconds: config.RETRY_AFTER_SECONDS };
+      const rebuildDeps = c.var.rebuildDeps(model);
+      const deps = {
+        store,
+        model,
+        ringCapacity: config.RECENT_RING,
+        casBudgetMs: config.CAS_BUDGET_MS,
+        retryAfterSeconds: config.RETRY_AFTER_SECONDS,
+        rebuild: (userId: string, exclude: ReadonlySet<string>) => rebuildState(rebuildDeps, userId, exclude),
+      };
       let done;
       try {
         [done] = await Promise.all([Promise.all([...byUser].map(([userId, evs]) => applyUserEvents(deps, userId, evs))), store.addPurchases(purchases)]);

@@ -25,7 +25,7 @@ const Params = z.object({
   id: z.string().min(1).max(64).openapi({ param: { name: "id", in: "path" }, example: "home-model-vs-popular" }),
 });
 
-const canServe = (c: Context<AppEnv>) => (v: string | undefined) => canServeVersion({ model: c.var.model, store: c.var.store }, v);
+const canServe = (c: Context<AppEnv>) => (v: string | undefined) => canServeVersion({ model: c.var.model, store: c.var.store, live: c.var.live.all, storeFor: c.var.storeFor }, v);
 
 const Num = z.number().nullable();
 const Interval = z.tuple([Num, Num]);

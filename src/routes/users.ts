@@ -8,6 +8,9 @@ import { servingDeps } from "./experiment-serving";
 
 import { recommendWith } from "../experiments/strategies";
 
+import { lazyRebuild } from "../domain/rebuild";
+
+
 import { ApiError } from "../errors";
 
 import { deleteUserEvents } from "../eventlog/log";
@@ -89,11 +92,17 @@ export const users = featureApp()
     const { user_id } = c.req.valid("param");
     const q = c.req.valid("query");
     const f = filtersFrom(q, c.var.config.MAX_K);
+    const rebuild = lazyRebuild(c.var.rebuildDeps, c.var.storeFor, c.var.background);
     const rec = await servingDeps(c, q.variant).serve({ placement: q.placement ?? "home", userId: user_id, forceVariant: q.variant }, async (strategy) => {
-      const r = await recommendWith({ store: c.var.store, model: c.var.model, context: c.var.rankContext }, strategy, user_id, {
+      const deps = { store: c.var.store, model: c.var.model, context: c.var.rankContext, rebuild, live: c.var.live.all, storeFor: c.var.storeFor };
+      const r = await recommendWith(deps, strategy, user_id, {
         ...f,
         excludeRecent: q.exclude_recent === "true",
       });
+      if (r.rebuilt) {
+        c.header("Server-Timing", `rebuild;dur=${r.rebuilt.ms};desc="${r.rebuilt.events} events replayed from the log"`);
+        delete r.rebuilt;
+      }
       return q.include === "metadata" ? withMetadata(c.var.db, r, c.var.config.DB_TIMEOUT_MS) : r;
     });
     return c.json({ user_id, ...rec }, 200);
