@@ -189,8 +189,7 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     p.add_argument("--name", default="retrained", help="dataset name recorded in the checkpoint")
     p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE)
-    p.add_argument("--since", type=float, help="start of the new period (seconds since epoch); default: the base model's training end, else the time cut of --new-fraction")
-    p.add_argument("--new-fraction", type=float, default=0.2, help="without --since: the newest fraction of events is the new period")
+    p.add_argument("--since", type=float, help="start of the new period (seconds since epoch); default: where the base model's training data ended (manifest training.data_end); a base that never saw this log (the bundled demo model): all of it is new")
     p.add_argument("--recent-days", type=float, default=7.0, help="the recent test holds sessions starting in the last N days of the log")
     p.add_argument("--epochs", type=int, default=3, help="fine-tune epochs (finetune, replay)")
     p.add_argument("--lr", type=float, default=2e-3, help="fine-tune learning rate")
@@ -243,7 +242,8 @@ def main(argv=None):
     elif base_end is not None:
         new_from = float(base_end)
     else:
-        new_from = float(np.quantile(ev.time, 1 - args.new_fraction)) if len(ev) > 1 else float(ev.time.min())
+        new_from = float(ev.time.min())
+        log("the base model was not trained on this log: every event is new")
     train_mask = split == 0
     new_mask = train_mask & (ev.time >= new_from)
     old_mask = train_mask & (ev.time < new_from)

@@ -59,7 +59,8 @@ afterEach(async () => {
   if (list.body.serving !== manifest.version) await api(`/v1/admin/models/${manifest.version}/activate`, { body: {} });
 });
 
-describe("model registry", () => {
+// Uploads, model loads and log round trips: generous under a loaded machine.
+describe("model registry", { timeout: 240_000 }, () => {
   it("lists the bundled demo model as the first version, live and serving", async () => {
     const r = await api("/v1/admin/models");
     expect(r.status).toBe(200);
