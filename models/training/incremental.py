@@ -31,7 +31,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 import data as D  # noqa: E402
 import retrain as R  # noqa: E402
 import warmstart as W  # noqa: E402
-from model import GRURec, ModelConfig  # noqa: E402
+from model import ModelConfig, build  # noqa: E402
+
+# The model of the study: the bundled demo model's design when the study was run (GRURec, hrnn memory, gap).
+MODEL = dict(dim=64, dropout=0.2, memory=True, memory_kind="hrnn", use_gap=True)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -79,8 +82,8 @@ def run(args, seed, ev, cut, log):
     known = set(base_ids)
     new_ids = [i for c, i in sorted(zip(-new_counts, new_items.tolist())) if -c >= args.min_count and i not in known]
     base_rows = D.to_rows(ev, base_ids)
-    cfg = ModelConfig(n_items=len(base_ids) + 1, dim=64, dropout=0.2, memory=True, memory_kind="hrnn", use_gap=True)
-    base = GRURec(cfg)
+    cfg = ModelConfig(n_items=len(base_ids) + 1, **MODEL)
+    base = build(cfg)
     base_hist, base_secs = R.fit(base, R.train_sequences(ev, base_rows, old_train), args.epochs, args.lr_full, seed=seed, what=f"seed {seed} base")
 
     grown_probe, ids, _ = W.grow(base, base_ids, new_ids, {})

@@ -37,7 +37,7 @@ import harness as H  # noqa: E402
 import train as T  # noqa: E402
 import warmstart as W  # noqa: E402
 from metrics import summary  # noqa: E402
-from model import GRURec, ModelConfig  # noqa: E402
+from model import ModelConfig, build  # noqa: E402
 
 MODES = ("full", "finetune", "replay")
 DEFAULT_MODE = "replay"
@@ -119,7 +119,7 @@ def evaluate(model, seqs, lost):
 
 
 def fit(model, seqs, epochs, lr, batch=32, bptt=10, seed=1, what="train"):
-    """Train in place with train.py's epoch (full softmax); returns (history, seconds)."""
+    """Train in place with train.py's epoch for the model's kind (full softmax); returns (history, seconds)."""
     if not seqs or epochs <= 0:
         return [], 0.0
     torch.manual_seed(seed)
@@ -131,7 +131,8 @@ def fit(model, seqs, epochs, lr, batch=32, bptt=10, seed=1, what="train"):
     hist, t0 = [], time.time()
     for e in range(epochs):
         te, ce = time.time(), time.process_time()
-        loss = T.train_epoch(model, opt, seqs, args, rng, None)
+        epoch_fn = T.train_epoch_seq if getattr(model.cfg, "kind", "hrnn") == "seq" else T.train_epoch
+        loss = epoch_fn(model, opt, seqs, args, rng, None)
         sched.step()
         dt = time.time() - te
         hist.append({"epoch": e + 1, "loss": loss, "seconds": dt, "cpu_seconds": time.process_time() - ce,
@@ -154,7 +155,7 @@ def build(mode, base, base_ids, ev, rows_all_ids, train_mask, new_mask, old_mask
         cfg.update(cfg_overrides or {})
         cfg["n_items"] = base.cfg.n_items
         torch.manual_seed(args.seed)
-        model = GRURec(ModelConfig(**cfg))
+        model = build(ModelConfig(**cfg))
         mask = train_mask
         epochs, lr = args.full_epochs, args.full_lr
     else:

@@ -24,7 +24,7 @@ import torch
 from onnx import numpy_helper
 
 sys.path.insert(0, os.path.dirname(__file__))
-from model import GRURec, ModelConfig  # noqa: E402
+from model import ModelConfig, build  # noqa: E402
 
 
 def folder_tensors(folder):
@@ -52,7 +52,7 @@ def from_folder(folder):
     cfg = dict(manifest["training"]["config"])
     cfg["n_items"] = manifest["items"]["rows"]
     known = set(ModelConfig.__dataclass_fields__)
-    model = GRURec(ModelConfig(**{k: v for k, v in cfg.items() if k in known}))
+    model = build(ModelConfig(**{k: v for k, v in cfg.items() if k in known}))
     tensors = folder_tensors(folder)
     sd = model.state_dict()
     loaded, missing = [], []
@@ -72,7 +72,7 @@ def from_folder(folder):
 def from_checkpoint(path):
     """(model, item ids, checkpoint dict) from a train.py checkpoint."""
     ck = torch.load(path, map_location="cpu")
-    model = GRURec(ModelConfig(**ck["config"]))
+    model = build(ModelConfig(**ck["config"]))
     model.load_state_dict(ck["state_dict"])
     model.eval()
     return model, list(ck["item_ids"]), ck
@@ -100,7 +100,7 @@ def grow(model, ids, new_ids, category_of=None, cfg_overrides=None):
     cfg = dict(model.cfg.to_dict())
     cfg.update(cfg_overrides or {})
     cfg["n_items"] = len(all_ids) + 1
-    grown = GRURec(ModelConfig(**cfg))
+    grown = build(ModelConfig(**cfg))
     sd_old, sd = model.state_dict(), grown.state_dict()
     for k, v in sd_old.items():
         if k in ("emb.weight", "item_bias") or k not in sd or sd[k].shape != v.shape:
