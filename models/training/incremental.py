@@ -70,7 +70,7 @@ def period_tests(ev, cut):
     return split
 
 
-def run(args, seed, ev, cut, log):
+def run(args, seed, ev, cut, log, partial=None):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     split = period_tests(ev, cut)
@@ -106,6 +106,8 @@ def run(args, seed, ev, cut, log):
         res[mode] = {"new": R.evaluate(model, new_seqs, new_lost), "old": R.evaluate(model, old_seqs, old_lost),
                      "seconds": round(secs, 1), "cpu_seconds": cpu(hist), "train_events": n}
         log(f"seed {seed} {mode}: {res[mode]}")
+        if partial:
+            partial(res)
     return res
 
 
@@ -145,7 +147,8 @@ def main(argv=None):
     p.add_argument("--lr-ft", type=float, default=2e-3)
     p.add_argument("--replay", type=float, default=0.3, help="fraction of old users replayed")
     p.add_argument("--min-count", type=int, default=3)
-    p.add_argument("--seeds", default="1,2")
+    p.add_argument("--seeds", default="1")
+    p.add_argument("--users", type=float, default=1.0, help="use a random fraction of the users (all their events)")
     p.add_argument("--out", default=os.path.join(ROOT, "models", "incremental.json"))
     p.add_argument("--plot", default=os.path.join(ROOT, "models", "incremental.png"))
     args = p.parse_args(argv)
@@ -155,13 +158,21 @@ def main(argv=None):
     if not os.path.exists(path):
         write_event_log(path)
     ev = D.event_log(path, 1800.0)
+    if args.users < 1.0:
+        users = np.unique(ev.user)
+        keep = np.random.default_rng(0).choice(users, size=int(round(len(users) * args.users)), replace=False)
+        ev = ev.take(np.isin(ev.user, keep))
     cut = float(np.quantile(ev.time, 1 - args.new_fraction))
     log(f"{len(ev)} events, {len(np.unique(ev.user))} users; new period from {time.strftime('%Y-%m-%d', time.gmtime(cut))}")
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
-        results.append(run(args, seed, ev, cut, log))
-        with open(args.out, "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=1)
+        def save(res, done=list(results)):
+            with open(args.out, "w") as f:
+                json.dump({"args": vars(args), "users": int(len(np.unique(ev.user))), "events": int(len(ev)),
+                           "results": done + [res]}, f, indent=1)
+        res = run(args, seed, ev, cut, log, partial=save)
+        results.append(res)
+        save(res, results[:-1])
         plot(results, args.plot)
     log(f"wrote {args.out} and {args.plot}")
 
