@@ -178,6 +178,7 @@ export async function stageVersion(deps: RegistryDeps, version: string, claimed:
     if (!FILE_RE.test(name) || !/^[0-9a-f]{64}$/.test(sha)) throw bad(400, "invalid_request", `files.${name}: a file name and its SHA-256 (64 lowercase hex digits)`, `files.${name}`);
   }
   if (!claimed["manifest.json"]) throw bad(400, "invalid_request", "files must include manifest.json", "files");
+  await ensureBundled(deps); // the bundled model is the first version, before any upload
   try {
     const bytes = await readVerified(bucket, version, claimed);
     let raw: unknown;

@@ -44,7 +44,9 @@ export const observe: MiddlewareHandler = async (c, next) => {
   const t = new Timing();
   await withTiming(t, next);
   t.finish();
-  setHeader(c, t.header());
+  // A route's own metrics (e.g. `rebuild`) are kept after ours.
+  const own = c.res.headers.get("Server-Timing");
+  setHeader(c, own ? `${t.header()}, ${own}` : t.header());
   if ((c.env as Record<string, unknown> | undefined)?.REQUEST_LOG === "off") return;
   const base = describe(c);
   const line = () => {
