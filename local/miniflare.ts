@@ -100,16 +100,32 @@ export async function startMiniflareWorker(o: {
 }): Promise<MiniflareWorker> {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
   const before = new Set(childPids(process.pid, "workerd"));
-  // The bundle's modules, entry first, typed as wrangler.toml's rules type them.
+  // The bundle's modules, entry first, typed by wrangler.toml's rules (wrangler's defaults after
+  // them), matched against each file's name without the hash prefix the bundler gives it.
   const dir = dirname(o.script);
-  const typeOf = (f: string) => (f.endsWith(".wasm") ? "CompiledWasm" : /\.(onnx|bin)$/.test(f) ? "Data" : /\.m?js$/.test(f) ? "ESModule" : null);
+  const { modulesRules, ...rest } = workerOptions as Record<string, unknown> & { modulesRules?: { type: string; include: string[] }[] };
+  const globRe = (g: string) => {
+    let re = "";
+    for (let k = 0; k < g.length; k++) {
+      if (g.startsWith("**/", k)) (re += "(?:.*/)?"), (k += 2);
+      else if (g[k] === "*") re += "[^/]*";
+      else if (g[k] === "?") re += ".";
+      else re += g[k]!.replace(/[.+^${}()|[\]\\/]/, "\\$&");
+    }
+    return new RegExp(`^${re}$`);
+  };
+  const rules = (modulesRules ?? []).map((r) => ({ type: r.type, res: r.include.map(globRe) }));
+  const typeOf = (f: string) => {
+    const name = f.replace(/^[0-9a-f]{40}-/, "");
+    return rules.find((r) => r.res.some((re) => re.test(name)))?.type ?? (/\.m?js$/.test(f) ? "ESModule" : null);
+  };
   const modules = [
     { type: "ESModule", path: o.script },
     ...readdirSync(dir)
-      .filter((f) => join(dir, f) !== o.script && typeOf(f) && !f.endsWith(".map"))
-      .map((f) => ({ type: typeOf(f)!, path: join(dir, f) })),
+      .filter((f) => join(dir, f) !== o.script && !f.endsWith(".map") && f !== "README.md")
+      .map((f) => ({ type: typeOf(f), path: join(dir, f) }))
+      .filter((m): m is { type: string; path: string } => m.type !== null),
   ];
-  const { modulesRules: _rules, ...rest } = workerOptions as Record<string, unknown>;
   const worker = {
     ...rest,
     name: "gru-edge-recommender",
