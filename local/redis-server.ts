@@ -8,6 +8,8 @@ import { createServer, Socket } from "node:net";
 
 export interface RedisProcess {
   port: number;
+  /** PID of the redis-server process. */
+  pid: number;
   dir: string;
   stop(): Promise<void>;
 }
@@ -71,6 +73,7 @@ export async function startRedis(opts: { dir: string; port?: number; persist?: b
   }
   return {
     port,
+    pid: child.pid!,
     dir: opts.dir,
     stop: () =>
       new Promise<void>((resolve) => {

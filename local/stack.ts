@@ -96,6 +96,24 @@ function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
   }
 }
 
+/**
+ * A detached shell that outlives this process: once `owner` (this process) is gone without having
+ * cancelled it (SIGKILL, a crash), it stops the given process groups and processes itself:
+ * SIGTERM, then SIGKILL after 5 s. Returns a function that cancels it (call before a normal stop).
+ */
+export function watchdog(o: { owner?: number; groups: number[]; pids: number[] }): () => void {
+  const owner = o.owner ?? process.pid;
+  const targets = [...o.groups.map((g) => `-${g}`), ...o.pids.map(String)].join(" ");
+  const script = `while kill -0 ${owner} 2>/dev/null; do sleep 1; done; kill -TERM ${targets} 2>/dev/null; sleep 5; kill -KILL ${targets} 2>/dev/null; exit 0`;
+  const child = spawn("sh", ["-c", script], { detached: true, stdio: "ignore" });
+  child.unref();
+  return () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {}
+  };
+}
+
 /** Whether something accepts TCP connections on 127.0.0.1:`port`. */
 function answers(port: number): Promise<boolean> {
   return new Promise((res) => {

@@ -8,12 +8,13 @@
  * the environment, else from .dev.vars, else the defaults (local/dev-vars.ts).
  *
  * Stopping: SIGINT (Ctrl-C), SIGTERM and SIGHUP to this process, or its parent going away (npm
- * killed, terminal closed), stop everything it started — also in the middle of starting up.
+ * killed, terminal closed), stop everything it started — also in the middle of starting up. If this
+ * process is killed outright once the stack is up (SIGKILL), a watchdog shell stops the rest.
  */
 import { join } from "node:path";
 import { localConfig, passThroughNames, readDevVars } from "../local/dev-vars.ts";
 import { INSTALL_HINT, redisServerPath } from "../local/redis-server.ts";
-import { ROOT, type Stack, startStack } from "../local/stack.ts";
+import { ROOT, type Stack, startStack, watchdog } from "../local/stack.ts";
 import { demoCatalog } from "./demo-catalog.ts";
 import { copyVendor } from "./vendor.ts";
 
@@ -23,6 +24,7 @@ process.stderr.on("error", () => {});
 
 const aborter = new AbortController();
 let starting: Promise<Stack> | undefined;
+let cancelWatchdog: (() => void) | undefined;
 let stopping = false;
 
 /** Stop everything started so far (or still starting), then exit with `code`. */
@@ -33,6 +35,7 @@ async function shutdown(why: string, code = 0): Promise<void> {
   aborter.abort(new Error(`stopped (${why})`));
   const stack = await starting?.catch(() => undefined);
   await stack?.stop();
+  cancelWatchdog?.();
   process.exit(code);
 }
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => void shutdown(sig));
@@ -76,6 +79,8 @@ const stack = await starting.catch((e: Error): Promise<never> => {
 });
 
 void stack.worker.exited.then(() => shutdown("wrangler dev exited", 1));
+// Should this process be killed outright (SIGKILL) or crash, a watchdog still stops the rest.
+cancelWatchdog = watchdog({ groups: [stack.worker.pid], pids: stack.redis ? [stack.redis.pid] : [] });
 
 let loadedBody: { stored?: number; error?: unknown } = {};
 try {

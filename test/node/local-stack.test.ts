@@ -3,7 +3,8 @@
  * the environment reaches the worker (CORS allowlist, keys, limits), /docs renders in headless
  * Chromium with every non-loopback request blocked, and SIGTERM to npm (or SIGINT to the node
  * process in the middle of starting up) leaves no redis-server, wrangler or workerd behind and
- * nothing answering on their ports. Also: on a Node older than 22.18 the entry says what to install.
+ * nothing answering on their ports; the watchdog for a start process killed outright (SIGKILL) does
+ * its job. Also: on a Node older than 22.18 the entry says what to install.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -13,7 +14,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../local/redis-server.ts";
-import { ROOT } from "../../local/stack.ts";
+import { ROOT, watchdog } from "../../local/stack.ts";
 
 const dirs: string[] = [];
 const started: ChildProcess[] = [];
@@ -246,5 +247,31 @@ describe("npm start interrupted while starting", () => {
     });
     expect(await answers(port)).toBe(false);
     expect(run.child.exitCode).toBe(0);
+  });
+});
+
+describe("the watchdog npm start leaves behind", () => {
+  it("stops the stack's process groups and processes once its owner is killed outright, and nothing once cancelled", async () => {
+    const sleeper = (detached: boolean) => {
+      const c = spawn("sleep", ["600"], { detached, stdio: "ignore" });
+      started.push(c);
+      return c;
+    };
+    const owner = sleeper(false);
+    const group = sleeper(true); // like wrangler dev: a process group of its own
+    const single = sleeper(false); // like redis-server
+    watchdog({ owner: owner.pid!, groups: [group.pid!], pids: [single.pid!] });
+    const spared = sleeper(true);
+    const cancel = watchdog({ owner: owner.pid!, groups: [spared.pid!], pids: [] });
+    cancel();
+    await new Promise((r) => setTimeout(r, 1500));
+    expect([group, single, spared].every((c) => c.exitCode === null && c.signalCode === null)).toBe(true);
+    owner.kill("SIGKILL");
+    await until("the watchdog to stop both", () => group.signalCode !== null && single.signalCode !== null, 20_000);
+    expect(group.signalCode).toBe("SIGTERM");
+    expect(single.signalCode).toBe("SIGTERM");
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(spared.exitCode === null && spared.signalCode === null).toBe(true);
+    spared.kill("SIGKILL");
   });
 });
