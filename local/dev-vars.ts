@@ -16,11 +16,32 @@ export const KEY_VARS = ["SECRET_KEYS", "PUBLISHABLE_KEYS"] as const;
 /** Set by the local stack itself (its own bridge); ignored in the environment and .dev.vars. */
 export const STACK_VARS = ["UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"] as const;
 
-/** Every var name `npm start` passes through: the config's, the keys, and wrangler.toml's [vars]. */
+/**
+ * Every var name `npm start` passes through: the config's, the keys, wrangler.toml's [vars] and
+ * the README's configuration table (vars some module reads on its own, such as REQUEST_LOG).
+ */
 export function passThroughNames(root: string): string[] {
-  const names = new Set<string>([...CONFIG_VARS, ...KEY_VARS, ...wranglerVarNames(root)]);
+  const names = new Set<string>([...CONFIG_VARS, ...KEY_VARS, ...wranglerVarNames(root), ...readmeConfigNames(root)]);
   for (const n of STACK_VARS) names.delete(n);
   return [...names].sort();
+}
+
+/** The var and secret names in the first column of `<root>/README.md`'s "Configuration" table (bindings and the cron left out). */
+export function readmeConfigNames(root: string): string[] {
+  const file = join(root, "README.md");
+  if (!existsSync(file)) return [];
+  const readme = readFileSync(file, "utf8");
+  const at = readme.indexOf("\n## Configuration");
+  if (at < 0) return [];
+  const section = readme.slice(at + 1);
+  const end = section.indexOf("\n## ");
+  const names = new Set<string>();
+  for (const line of (end < 0 ? section : section.slice(0, end)).split("\n")) {
+    const first = line.split("|")[1] ?? "";
+    if (!line.startsWith("| ") || /binding|cron/.test(first)) continue;
+    for (const m of first.matchAll(/`([A-Z][A-Z0-9_]+)`/g)) names.add(m[1]!);
+  }
+  return [...names];
 }
 
 /** Names in the `[vars]` table of `<root>/wrangler.toml` (one `NAME = value` per line). */

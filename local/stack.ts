@@ -17,9 +17,9 @@ export interface StackOptions {
   port?: number;
   /** Bearer key for /v1 (default: SECRET_KEYS env or "dev-key"). */
   apiKey?: string;
-  /** Data folder: Redis in <dataDir>/redis, local D1 in <dataDir>/wrangler (default <repo>/.data). */
+  /** Redis data folder (default .data/redis). */
   dataDir?: string;
-  /** Local D1 (and other wrangler state) folder (default <dataDir>/wrangler). */
+  /** Local D1 (and other wrangler state) folder (default .data/wrangler, or <dataDir>/wrangler). */
   persistTo?: string;
   /** Publishable key(s) (default: PUBLISHABLE_KEYS env or "pk_dev"). */
   publishableKey?: string;
@@ -206,7 +206,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const persistTo = o.persistTo ?? (o.dataDir ? join(o.dataDir, "wrangler") : join(ROOT, ".data", "wrangler"));
   const port = o.port ?? (Number(process.env.PORT) || 8787);
   o.signal?.throwIfAborted();
-  const redis = o.redisPort ? null : await startRedis({ dir: o.dataDir ? join(o.dataDir, "redis") : join(ROOT, ".data", "redis") });
+  const redis = o.redisPort ? null : await startRedis({ dir: o.dataDir ?? join(ROOT, ".data", "redis") });
   const redisPort = o.redisPort ?? redis!.port;
   const bridgeToken = randomBytes(16).toString("hex");
   let bridge: Bridge | undefined;
