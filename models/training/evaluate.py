@@ -82,6 +82,7 @@ def main(argv=None):
     p.add_argument("--baselines", help="comma list, or 'none' (default: by protocol, see the module doc)")
     p.add_argument("--sasrec", action="store_true", help="last-item: train and rank SASRec in the harness (sasrec.py)")
     p.add_argument("--sasrec-epochs", type=int, default=200, help="at most (early stopping on validation NDCG@20)")
+    p.add_argument("--sasrec-patience", type=int, default=5, help="epochs without a better validation NDCG@20 before stopping")
     p.add_argument("--knn", help="History-V-SKNN n,k,norm (e.g. 3,100,cosine) instead of tuning on validation")
     p.add_argument("--tune-users", type=int, default=5000, help="validation users (a fixed random sample) that tune History-V-SKNN")
     p.add_argument("--cap", type=int, default=None, help="last-item: keep the last N input items before a target "
@@ -195,7 +196,8 @@ def main(argv=None):
         import sasrec as S
         train, valid = S.training_data(test_all, [valid_all[j] for j in vsel])
         cfg = S.SASRecConfig(n_items=n_rows)
-        model_s, hist, secs, best = S.fit(train, valid, n_rows, cfg, max_epochs=args.sasrec_epochs, log=log)
+        model_s, hist, secs, best = S.fit(train, valid, n_rows, cfg, max_epochs=args.sasrec_epochs,
+                                          patience=args.sasrec_patience, log=log)
         extra["sasrec"] = {"config": cfg.__dict__, "history": hist, "train_seconds": secs, "best_epoch": best}
         log(f"SASRec: best epoch {best}, trained in {secs / 60:.1f} min "
             f"({sum(h['cpu_seconds'] for h in hist) / 60:.1f} min CPU, one torch thread)")
