@@ -237,53 +237,20 @@ class Baselines:
         scores = np.asarray(Xn[top].T @ sims[top]).ravel()
         return scores + self.counts * 1e-12
 
-    def vsknn_batch(self, prefixes):
-        """V-SKNN for a batch of session prefixes at once, the same ranking as `sknn(p, vsknn=True)`
-        (the `sample` most recent sessions sharing an item, linear decay, k nearest, ties to the
-        older session) in matrix form: (B, N) scores."""
-        r, c, v = [], [], []
-        for j, p in enumerate(prefixes):
-            w = {}
-            for i, it in enumerate(p.tolist()):
-                w[it] = (i + 1) / len(p)                     # a repeated item keeps its latest weight
-            r += [j] * len(w); c += list(w); v += list(w.values())
-        W = sp.csr_matrix((np.array(v, np.float64), (r, c)), shape=(len(prefixes), self.n))
-        if not hasattr(self, "Xt"):
-            self.Xt = self.X.T.tocsr()
-        S = (W @ self.Xt).toarray()                          # (B, sessions)
-        shared = S > 0
-        newest = np.cumsum(shared[:, ::-1], axis=1)[:, ::-1] <= self.sample
-        S = np.where(shared & newest, S, 0.0)
-        k = min(self.k, S.shape[1])
-        order = S - np.arange(S.shape[1])[None, :] * 1e-10   # ties: the older session first, as sknn
-        top = np.argpartition(-order, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(S, top, axis=1)
-        K = sp.csr_matrix((vals.ravel(), (np.repeat(np.arange(len(S)), k), top.ravel())), shape=S.shape)
-        K.eliminate_zeros()
-        out = (K @ self.X).toarray().astype(np.float64) + self.counts[None, :] * 1e-12
-        empty = np.array([len(p) == 0 for p in prefixes])
-        out[empty] = self.pop() * 1e-9
-        return out
-
     def score_batches(self, seqs, method, batch=256):
         """(scores (b, N), targets, prefixes, keys) batches for one baseline over every target of `seqs`;
         the method's context is the current session's prefix, `prefixes` (for the ranking rules)
         the user's whole earlier input."""
-        ctx, tg, pre, ks = [], [], [], []
-
-        def scores():
-            if method == "V-SKNN":
-                return self.vsknn_batch(ctx)
-            return np.stack([self.score(method, c) for c in ctx])
-
+        rows, tg, pre, ks = [], [], [], []
         for j, (r, _, t, s, *_) in enumerate(seqs):
             for p in np.flatnonzero(t):
-                ctx.append(r[:p][s[:p] == s[p]]); tg.append(r[p]); pre.append(r[:p]); ks.append(key(j, p))
-                if len(ctx) >= batch:
-                    yield scores(), np.array(tg), pre, np.array(ks, np.int64)
-                    ctx, tg, pre, ks = [], [], [], []
-        if ctx:
-            yield scores(), np.array(tg), pre, np.array(ks, np.int64)
+                rows.append(self.score(method, r[:p][s[:p] == s[p]])); tg.append(r[p]); pre.append(r[:p])
+                ks.append(key(j, p))
+                if len(rows) >= batch:
+                    yield np.stack(rows), np.array(tg), pre, np.array(ks, np.int64)
+                    rows, tg, pre, ks = [], [], [], []
+        if rows:
+            yield np.stack(rows), np.array(tg), pre, np.array(ks, np.int64)
 
     def score(self, method, prefix):
         """Scores of every row after a session prefix."""

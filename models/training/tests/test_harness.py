@@ -48,13 +48,3 @@ def test_paired_difference_of_identical_ranks_is_zero():
     r = np.array([1, 5, 30, 2])
     d = H.paired_diff(r, r, boot=50)
     assert d["Recall@20"]["diff"] == 0 and d["Recall@20"]["ci"] == [0.0, 0.0]
-
-
-def test_batched_vsknn_ranks_exactly_as_the_per_target_one():
-    ev, ids, rows = tiny()
-    seqs, _ = H.sequences(ev, rows, "session-next")
-    bl = H.Baselines(seqs, len(ids) + 1, sample=2, k=1)
-    row = {k: i + 1 for i, k in enumerate(ids)}
-    for prefix in ([row["a"]], [row["a"], row["b"]], [row["c"]], [row["d"], row["a"]], []):
-        p = np.array(prefix, dtype=np.int64)
-        assert np.allclose(bl.vsknn_batch([p])[0], bl.sknn(p, vsknn=True)), prefix
