@@ -102,9 +102,6 @@ def main(argv=None):
     idle_gap = ck["args"]["idle_gap"] if ck else 1800.0
     cap = args.cap if args.cap is not None else int((ck or {}).get("args", {}).get("cap", 0) or 0)
     ev = H.load(args.dataset, idle_gap)
-    ids = ck["item_ids"] if ck else D.build_index(ev, 1)[0]
-    rows = D.to_rows(ev, ids)
-    n_rows = len(ids) + 1
     proto = H.PROTOCOLS[args.dataset]
     hr = proto == "last-item"
     proto_rule = "history" if proto == "last-item" else "none"
@@ -112,6 +109,14 @@ def main(argv=None):
     # refitted on both (train.py --refit) or the protocol allows it; last-item: training only
     refit = bool((ck or {}).get("args", {}).get("refit"))
     fit_test = (H.TRAIN, H.VALID) if refit or proto != "last-item" else (H.TRAIN,)
+    if ck:
+        ids = ck["item_ids"]
+    else:                                      # baselines alone: index every item they are fitted on
+        seen = ev.take(np.isin(ev.split, fit_test))
+        seen.split = np.zeros(len(seen), np.int8)
+        ids = D.build_index(seen, 1)[0]
+    rows = D.to_rows(ev, ids)
+    n_rows = len(ids) + 1
     test_all, lost = H.sequences(ev, rows, proto, target=H.TEST)
     valid_all, vlost = H.sequences(ev, rows, proto, target=H.VALID)
     capped = (lambda s: H.sequences(ev, rows, proto, target=s, cap=cap)[0]) if cap and proto == "last-item" else None
