@@ -9,7 +9,7 @@
  *    before the experiment starts (ratings >= 4.5 as purchases: the CUPED pre-period); then, in
  *    ROUNDS rounds, the shopper asks for 10 recommendations on placement `home` and reacts to
  *    them, then views their next real items. The shopper model is the same for both variants: an
- *    item is relevant when it is among the user's own later ratings (rated >= 3.5: strongly);
+ *    item is relevant when it is among the user's next INTEREST (50) real ratings (>= 3.5: strongly);
  *    P(click) = position decay x (0.45 strongly relevant, 0.25 relevant, 0.03 other);
  *    P(add to cart | click) = 0.5 relevant, 0.15 other; P(purchase | cart) = 0.3 + 0.5 x the user's
  *    share of ratings >= 4. Clicks carry the list's rec_id; carts and purchases carry nothing
@@ -18,10 +18,11 @@
  * 2. Planted SRM over HTTP: an experiment declared 50/50 (both variants popular) on placement
  *    `srm`, where 18% of variant b's shoppers never request their list (as when one variant's page
  *    fails before asking), so the logged split is about 55/45. The SRM check must flag it.
- * 3. A/A: AA_RUNS experiments on the statistics code directly (not HTTP): the per-user outcomes of
- *    the A/B run's shoppers, within one arm at a time, split 50/50 by the real assignment code with
- *    a fresh salt per run and analysed by the real analysis code (re-randomisation). The false-
- *    positive rate on the primary metric must land in [0.02, 0.08].
+ * 3. A/A: AA_RUNS experiments on the statistics code directly (not HTTP): each draws as many
+ *    shoppers as the A/B had, with replacement, from the per-user outcomes of one arm of the A/B run
+ *    (the arms take turns), splits them 50/50 with the real assignment code under a fresh salt and
+ *    analyses them with the real analysis code. The false-positive rate on the primary metric must
+ *    land in [0.02, 0.08].
  *
  * Options: --users N (A/B shoppers, default all 610)  --rounds R (default 3)  --srm-users N
  * (default 3000)  --aa N (default 1000)  --seed S.
@@ -51,6 +52,7 @@ const { values: opt } = parseArgs({
 });
 const ROUNDS = Number(opt.rounds);
 const HISTORY = 30;
+const INTEREST = 50;
 const K = 10;
 const AA_RUNS = Number(opt.aa);
 const CONCURRENCY = Number(opt.concurrency);
@@ -99,7 +101,8 @@ const shoppers: Shopper[] = mlUsers.map((u) => {
   const past = all.slice(0, HISTORY);
   const future = all.slice(HISTORY);
   const relevance = new Map<string, number>();
-  for (const f of future) relevance.set(f.item, Math.max(relevance.get(f.item) ?? 0, f.rating >= 3.5 ? 2 : 1));
+  // Current interest: the next INTEREST items the user really rated.
+  for (const f of future.slice(0, INTEREST)) relevance.set(f.item, Math.max(relevance.get(f.item) ?? 0, f.rating >= 3.5 ? 2 : 1));
   const buyer = all.filter((r) => r.rating >= 4).length / all.length;
   const id = `sim-${RUN}-ml${u}`;
   return {
@@ -160,6 +163,7 @@ async function settledResults(id: string, expected: number, query = ""): Promise
 
 let lastLine = "";
 try {
+  console.log(`local stack up at ${stack.url}`);
   const loaded = await call("POST", "/v1/items/batch", catalog);
   console.log(`demo catalog: ${loaded.stored} items`);
 
@@ -215,6 +219,7 @@ try {
       }
       if (events.length) await call("POST", "/v1/events", events);
     });
+    console.log(`round ${round + 1}/${ROUNDS}: ${shoppers.length} lists served and reacted to (${((performance.now() - t1) / 1000).toFixed(1)} s)`);
   }
   const abSecs = (performance.now() - t1) / 1000;
   const expected = shoppers.length * ROUNDS;
@@ -259,21 +264,27 @@ try {
   );
   await call("POST", `/v1/admin/experiments/${srmId}/stop`);
 
-  // ---- 3. A/A on the statistics code: re-randomised splits of one arm's shoppers ---------------------
+  // ---- 3. A/A on the statistics code: shoppers drawn from one arm, split 50/50 ------------------------
+  // Each run draws as many shoppers as the A/B had (with replacement, from one arm's outcomes, the
+  // arms taking turns), splits them 50/50 with the real assignment code under a fresh salt and
+  // analyses them with the real analysis code: an A/A test at the A/B test's own sample size.
   const arms = [...new Set(shoppers.map((s) => s.variant!))];
+  const byArm = new Map(arms.map((a) => [a, shoppers.filter((s) => s.variant === a).map((s) => s.outcome)]));
   const positives: Record<string, number> = Object.fromEntries(METRICS.map((m) => [m, 0]));
   const variants = [{ key: "x", weight: 1 }, { key: "y", weight: 1 }];
   for (let run = 0; run < AA_RUNS; run++) {
-    const arm = arms[run % arms.length]!;
+    const pool = byArm.get(arms[run % arms.length]!)!;
     const salt = `aa-${opt.seed}-${run}`;
-    const outcomes = shoppers
-      .filter((s) => s.variant === arm)
-      .map((s) => ({ ...s.outcome, variant: assign({ id: salt, salt, variants }, s.id)!.variant }));
+    const outcomes = Array.from({ length: shoppers.length }, (_, k) => {
+      const o = pool[Math.floor(random() * pool.length)]!;
+      const user = `${o.user}#${k}`;
+      return { ...o, user, variant: assign({ id: salt, salt, variants }, user)!.variant };
+    });
     const a = analyze(outcomes, { variants });
     for (const m of METRICS) if (a.comparisons[0]!.metrics[m].p < 0.05) positives[m]!++;
   }
   const fpr = Object.fromEntries(METRICS.map((m) => [m, positives[m]! / AA_RUNS]));
-  console.log(`\n== A/A: ${AA_RUNS} re-randomised 50/50 splits of one arm's shoppers (statistics code, no HTTP), alpha 0.05 ==`);
+  console.log(`\n== A/A: ${AA_RUNS} tests of ${shoppers.length} shoppers drawn from one arm, split 50/50 (statistics code, no HTTP), alpha 0.05 ==`);
   console.log(`false-positive rate per metric: ${METRICS.map((m) => `${m} ${fpr[m]!.toFixed(3)}`).join(", ")} (primary: ctr)`);
 
   const primary = ab.comparisons[0]!.metrics.ctr;

@@ -87,6 +87,17 @@ describe("statistics against scipy", () => {
 });
 
 describe("assignment", () => {
+  it("gives every runtime the same variants: Node here, workerd in test/worker/experiments.test.ts, Python for the constants", () => {
+    // fnv1a32(str(fnv1a32("sticky-salt" + user))) % 10000 / 10000 into [0,.2) [.2,.5) [.5,1), in Python.
+    const python = [2, 2, 2, 2, 0, 0, 2, 2, 1, 0, 1, 1];
+    const exp = { id: "any-key", salt: "sticky-salt", variants: [2, 3, 5].map((w, i) => ({ key: `v${i}`, weight: w })) };
+    expect(python.map((_, i) => assign(exp, `shopper-${i}`)!.index)).toEqual(python);
+    // Hash values of ("s1", "alice") and ("s1", "bob") computed with the same Python function.
+    const two = { id: "e", salt: "s1", variants: [{ key: "a", weight: 1 }, { key: "b", weight: 1 }] };
+    close(assign(two, "alice")!.bucket, 0.6444);
+    close(assign(two, "bob")!.bucket, 0.8333);
+  });
+
   it("splits 20,000 users in proportion to the weights (chi-square p > 0.01), for two and three variants", () => {
     const users = Array.from({ length: 20_000 }, (_, i) => `user-${i}`);
     for (const weights of [[1, 1], [2, 3, 5]]) {
