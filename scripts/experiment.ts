@@ -75,7 +75,7 @@ const need = () => {
 switch (cmd) {
   case "list": {
     const q = a.status ? `?status=${encodeURIComponent(a.status)}` : "";
-    const r = await call("GET", `/${q}`);
+    const r = await call("GET", q);
     console.log("id\tstatus\tplacement\tvariants\tstarted\tstopped");
     for (const e of r.experiments) console.log(show(e));
     break;
@@ -91,7 +91,7 @@ switch (cmd) {
           ...(a["window-hours"] ? { attribution_window_hours: Number(a["window-hours"]) } : {}),
           variants: (a.variant ?? []).map(parseVariant),
         };
-    console.log(show(await call("POST", "/", body)));
+    console.log(show(await call("POST", "", body)));
     break;
   }
   case "show":
