@@ -24,16 +24,21 @@ const Segment = z
 
 const Url = z.string().max(2048).regex(/^https?:\/\/\S+$/, "must be an http(s) URL");
 
-// "__proto__" as a key would set the parsed object's prototype instead of an attribute (lost).
-const AttributeName = z
-  .string()
-  .min(1)
-  .max(64)
-  .refine((k) => k !== "__proto__", "an attribute must not be named __proto__");
-
-const Attributes = z
-  .record(AttributeName, z.unknown())
+const AttributeMap = z
+  .record(z.string().min(1).max(64), z.unknown())
   .refine((a) => JSON.stringify(a).length <= MAX_ATTRIBUTES_BYTES, `attributes must be at most ${MAX_ATTRIBUTES_BYTES} bytes of JSON`);
+
+/**
+ * Attributes: a JSON object of up to 8 KiB. zod drops a key named "__proto__" from records
+ * without a word (it would replace the parsed object's prototype), so such an attribute would be
+ * silently lost: it is refused instead, before the record is parsed.
+ */
+const Attributes = z.preprocess((v, ctx) => {
+  if (v !== null && typeof v === "object" && !Array.isArray(v) && Object.hasOwn(v, "__proto__")) {
+    ctx.issues.push({ code: "custom", message: "an attribute must not be named __proto__", input: v, path: ["__proto__"] });
+  }
+  return v;
+}, AttributeMap);
 
 const fields = {
   title: z.string().min(1).max(MAX_TITLE).openapi({ example: "Trail running shoe" }),

@@ -9,7 +9,7 @@
  */
 import { env, exports } from "cloudflare:workers";
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import * as g from "./fuzz-gen";
 import { KEY, PK, api, apiText, ev, item, logged, manifest, uid } from "./helpers";
 
@@ -113,6 +113,11 @@ async function expectUnchanged() {
   await new Promise((r) => setTimeout(r, 150));
   expect(await world()).toEqual(before);
 }
+
+// Each property starts from the world as it is (a failed property does not fail the next ones).
+beforeEach(async () => {
+  if (before) before = await world();
+}, 120_000);
 
 beforeAll(async () => {
   const rows = CATALOG_IDS.map((id, i) => item(id, { category_path: i % 2 ? ["Films", "constructor"] : ["Films", "Drama"], attributes: { i } }));

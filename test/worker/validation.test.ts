@@ -129,6 +129,25 @@ describe("regressions found by fuzzing", () => {
     }
   });
 
+  it("refuses an attribute named __proto__ instead of storing the item without it", async () => {
+    const id = `sku-${uid()}`;
+    const r = await api(`/v1/items/${id}`, { method: "PUT", raw: '{"title":"x","attributes":{"__proto__":{"polluted":true},"color":"red"}}' });
+    expect([r.status, r.body.error.code, r.body.error.field]).toEqual([400, "invalid_request", "attributes.__proto__"]);
+    expect((await api(`/v1/items/${id}`)).status).toBe(404);
+    const ok = await api(`/v1/items/${id}`, { method: "PUT", raw: '{"title":"x","attributes":{"constructor":1,"toString":"a"}}' });
+    expect(ok.body.attributes).toEqual({ constructor: 1, toString: "a" });
+    for (const how of ["PATCH", "PUT"]) {
+      const r2 = await api(`/v1/items/${id}`, { method: how, raw: '{"title":"y","attributes":{"__proto__":{"a":1}}}' });
+      expect([how, r2.status, r2.body.error.field]).toEqual([how, 400, "attributes.__proto__"]);
+    }
+    const batch = await api("/v1/items/batch", { raw: `[{"id":"${id}","title":"z","attributes":{"__proto__":1}}]` });
+    expect(batch.body).toMatchObject({ stored: 0, rejected: 1, errors: [{ index: 0, field: "items[0].attributes.__proto__" }] });
+    expect((await api(`/v1/items/${id}`)).body).toMatchObject({ title: "x", attributes: { constructor: 1, toString: "a" } });
+    // The API document still describes attributes as an object.
+    const doc = (await api("/openapi.json", { key: null })).body;
+    expect(doc.components.schemas.ItemInput.properties.attributes).toMatchObject({ type: "object" });
+  });
+
   it("answers a batch of 60,000 invalid events with one 400 listing the first 20 problems", async () => {
     const raw = `[${Array.from({ length: 60_000 }, () => "{}").join(",")}]`;
     expect(raw.length).toBeLessThan(1024 * 1024);
