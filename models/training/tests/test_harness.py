@@ -48,3 +48,17 @@ def test_paired_difference_of_identical_ranks_is_zero():
     r = np.array([1, 5, 30, 2])
     d = H.paired_diff(r, r, boot=50)
     assert d["Recall@20"]["diff"] == 0 and d["Recall@20"]["ci"] == [0.0, 0.0]
+
+
+def test_vsknn_prefers_the_most_recent_neighbours_on_equal_similarity():
+    # sessions (oldest first): "a x", "a y"; after "a" both are equally similar; with k=1 the more
+    # recent one ("a y") votes
+    ev = D._finish(["0", "0", "1", "1", "2", "2"], ["a", "x", "a", "y", "a", "x"], list(range(6)),
+                   splits=[0, 0, 0, 0, 1, 1], idle_gap=float("inf"))
+    ids, _ = D.build_index(ev)
+    rows = D.to_rows(ev, ids)
+    seqs, _ = H.sequences(ev, rows, "session-next")
+    bl = H.Baselines(seqs, len(ids) + 1, k=1)
+    row = {k: i + 1 for i, k in enumerate(ids)}
+    sc = bl.sknn(np.array([row["a"]]), vsknn=True)
+    assert sc[row["y"]] > 0.5 and sc[row["x"]] < 1e-6
