@@ -14,8 +14,10 @@ const ConfigSchema = z.object({
   DEDUP_WINDOW_SECONDS: int(24 * 3600, 60, 30 * 24 * 3600),
   /** Timeout of each Redis call on the request path, milliseconds. Default 1000. */
   REDIS_TIMEOUT_MS: int(1000, 10, 30_000),
-  /** Total time an event request may spend retrying compare-and-set conflicts, ms. Default 5000. */
-  CAS_BUDGET_MS: int(5000, 100, 60_000),
+  /** Longest an event request waits for its events to be folded into the state, ms. Default 5000. */
+  WRITE_WAIT_MS: int(5000, 100, 60_000),
+  /** Time to live of a user's fold lease, ms: how long a writer that died blocks that user. Default 2000. */
+  FOLD_LEASE_MS: int(2000, 100, 60_000),
   /** Largest request body accepted, bytes. Default 1 MiB. */
   MAX_BODY_BYTES: int(1024 * 1024, 1024, 100 * 1024 * 1024),
   /** Largest body of a catalog batch (POST /v1/items/batch), bytes. Default 16 MiB. */

@@ -11,7 +11,7 @@ import type { LiveModels } from "./model/live";
 import type { ModelHandle } from "./model/registry";
 import type { GruModel } from "./model/runtime";
 import type { SharedStore } from "./state/shared";
-import type { UserStateStore } from "./state/store";
+import type { EventOutbox, UserStateStore } from "./state/store";
 
 /** Which kind of key authenticated the request. */
 export type KeyScope = "publishable" | "secret";
@@ -21,7 +21,8 @@ export type AppEnv = {
   Bindings: Env & { MODEL_BUCKET?: R2Bucket };
   Variables: {
     config: Config;
-    store: UserStateStore;
+    /** User states, write combining, and the event-log outbox. */
+    store: UserStateStore & EventOutbox;
     /** Lazily loaded serving model; resolving it may fail (model unavailable). */
     model: ModelHandle;
     /** Every live model version (registry), the serving one first. */

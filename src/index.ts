@@ -2,7 +2,7 @@
  * The worker: one OpenAPIHono app composed of feature sub-apps. Per request it attaches the
  * validated config and the services (model handle, state store, shared store, D1, catalog copy);
  * /v1 adds CORS, key scopes, rate limits and a body limit. The cron trigger refreshes the
- * popularity lists and replays spilled event-log rows.
+ * popularity lists and drains the event-log outbox.
  *
  * Exports: the fetch/scheduled handlers (default) and `AppType` for the typed client.
  */
@@ -12,7 +12,7 @@ import { authenticate, corsPolicy, rateLimit } from "./auth";
 import { loadConfig } from "./config";
 import type { AppEnv } from "./env";
 import { ApiError, onError } from "./errors";
-import { drainSpill } from "./eventlog/log";
+import { drainOutbox } from "./eventlog/outbox";
 import { notFoundOrMethod, urlLimit } from "./lib/guards";
 import { observe } from "./lib/observe";
 import { hook } from "./lib/openapi";
@@ -128,13 +128,13 @@ app.onError(onError);
 /** The app's routes and their types, for `hono/client` (see src/client.ts). */
 export type AppType = typeof routes;
 
-/** Cron: replay spilled event-log rows, then refresh popularity. */
+/** Cron: move event-log rows left in the outbox into D1, then refresh popularity. */
 async function scheduled(_event: ScheduledController, env: AppEnv["Bindings"], ctx: ExecutionContext) {
   const cfg = loadConfig(env as unknown as Record<string, unknown>);
   const s = await services(env, cfg, (p) => ctx.waitUntil(p));
   const deps = { db: s.db, shared: s.shared };
   // Replay first, so that the replayed events count for popularity.
-  await drainSpill(deps).catch((e) => console.error("event-log replay failed", e));
+  await drainOutbox({ ...deps, outbox: s.store }).catch((e) => console.error("event-log outbox drain failed", e));
   await refreshPopular({ ...deps, catalog: s.catalog, options: popularOptions(cfg) }).catch((e) => console.error("popularity refresh failed", e));
 }
 

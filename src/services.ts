@@ -33,9 +33,12 @@ export interface Services {
   shared: RedisSharedStore;
   db: ReturnType<typeof database>;
   catalog: typeof catalogMirror;
-  /** The catalog copy, synced as needed (memoised per request). */
-  catalogReady: () => Promise<void>;
-  rankContext: () => Promise<RankContext>;
+  /**
+   * The catalog copy, synced as needed (memoised per request). `stamp`: the catalog revision
+   * stamp when the caller reads it anyway (the recommendation read does, in its one round trip).
+   */
+  catalogReady: (stamp?: Promise<number | null>) => Promise<void>;
+  rankContext: (stamp?: Promise<number | null>) => Promise<RankContext>;
 }
 
 /** Each model's timed view, one per model per isolate: callers may key caches by the model object. */
@@ -89,7 +92,7 @@ export async function services(env: AppEnv["Bindings"], config: Config, backgrou
   const shared = new RedisSharedStore(redis);
   const catalog = catalogMirror;
   let ready: Promise<void> | undefined;
-  const catalogReady = () =>
+  const catalogReady = (given?: Promise<number | null>) =>
     (ready ??= (async () => {
       // The stamp is read at most every CATALOG_CHECK_MS per isolate: another isolate's catalog
       // write shows here within that time (this isolate's own writes show at once).
@@ -97,16 +100,16 @@ export async function services(env: AppEnv["Bindings"], config: Config, backgrou
       let stamp: number | null = null;
       if (now - stampReadAt >= config.CATALOG_CHECK_MS) {
         stampReadAt = now;
-        stamp = await shared.catalogRev().catch(() => null);
+        stamp = await (given ?? shared.catalogRev()).catch(() => null);
       }
       await catalog.refresh(db, stamp, config.CATALOG_MAX_STALE_SECONDS * 1000, config.DB_TIMEOUT_MS);
     })());
   let ctx: Promise<RankContext> | undefined;
-  const rankContext = () =>
+  const rankContext = (stamp?: Promise<number | null>) =>
     (ctx ??= (async () => {
       const [lists] = await Promise.all([
         popularLists({ db, shared, catalog, options: popularOptions(config), refreshMs: config.POPULAR_REFRESH_SECONDS * 1000, background }),
-        catalogReady(),
+        catalogReady(stamp),
       ]);
       return { catalog, lists, trained: model.known?.popular ?? { ids: [], counts: [] } };
     })());

@@ -1,59 +1,19 @@
 /**
- * Apply accepted events to users' states: the write path.
+ * The fold: advance users' GRU states over their pending events, for every live model version.
  *
- * Per user: read state + which event ids were already applied, advance the GRU over the new
- * events (a new session starts after the model's idle gap), then compare-and-set. A conflict
- * (another request wrote in between) re-reads and re-applies, with jittered backoff, until the
- * CAS budget is spent. Events of different users proceed in parallel.
+ * One pass per model over all pending events of a user (a new session starts after the model's
+ * idle gap); events on items a model does not know leave that model's state as it is. Pure
+ * computation: reading pending events and committing the result is src/domain/events.ts.
  */
-import { ApiError } from "../errors";
 import type { GruModel } from "../model/runtime";
 import type { UserState } from "../state/codec";
-import type { UserStateStore } from "../state/store";
+import type { PendingEvent, StateRead } from "../state/store";
 
-/** One validated event, with its item already resolved to an embedding row. */
-export interface ResolvedEvent {
-  index: number;
-  eventId?: string;
-  userId: string;
-  itemId: string;
-  row: number;
-  type: string;
-  timestampMs: number;
-}
-
-export interface EventOutcome {
-  index: number;
-  user_id: string;
-  status: "applied" | "duplicate";
-  state_version: number;
-}
-
-export interface UserOutcome {
-  user_id: string;
-  state_version: number;
-  event_count: number;
-  /** The state after the write (for `?recommend=k`). */
-  state: UserState;
-  /** The user's purchases as stored before this request. */
-  purchased: ReadonlySet<string>;
-}
-
-export interface AdvanceDeps {
-  store: UserStateStore;
-  model: GruModel;
-  ringCapacity: number;
-  casBudgetMs: number;
-  retryAfterSeconds: number;
-  /**
-   * A user with no state for this model but logged events (after a rollout) starts from their
-   * state rebuilt from the log (rebuild.ts), leaving out `exclude` (this request's event ids).
-   */
-  rebuild?: (userId: string, exclude: ReadonlySet<string>) => Promise<{ state: UserState; eventIds: string[] } | null>;
-}
+/** What the fold needs of a model (GruModel implements it). */
+export type FoldModel = Pick<GruModel, "version" | "stateSize" | "rowOf" | "moment" | "step" | "initialState">;
 
 /** A fresh user's state. */
-export function emptyState(model: GruModel, ringCapacity: number): UserState {
+export function emptyState(model: Pick<GruModel, "initialState">, ringCapacity: number): UserState {
   return {
     seq: 0,
     eventCount: 0,
@@ -67,19 +27,20 @@ export function emptyState(model: GruModel, ringCapacity: number): UserState {
   };
 }
 
-async function advanceOne(model: GruModel, s: UserState, events: ResolvedEvent[], nowMs: number): Promise<UserState> {
+/** Advance one state over steps (row, time) in order; seq +1. */
+export async function advanceState(model: FoldModel, s: UserState, steps: readonly { row: number; ts: number }[], nowMs: number): Promise<UserState> {
   let vector = s.vector;
   let { eventCount, sessionCount, lastEventMs, sessionStartMs } = s;
   const ring = [...s.ring];
-  for (const e of events) {
-    const at = model.moment(e.timestampMs, eventCount === 0 ? undefined : lastEventMs);
+  for (const e of steps) {
+    const at = model.moment(e.ts, eventCount === 0 ? undefined : lastEventMs);
     vector = await model.step(vector, e.row, at);
     if (at.newSession) {
       sessionCount++;
-      sessionStartMs = e.timestampMs;
+      sessionStartMs = e.ts;
     }
     eventCount++;
-    lastEventMs = Math.max(lastEventMs, e.timestampMs);
+    lastEventMs = Math.max(lastEventMs, e.ts);
     const seenAt = ring.indexOf(e.row);
     if (seenAt >= 0) ring.splice(seenAt, 1);
     ring.unshift(e.row);
@@ -88,56 +49,47 @@ async function advanceOne(model: GruModel, s: UserState, events: ResolvedEvent[]
   return { ...s, seq: s.seq + 1, vector, eventCount, sessionCount, lastEventMs, sessionStartMs, updatedAtMs: nowMs, ring };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export interface FoldResult {
+  /** Per model: the state to write, or null when none of the events concerned it. */
+  changed: (UserState | null)[];
+  /** Per model: the state after the fold (null: the user still has none). */
+  after: (UserState | null)[];
+}
 
-/** Apply one user's events (in the given order) exactly once each. */
-export async function applyUserEvents(
-  deps: AdvanceDeps,
-  userId: string,
-  events: ResolvedEvent[],
-  now: () => number = Date.now,
-): Promise<{ outcomes: EventOutcome[]; user: UserOutcome }> {
-  const started = now();
-  const ids = [...new Set(events.map((e) => e.eventId).filter((x): x is string => x !== undefined))];
-  for (let attempt = 0; ; attempt++) {
-    const snap = await deps.store.read(userId, ids);
-    if (snap.corrupt) console.warn(`user state unreadable, starting fresh: ${snap.corrupt}`);
-    let rebuilt: { state: UserState; eventIds: string[] } | null = null;
-    if (!snap.state && !snap.raw && deps.rebuild) rebuilt = await deps.rebuild(userId, new Set(ids));
-    const base = snap.state ?? rebuilt?.state ?? emptyState(deps.model, deps.ringCapacity);
-    if (base.ringCapacity !== deps.ringCapacity) {
-      base.ringCapacity = deps.ringCapacity;
-      base.ring = base.ring.slice(0, deps.ringCapacity);
+/**
+ * Fold `events` (in order) into each model's current state. `current[i]` belongs to `models[i]`;
+ * an unreadable record starts fresh (the write replaces it).
+ */
+export async function foldEvents(
+  models: readonly FoldModel[],
+  current: readonly StateRead[],
+  events: readonly PendingEvent[],
+  ringCapacity: number,
+  nowMs: number,
+): Promise<FoldResult> {
+  const changed: (UserState | null)[] = [];
+  const after: (UserState | null)[] = [];
+  for (let i = 0; i < models.length; i++) {
+    const model = models[i]!;
+    const read = current[i];
+    const steps = events.flatMap((e) => {
+      const row = model.rowOf(e.itemId);
+      return row === undefined ? [] : [{ row, ts: e.ts }];
+    });
+    if (!steps.length) {
+      changed.push(null);
+      after.push(read?.state ?? null);
+      continue;
     }
-    // Drop events applied earlier and repeats of one event_id inside this request.
-    const taken = new Set(snap.seen);
-    const fresh: ResolvedEvent[] = [];
-    const dup = new Set<number>();
-    for (const e of events) {
-      if (e.eventId !== undefined) {
-        if (taken.has(e.eventId)) {
-          dup.add(e.index);
-          continue;
-        }
-        taken.add(e.eventId);
-      }
-      fresh.push(e);
+    if (read?.corrupt) console.warn(`user state unreadable, starting fresh: ${read.corrupt}`);
+    const base = read?.state ? { ...read.state } : emptyState(model, ringCapacity);
+    if (base.ringCapacity !== ringCapacity) {
+      base.ringCapacity = ringCapacity;
+      base.ring = base.ring.slice(0, ringCapacity);
     }
-    const nowMs = now();
-    const next = fresh.length ? await advanceOne(deps.model, base, fresh, nowMs) : base;
-    const applied = [...(rebuilt?.eventIds ?? []), ...fresh.flatMap((e) => (e.eventId ? [e.eventId] : []))];
-    const ok = fresh.length === 0 ? true : await deps.store.commit(userId, snap.raw, next, applied, nowMs);
-    if (ok) {
-      return {
-        outcomes: events.map((e) => ({ index: e.index, user_id: userId, status: dup.has(e.index) ? "duplicate" : "applied", state_version: next.seq })),
-        user: { user_id: userId, state_version: next.seq, event_count: next.eventCount, state: next, purchased: snap.purchased },
-      };
-    }
-    if (now() - started > deps.casBudgetMs) {
-      throw new ApiError(503, "contention", `too many concurrent writes for user; retry`, {
-        headers: { "Retry-After": String(deps.retryAfterSeconds) },
-      });
-    }
-    await sleep(Math.random() * Math.min(2 ** attempt, 50));
+    const next = await advanceState(model, base, steps, nowMs);
+    changed.push(next);
+    after.push(next);
   }
+  return { changed, after };
 }

@@ -150,7 +150,7 @@ export async function rebuildAndStore(
 ): Promise<{ rebuilt: Rebuilt | null; stored: boolean }> {
   const rebuilt = await rebuildState(deps, userId, new Set(), nowMs);
   if (!rebuilt) return { rebuilt, stored: false };
-  const stored = await deps.store.commit(userId, null, rebuilt.state, rebuilt.eventIds, nowMs);
+  const stored = await deps.store.putIfAbsent(userId, rebuilt.state, rebuilt.eventIds, nowMs);
   return { rebuilt, stored };
 }
 
@@ -166,7 +166,7 @@ export function lazyRebuild(
   return async (userId: string, model: GruModel): Promise<Rebuilt | null> => {
     const nowMs = Date.now();
     const r = await rebuildState(deps(model), userId, new Set(), nowMs);
-    if (r) background(storeFor({ version: model.version, stateSize: model.stateSize }).commit(userId, null, r.state, r.eventIds, nowMs));
+    if (r) background(storeFor({ version: model.version, stateSize: model.stateSize }).putIfAbsent(userId, r.state, r.eventIds, nowMs));
     return r;
   };
 }

@@ -112,8 +112,11 @@ export async function rankFromState(
 export interface RecommendDeps {
   store: UserStateStore;
   model: ModelHandle;
-  /** Resolves once the catalog copy and popularity lists are as fresh as they can be. */
-  context: () => Promise<RankContext>;
+  /**
+   * Resolves once the catalog copy and popularity lists are as fresh as they can be. It is given
+   * the catalog stamp read with the user's state (one Redis round trip for both).
+   */
+  context: (stamp?: Promise<number | null>) => Promise<RankContext>;
   /**
    * Rebuild (and store, in the background) the state of a user who has none for this model from
    * the event log; null when the log has nothing for them. Absent: no rebuild (cold user).
@@ -128,18 +131,15 @@ export interface RecommendDeps {
 export async function recommend(deps: RecommendDeps, userId: string, o: RecommendOptions, nowMs: number = Date.now()): Promise<Recommendation> {
   await deps.model.meta();
   const version = deps.model.known?.version ?? null;
-  const [loaded, ctx, read] = await Promise.all([
-    deps.model.get(),
-    deps.context(),
-    deps.store.read(userId).then(
-      (snap) => ({ snap, error: null }),
-      (e: unknown) => {
-        if (!(e instanceof StoreUnavailableError)) throw e;
-        console.warn(e.message);
-        return { snap: null, error: e };
-      },
-    ),
-  ]);
+  const reading = deps.store.read(userId).then(
+    (snap) => ({ snap, error: null }),
+    (e: unknown) => {
+      if (!(e instanceof StoreUnavailableError)) throw e;
+      console.warn(e.message);
+      return { snap: null, error: e };
+    },
+  );
+  const [loaded, ctx, read] = await Promise.all([deps.model.get(), deps.context(reading.then((r) => r.snap?.catalogRev ?? null)), reading]);
   const purchased = read.snap?.purchased ?? new Set<string>();
   const cold = (reason: Reason) => popular(ctx, userRules(ctx, o, purchased, []), o.k, reason, version);
   if (!loaded.ok) return cold("model-unavailable");

@@ -1,13 +1,14 @@
 /**
- * The event log in D1: every accepted event, appended after the response (waitUntil), stored
- * once per (user_id, event_key). A write that keeps failing is spilled to a Redis list and
- * replayed by the cron trigger (and by the next successful write), so accepted events are not lost
- * when D1 has a bad minute. Reading: paged by `seq` for the NDJSON export.
+ * The event log in D1: every event folded into a state (or logged only), stored once per
+ * (user_id, event_key). Rows reach it through the Redis outbox (eventlog/outbox.ts), written
+ * atomically with the state commit. `logRow` is the one place an event becomes a row.
+ * Reading: paged by `seq` for the NDJSON export.
  */
 import { and, asc, eq, gt, gte, lte } from "drizzle-orm";
 import { events } from "../../schema/schema";
 import type { Db } from "../catalog/db";
 import type { SharedStore } from "../state/shared";
+import type { PendingEvent } from "../state/store";
 
 /** One row of the log, as written. */
 export interface LogRow {
@@ -19,6 +20,23 @@ export interface LogRow {
   received_at: number;
   in_model: boolean;
   model_version: string | null;
+}
+
+/**
+ * The log row of a folded event. `inModel`: whether the serving model knew the item (false:
+ * logged only); `modelVersion`: the serving model's version.
+ */
+export function logRow(userId: string, e: PendingEvent, inModel: boolean, modelVersion: string | null): LogRow {
+  return {
+    user_id: userId,
+    event_key: e.key,
+    item_id: e.itemId,
+    type: e.type,
+    ts: e.ts,
+    received_at: e.receivedAt,
+    in_model: inModel,
+    model_version: modelVersion,
+  };
 }
 
 const CHUNK = 500;
@@ -42,35 +60,11 @@ export async function appendEvents(db: Db, rows: readonly LogRow[]): Promise<voi
   await db.$client.batch(stmts);
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /**
- * Append with retries (3 tries, 100 ms then 400 ms apart); if D1 still fails, spill the rows to
- * Redis for a later replay. Never throws; returns where the rows went.
+ * Replay rows spilled to the Redis list `gru:list:eventlog` by versions before the outbox (oldest
+ * first, 500 at a time). Returns how many were replayed.
  */
-export async function logEvents(deps: { db: Db; shared: SharedStore }, rows: readonly LogRow[]): Promise<"stored" | "spilled" | "lost"> {
-  let err: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      await appendEvents(deps.db, rows);
-      return "stored";
-    } catch (e) {
-      err = e;
-      if (attempt < 2) await sleep(100 * 4 ** attempt);
-    }
-  }
-  console.warn(`event log write failed (${(err as Error).message}); spilling ${rows.length} event(s) to Redis`);
-  try {
-    await deps.shared.pushList(SPILL, rows.map((r) => JSON.stringify(r)));
-    return "spilled";
-  } catch (e) {
-    console.error(`event log: ${rows.length} event(s) could not be stored nor spilled: ${(e as Error).message}`, JSON.stringify(rows));
-    return "lost";
-  }
-}
-
-/** Replay spilled rows into D1 (oldest first, 500 at a time). Returns how many were replayed. */
-export async function drainSpill(deps: { db: Db; shared: SharedStore }): Promise<number> {
+export async function drainLegacySpill(deps: { db: Db; shared: SharedStore }): Promise<number> {
   let done = 0;
   for (;;) {
     const batch = await deps.shared.peekList(SPILL, CHUNK);

@@ -1,10 +1,10 @@
 /**
- * /v1/admin — operations (secret key): recompute the popularity lists now, look at them, replay
- * event-log rows that were spilled to Redis while D1 was failing.
+ * /v1/admin — operations (secret key): recompute the popularity lists now, look at them, move
+ * event-log rows still waiting in the outbox (D1 was failing) into D1.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 
-import { drainSpill } from "../eventlog/log";
+import { drainOutbox } from "../eventlog/outbox";
 
 import { errors, featureApp, json } from "../lib/openapi";
 
@@ -48,7 +48,7 @@ const show = createRoute({
 const drain = createRoute({
   method: "post",
   path: "/eventlog/drain",
-  summary: "Replay spilled event-log rows into D1",
+  summary: "Move event-log rows waiting in the outbox into D1",
   tags: ["admin"],
   responses: { 200: json(z.object({ replayed: z.number().int() }), "Replayed rows"), ...errors(403, 503) },
 });
@@ -70,6 +70,6 @@ export const admin = featureApp()
     return c.json(summarize(lists, c.req.valid("query").top), 200);
   })
   .openapi(drain, async (c) => {
-    const replayed = await drainSpill({ db: c.var.db, shared: c.var.shared });
+    const replayed = await drainOutbox({ db: c.var.db, outbox: c.var.store, shared: c.var.shared });
     return c.json({ replayed }, 200);
   });

@@ -1,21 +1,22 @@
 /**
  * /v1/events
  *   POST  one event or a batch: advances each user's state exactly once per event_id, remembers
- *         purchases, and appends every accepted event to the D1 log after the response.
+ *         purchases (src/domain/events.ts: write combining); the log rows it committed go to D1
+ *         after the response (src/eventlog/outbox.ts).
  *         `?recommend=k` also answers recommendations from the new states in the same round trip.
  *   GET /export  the event log as NDJSON (secret key), in the format the training code reads.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 
-import { type ResolvedEvent, applyUserEvents } from "../domain/advance";
+import { acceptEvents, recommendAfter } from "../domain/events";
 
 import { rebuildState } from "../domain/rebuild";
 
-import { rankFromState } from "../domain/recommend";
-
 import { ApiError } from "../errors";
 
-import { type LogRow, logEvents, readEvents } from "../eventlog/log";
+import { readEvents } from "../eventlog/log";
+
+import { storeCommitted } from "../eventlog/outbox";
 
 import { logRecEvents, recEventRows } from "../experiments/exposures";
 
@@ -32,7 +33,7 @@ const EventOutcome = z.object({
   user_id: z.string(),
   status: z.enum(["applied", "duplicate", "logged"]).openapi({
     description:
-      "applied: advanced the user's state; duplicate: this event_id was applied before; logged: an item only the catalog knows (logged, state unchanged).",
+      "applied: advanced the user's state; duplicate: this event_id was accepted before (answered once it is applied); logged: an item only the catalog knows (logged, state unchanged).",
   }),
   state_version: z.number().int().nullable(),
 });
@@ -113,47 +114,23 @@ export const events = featureApp()
       }
       const model = loaded.model;
       const now = Date.now();
-      // Items the model does not know must at least be in the catalog.
-      if (list.some((e) => model.rowOf(e.item_id) === undefined)) await c.var.catalogReady();
-      const unknown: { index: number; field: string; item_id: string }[] = [];
-      const resolved: ResolvedEvent[] = [];
-      const catalogOnly: { index: number; userId: string }[] = [];
-      const purchases = new Map<string, string[]>();
-      list.forEach((e, index) => {
-        const row = model.rowOf(e.item_id);
-        if (row === undefined && !c.var.catalog.get(e.item_id)) {
-          unknown.push({ index, field: batch ? `events[${index}].item_id` : "item_id", item_id: e.item_id });
-          return;
-        }
-        if (e.type === "purchase") purchases.set(e.user_id, [...(purchases.get(e.user_id) ?? []), e.item_id]);
-        if (row === undefined) catalogOnly.push({ index, userId: e.user_id });
-        else resolved.push({ index, eventId: e.event_id, userId: e.user_id, itemId: e.item_id, row, type: e.type, timestampMs: e.timestamp ?? now });
-      });
-      if (unknown.length) {
-        throw new ApiError(422, "unknown_item", `${unknown.length} event(s) name an item neither the model nor the catalog knows; nothing was applied`, {
-          field: unknown[0]!.field,
-          details: unknown,
-        });
-      }
-
-      const byUser = new Map<string, ResolvedEvent[]>();
-      for (const e of resolved) {
-        const l = byUser.get(e.userId);
-        if (l) l.push(e);
-        else byUser.set(e.userId, [e]);
-      }
-      const rebuildDeps = c.var.rebuildDeps(model);
-      const deps = {
-        store,
-        model,
-        ringCapacity: config.RECENT_RING,
-        casBudgetMs: config.CAS_BUDGET_MS,
-        retryAfterSeconds: config.RETRY_AFTER_SECONDS,
-        rebuild: (userId: string, exclude: ReadonlySet<string>) => rebuildState(rebuildDeps, userId, exclude),
-      };
       let done;
       try {
-        [done] = await Promise.all([Promise.all([...byUser].map(([userId, evs]) => applyUserEvents(deps, userId, evs))), store.addPurchases(purchases)]);
+        done = await acceptEvents(
+          {
+            store,
+            models: [model],
+            rebuild: (m, userId, exclude) => rebuildState(c.var.rebuildDeps(m), userId, exclude),
+            catalog: { ready: c.var.catalogReady, has: (id) => c.var.catalog.get(id) !== undefined },
+            ringCapacity: config.RECENT_RING,
+            leaseMs: config.FOLD_LEASE_MS,
+            waitMs: config.WRITE_WAIT_MS,
+            retryAfterSeconds: config.RETRY_AFTER_SECONDS,
+            wantPurchased: q.recommend !== undefined,
+          },
+          list,
+          { batch, nowMs: now },
+        );
       } catch (e) {
         if (e instanceof StoreUnavailableError) {
           throw new ApiError(503, "state_unavailable", `user state store unavailable; events with an event_id are safe to resend (${e.message})`, {
@@ -162,57 +139,25 @@ export const events = featureApp()
         }
         throw e;
       }
-      const results: z.infer<typeof EventOutcome>[] = [
-        ...done.flatMap((d) => d.outcomes),
-        ...catalogOnly.map((x) => ({ index: x.index, user_id: x.userId, status: "logged" as const, state_version: null })),
-      ].sort((a, b) => a.index - b.index);
+      // The log: what this request folded (its own events and other requests') goes to D1 now;
+      // the outbox keeps it until D1 confirmed.
+      c.var.background(storeCommitted({ db: c.var.db, outbox: store }, done.committed));
 
-      // The log: everything accepted now (a duplicate was logged when it was first applied).
-      const rows: LogRow[] = [];
-      for (const r of results) {
-        if (r.status === "duplicate") continue;
-        const e = list[r.index]!;
-        rows.push({
-          user_id: e.user_id,
-          event_key: e.event_id ?? `auto:${crypto.randomUUID()}`,
-          item_id: e.item_id,
-          type: e.type,
-          ts: e.timestamp ?? now,
-          received_at: now,
-          in_model: r.status === "applied",
-          model_version: model.version,
-        });
-      }
-      c.var.background(logEvents({ db: c.var.db, shared: c.var.shared }, rows));
-      // Events naming a rec_id tie back to the list that showed the item (experiments).
-      c.var.background(logRecEvents(c.var.db, recEventRows(results, list, now)));
+      // Events naming a rec_id tie back to the list that showed the item (experiments); the keys
+      // are the log's (generated ones included), so both tables name an event alike.
+      c.var.background(logRecEvents(c.var.db, recEventRows(done.outcomes, list.map((e, i) => ({ ...e, event_id: done.keys[i] })), now)));
 
-      const duplicates = results.filter((r) => r.status === "duplicate").length;
+      const count = (s: string) => done.outcomes.filter((r) => r.status === s).length;
       const response: z.infer<typeof EventsResponse> = {
-        accepted: results.length,
-        applied: results.filter((r) => r.status === "applied").length,
-        duplicates,
-        logged_only: catalogOnly.length,
+        accepted: done.outcomes.length,
+        applied: count("applied"),
+        duplicates: count("duplicate"),
+        logged_only: count("logged"),
         model_version: model.version,
-        results,
-        users: done.map((d) => ({ user_id: d.user.user_id, state_version: d.user.state_version, event_count: d.user.event_count })),
+        results: done.outcomes,
+        users: done.users.map((u) => ({ user_id: u.user_id, state_version: u.state_version, event_count: u.event_count })),
       };
-      if (q.recommend) {
-        const ctx = await c.var.rankContext();
-        response.recommendations = await Promise.all(
-          done.map(async (d) => ({
-            user_id: d.user.user_id,
-            ...(await rankFromState(
-              model,
-              d.user.state,
-              new Set([...d.user.purchased, ...(purchases.get(d.user.user_id) ?? [])]),
-              ctx,
-              { k: q.recommend! },
-              Date.now(),
-            )),
-          })),
-        );
-      }
+      if (q.recommend) response.recommendations = await recommendAfter(model, done.users, await c.var.rankContext(), q.recommend);
       return c.json(response, 200);
     },
     hook("events"),

@@ -1,88 +1,76 @@
 /**
- * UserStateStore on Redis through the Upstash REST protocol (@upstash/redis), the same client in
- * production (Upstash) and locally (our REST bridge in front of redis-server).
+ * UserStateStore and EventOutbox on Redis through the Upstash REST protocol (@upstash/redis), the
+ * same client in production (Upstash) and locally (our REST bridge in front of redis-server).
  *
- * Keys (the braces keep a user's keys in one cluster slot):
- *   gru:<model version>:{<user id>}:state   base64 state record, sliding TTL (PX, refreshed on write)
- *   gru:<model version>:{<user id>}:dedup   ZSET event_id -> applied-at ms, trimmed to the window
- *   gru:{<user id>}:purchased               SET of purchased item ids (model independent), sliding TTL
- * Writes are compare-and-set in one Lua script (sent by SHA, EVAL only on a server's first use),
- * so concurrent writers never lose an update.
- * Every call has a timeout (AbortSignal) and no client-side retries: the caller decides.
+ * Keys (the braces group a user's keys):
+ *   gru:<model version>:{<user>}:state   base64 state record, sliding TTL (PX, refreshed on write)
+ *   gru:{<user>}:pending                 LIST "<seq> <event JSON>" accepted, not yet folded
+ *   gru:{<user>}:fold                    HASH seq (last appended), folded (last folded)
+ *   gru:{<user>}:dedup                   ZSET event_id -> accepted-at ms, trimmed to the window
+ *   gru:{<user>}:lease                   the fold lease (SET NX PX, random token)
+ *   gru:{<user>}:purchased               SET of purchased item ids, sliding TTL
+ *   gru:outbox:eventlog                  ZSET event-log row JSON -> commit time ms (the outbox)
+ * The scripts are in redis-scripts.ts. Every call has a timeout (AbortSignal) and no client-side
+ * retries: the caller decides.
  */
-import type { Redis } from "@upstash/redis/cloudflare";
 import { decodeState, encodeState, fromBase64, StateCodecError, toBase64, type UserState } from "./codec";
 import { guarded, redisClient } from "./redis-client";
-import type { Snapshot, UserStateStore } from "./store";
-
-const READ_LUA = `
-local st = redis.call('GET', KEYS[1]) or ''
-local out = {st, redis.call('SMEMBERS', KEYS[3])}
-local cutoff = tonumber(ARGV[1])
-for i = 2, #ARGV do
-  local sc = redis.call('ZSCORE', KEYS[2], ARGV[i])
-  if sc and tonumber(sc) >= cutoff then out[i + 1] = 1 else out[i + 1] = 0 end
-end
-return out`;
-
-const COMMIT_LUA = `
-local cur = redis.call('GET', KEYS[1]) or ''
-if cur ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-if #ARGV > 5 then
-  local now = tonumber(ARGV[4])
-  for i = 6, #ARGV do redis.call('ZADD', KEYS[2], now, ARGV[i]) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%d', now - tonumber(ARGV[5])))
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-end
-return 1`;
+import { COMMIT, ENTER, PUT_IF_ABSENT, READ, evalAll, evalShared } from "./redis-scripts";
+import type { CommitCall, EnterCall, EnterOptions, EnterReply, EventOutbox, ModelKey, PendingEvent, Snapshot, StateRead, UserStateStore } from "./store";
 
 export interface RedisStoreOptions {
   url: string;
   token: string;
+  /** Version whose state `read` returns (the serving model). */
   modelVersion: string;
   stateSize: number;
-  /** Sliding TTL of a state record, seconds. */
+  /** Sliding TTL of a state record, pending list and purchases, seconds. */
   ttlSeconds: number;
-  /** How long applied event ids are remembered, seconds. */
+  /** How long accepted event ids are remembered, seconds. */
   dedupWindowSeconds: number;
   /** Timeout of each call, milliseconds. */
   timeoutMs: number;
 }
 
-interface Client {
-  redis: Redis;
-  /** EVALSHA with a fallback to EVAL when the server does not have the script yet. */
-  read: ReturnType<Redis["createScript"]>;
-  commit: ReturnType<Redis["createScript"]>;
+/** The outbox key (the former event-log spill list is drained beside it, see eventlog/outbox.ts). */
+export const OUTBOX_KEY = "gru:outbox:eventlog";
+const CATALOG_REV_KEY = "gru:catalog:rev";
+
+/** Decode a stored record; an unreadable one is reported, not thrown. */
+export function decodeRead(raw: string | null, version: string, stateSize: number): StateRead {
+  if (raw === null) return { raw, state: null };
+  try {
+    return { raw, state: decodeState(fromBase64(raw), version, stateSize) };
+  } catch (e) {
+    if (e instanceof StateCodecError) return { raw, state: null, corrupt: e.message };
+    throw e;
+  }
 }
 
-const scripts = new WeakMap<Redis, Client>();
+const str = (x: unknown): string | null => (typeof x === "string" && x !== "" ? x : null);
 
-function client(url: string, token: string, timeoutMs: number): Client {
-  const redis = redisClient(url, token, timeoutMs);
-  let c = scripts.get(redis);
-  if (!c) scripts.set(redis, (c = { redis, read: redis.createScript(READ_LUA), commit: redis.createScript(COMMIT_LUA) }));
-  return c;
+function parsePending(entry: string): PendingEvent {
+  const sp = entry.indexOf(" ");
+  return { seq: Number(entry.slice(0, sp)), ...(JSON.parse(entry.slice(sp + 1)) as Omit<PendingEvent, "seq">) };
 }
 
-export class RedisStateStore implements UserStateStore {
+export class RedisStateStore implements UserStateStore, EventOutbox {
   readonly modelVersion: string;
-  private readonly c: Client;
+  private readonly redis;
 
   constructor(private readonly o: RedisStoreOptions) {
     this.modelVersion = o.modelVersion;
-    this.c = client(o.url, o.token, o.timeoutMs);
+    this.redis = redisClient(o.url, o.token, o.timeoutMs);
   }
 
-  /** Key of the user's state record. */
-  stateKey(userId: string) {
-    return `gru:${this.o.modelVersion}:{${userId}}:state`;
+  /** Key of the user's state record for a model version (default: the serving one). */
+  stateKey(userId: string, version = this.o.modelVersion) {
+    return `gru:${version}:{${userId}}:state`;
   }
 
-  /** Key of the user's applied-event-id set. */
+  /** Key of the user's accepted-event-id set (shared by all model versions). */
   dedupKey(userId: string) {
-    return `gru:${this.o.modelVersion}:{${userId}}:dedup`;
+    return `gru:{${userId}}:dedup`;
   }
 
   /** Key of the user's purchased-item set (shared by all model versions). */
@@ -90,65 +78,143 @@ export class RedisStateStore implements UserStateStore {
     return `gru:{${userId}}:purchased`;
   }
 
+  pendingKey(userId: string) {
+    return `gru:{${userId}}:pending`;
+  }
+
+  foldKey(userId: string) {
+    return `gru:{${userId}}:fold`;
+  }
+
+  leaseKey(userId: string) {
+    return `gru:{${userId}}:lease`;
+  }
+
   private call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     return guarded(what, this.o.timeoutMs, fn);
   }
 
-  async read(userId: string, eventIds: readonly string[] = []): Promise<Snapshot> {
-    const cutoff = Date.now() - this.o.dedupWindowSeconds * 1000;
-    const out = await this.call("read", () =>
-      this.c.read.exec([this.stateKey(userId), this.dedupKey(userId), this.purchasedKey(userId)], [String(cutoff), ...eventIds]),
-    ) as unknown[];
-    const raw = typeof out[0] === "string" && out[0] !== "" ? out[0] : null;
-    const purchased = new Set(Array.isArray(out[1]) ? (out[1] as string[]) : []);
-    const seen = new Set<string>();
-    eventIds.forEach((id, i) => {
-      if (Number(out[i + 2]) === 1) seen.add(id);
-    });
-    if (raw === null) return { raw, state: null, seen, purchased };
-    try {
-      return { raw, state: decodeState(fromBase64(raw), this.o.modelVersion, this.o.stateSize), seen, purchased };
-    } catch (e) {
-      if (e instanceof StateCodecError) return { raw, state: null, corrupt: e.message, seen, purchased };
-      throw e;
-    }
+  async read(userId: string): Promise<Snapshot> {
+    const [out] = await this.call("read", () => evalAll(this.redis, READ, [{ keys: [this.stateKey(userId), this.purchasedKey(userId), CATALOG_REV_KEY], args: [] }]));
+    const [raw, purchased, rev] = out as [unknown, unknown, unknown];
+    return {
+      ...decodeRead(str(raw), this.o.modelVersion, this.o.stateSize),
+      purchased: new Set(Array.isArray(purchased) ? (purchased as string[]) : []),
+      catalogRev: Number(rev) || 0,
+    };
   }
 
-  async commit(userId: string, expectedRaw: string | null, next: UserState, eventIds: readonly string[], nowMs: number): Promise<boolean> {
-    const text = toBase64(encodeState(next, this.o.modelVersion));
-    const r = await this.call("commit", () =>
-      this.c.commit.exec([this.stateKey(userId), this.dedupKey(userId)], [
-        expectedRaw ?? "",
-        text,
-        String(this.o.ttlSeconds * 1000),
-        String(Math.floor(nowMs)),
-        String(this.o.dedupWindowSeconds * 1000),
-        ...eventIds,
+  private userKeys(userId: string, fifth: string, versions: readonly ModelKey[]) {
+    return [this.pendingKey(userId), this.foldKey(userId), this.dedupKey(userId), this.leaseKey(userId), fifth, ...versions.map((v) => this.stateKey(userId, v.version))];
+  }
+
+  async enter(versions: readonly ModelKey[], calls: readonly EnterCall[], o: EnterOptions): Promise<EnterReply[]> {
+    const ttlMs = String(this.o.ttlSeconds * 1000);
+    const out = await this.call("enter", () =>
+      evalShared(
+        this.redis,
+        ENTER,
+        calls.map((c) => ({
+          keys: this.userKeys(c.userId, this.purchasedKey(c.userId), versions),
+          args: [
+            String(Math.floor(o.nowMs)),
+            String(this.o.dedupWindowSeconds * 1000),
+            String(o.leaseMs),
+            c.token,
+            String(c.need),
+            String(o.maxFold),
+            ttlMs,
+            String(c.events.length),
+            String(c.purchases.length),
+            c.wantPurchased ? "1" : "0",
+            ...c.events.flatMap((e) => [e.event.key, e.dedup ? "1" : "0", JSON.stringify(e.event)]),
+            ...c.purchases,
+          ],
+        })),
+      ),
+    );
+    return out.map((r) => {
+      const [seqs, phase, need, purchased, pending, ...states] = r as [unknown[], string, unknown, string[], string[], ...unknown[]];
+      return {
+        seqs: seqs.map(Number),
+        phase: phase as EnterReply["phase"],
+        need: Number(need),
+        purchased: new Set(purchased),
+        pending: pending.map(parsePending),
+        states: phase === "wait" ? [] : versions.map((v, i) => decodeRead(str(states[i]), v.version, v.stateSize)),
+      };
+    });
+  }
+
+  async commit(versions: readonly ModelKey[], calls: readonly CommitCall[]): Promise<boolean[]> {
+    const out = await this.call("commit", () =>
+      evalShared(
+        this.redis,
+        COMMIT,
+        calls.map((c) => ({
+          keys: this.userKeys(c.userId, OUTBOX_KEY, versions),
+          args: [
+            c.token,
+            String(c.count),
+            String(c.lastSeq),
+            String(this.o.ttlSeconds * 1000),
+            String(Math.floor(c.nowMs)),
+            String(this.o.dedupWindowSeconds * 1000),
+            String(versions.length),
+            ...versions.map((v, i) => {
+              const s = c.states[i];
+              return s ? toBase64(encodeState(s, v.version)) : "";
+            }),
+            ...c.logRows,
+          ],
+        })),
+      ),
+    );
+    return out.map((r) => Number(r) === 1);
+  }
+
+  async putIfAbsent(userId: string, state: UserState, eventIds: readonly string[], nowMs: number): Promise<boolean> {
+    const text = toBase64(encodeState(state, this.o.modelVersion));
+    const [r] = await this.call("put", () =>
+      evalAll(this.redis, PUT_IF_ABSENT, [
+        {
+          keys: [this.stateKey(userId), this.dedupKey(userId)],
+          args: [text, String(this.o.ttlSeconds * 1000), String(Math.floor(nowMs)), String(this.o.dedupWindowSeconds * 1000), ...eventIds],
+        },
       ]),
     );
     return Number(r) === 1;
   }
 
-  async addPurchases(purchases: ReadonlyMap<string, readonly string[]>): Promise<void> {
-    if (!purchases.size) return;
-    const p = this.c.redis.pipeline();
-    for (const [userId, itemIds] of purchases) {
-      if (!itemIds.length) continue;
-      const key = this.purchasedKey(userId);
-      p.sadd(key, itemIds[0]!, ...itemIds.slice(1));
-      p.expire(key, this.o.ttlSeconds);
-    }
-    await this.call("purchases", () => p.exec());
-  }
-
   async remove(userId: string): Promise<boolean> {
-    const n = await this.call("delete", () => this.c.redis.del(this.stateKey(userId), this.dedupKey(userId), this.purchasedKey(userId)));
+    const keys = [
+      this.stateKey(userId),
+      this.dedupKey(userId),
+      this.purchasedKey(userId),
+      this.pendingKey(userId),
+      this.foldKey(userId),
+      this.leaseKey(userId),
+      `gru:${this.o.modelVersion}:{${userId}}:dedup`, // where event ids were remembered before write combining
+    ];
+    const n = await this.call("delete", () => this.redis.del(...keys));
     return Number(n) > 0;
   }
 
   async ping(): Promise<number> {
     const t = Date.now();
-    await this.call("ping", () => this.c.redis.ping());
+    await this.call("ping", () => this.redis.ping());
     return Date.now() - t;
+  }
+
+  async peekOutbox(n: number): Promise<string[]> {
+    return ((await this.call("outbox read", () => this.redis.zrange(OUTBOX_KEY, 0, n - 1))) as string[]) ?? [];
+  }
+
+  async ackOutbox(rows: readonly string[]): Promise<void> {
+    if (rows.length) await this.call("outbox ack", () => this.redis.zrem(OUTBOX_KEY, ...rows));
+  }
+
+  async outboxSize(): Promise<number> {
+    return Number(await this.call("outbox size", () => this.redis.zcard(OUTBOX_KEY)));
   }
 }

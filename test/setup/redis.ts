@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { startBridge } from "../../local/redis-bridge.ts";
 import { startRedis } from "../../local/redis-server.ts";
+import { startFaultProxy } from "./fault-proxy.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -17,6 +18,8 @@ declare module "vitest" {
     bridgeToken: string;
     redisPort: number;
     deadUrl: string;
+    /** The bridge behind a fault-injecting, request-counting proxy (fault-proxy.ts). */
+    faultUrl: string;
   }
 }
 
@@ -34,6 +37,7 @@ export default async function setup(project: TestProject) {
   const redis = await startRedis({ dir, persist: false });
   const token = "test-bridge-token";
   const bridge = await startBridge({ redisPort: redis.port, token });
+  const proxy = await startFaultProxy(bridge.url);
   // A bridge whose Redis is gone: answers, but every command fails with a 503 (Redis down behind
   // it, as Upstash answers). Not a closed port: workerd logs every refused connection as an
   // uncaught exception, even when the fetch's rejection is handled.
@@ -42,7 +46,9 @@ export default async function setup(project: TestProject) {
   project.provide("bridgeToken", token);
   project.provide("redisPort", redis.port);
   project.provide("deadUrl", dead.url);
+  project.provide("faultUrl", proxy.url);
   return async () => {
+    await proxy.close();
     await bridge.close();
     await dead.close();
     await redis.stop();

@@ -1,13 +1,17 @@
 /**
- * The event log in D1: every accepted event once (resends included), exported as NDJSON in the
- * training format; a D1 outage spills the rows to Redis and a replay stores them, none lost.
+ * The event log in D1: every applied event exactly once (resends included), exported as NDJSON in
+ * the training format. Rows reach D1 through the Redis outbox written with the state commit: a D1
+ * outage leaves them there until a drain, and Redis failing between the commit and the answer
+ * leaves them there too; a retry answered `duplicate` never logs twice.
+ * (All drains run in this file: D1 is per test file, Redis is shared, and a drain takes every
+ * waiting row.)
  */
 /// <reference types="@cloudflare/vitest-plugin/types" />
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import worker from "../../src/index";
 import { describe, expect, it } from "vitest";
-import { api, apiText, captureLogs, ev, logged, manifest, uid } from "./helpers";
+import { api, apiText, apiWith, captureLogs, ev, logged, manifest, uid } from "./helpers";
 
 const ids = manifest.items.ids;
 const DB = (env as unknown as { DB: D1Database }).DB;
@@ -45,7 +49,7 @@ describe("event log", () => {
     expect(await logged(u, 0, 0)).toEqual([]);
   });
 
-  it("spills events to Redis while D1 refuses writes, and replays them into the log", async () => {
+  it("keeps events in the outbox while D1 refuses writes, and a drain stores them into the log", async () => {
     const u = uid();
     const logs = captureLogs();
     await DB.exec("ALTER TABLE events RENAME TO events_away");
@@ -53,18 +57,18 @@ describe("event log", () => {
     try {
       accepted = await api("/v1/events", { body: [ev(u, ids[5]!, { event_id: "s1" }), ev(u, ids[6]!, { event_id: "s2" })] });
       expect(accepted.status).toBe(200); // the shopper's request does not wait for the log
-      await new Promise((r) => setTimeout(r, 1500)); // three tries fail, then the spill
+      await new Promise((r) => setTimeout(r, 1500)); // three tries fail, the rows stay in the outbox
     } finally {
       await DB.exec("ALTER TABLE events_away RENAME TO events");
     }
     expect(await logged(u, 0, 0)).toEqual([]);
-    expect(logs.text()).toMatch(/event log write failed .*; spilling 2 event\(s\) to Redis/);
+    expect(logs.text()).toMatch(/event log write failed .*; 2 row\(s\) wait in the outbox/);
     const drained = await api("/v1/admin/eventlog/drain", { method: "POST" });
     expect(drained.body.replayed).toBeGreaterThanOrEqual(2);
     expect((await logged(u, 2)).map((r) => r.event_id)).toEqual(["s1", "s2"]);
   });
 
-  it("the cron trigger replays spilled rows and recomputes the popularity lists", async () => {
+  it("the cron trigger drains the outbox and recomputes the popularity lists", async () => {
     const u = uid();
     const logs = captureLogs();
     await DB.exec("ALTER TABLE events RENAME TO events_away");
@@ -74,7 +78,7 @@ describe("event log", () => {
     } finally {
       await DB.exec("ALTER TABLE events_away RENAME TO events");
     }
-    expect(logs.text()).toMatch(/spilling 1 event\(s\) to Redis/);
+    expect(logs.text()).toMatch(/1 row\(s\) wait in the outbox/);
     const before = Date.now();
     const ctx = createExecutionContext();
     await worker.scheduled(createScheduledController({ scheduledTime: before, cron: "*/5 * * * *" }), env as never, ctx);
@@ -84,4 +88,53 @@ describe("event log", () => {
     expect(Date.parse(lists.body.computed_at)).toBeGreaterThanOrEqual(before - 1000);
     expect(lists.body.overall.map((x: [string, number]) => x[0])).toContain(ids[7]);
   });
+
+  it("logs every applied event exactly once when D1 fails during a concurrent load with resends", async () => {
+    const u = uid("d1-outage");
+    const logs = captureLogs();
+    const sends = Array.from({ length: 40 }, (_, i) => ev(u, ids[i % 30]!, { event_id: `o-${i % 25}` })); // 15 resends
+    await DB.exec("ALTER TABLE events RENAME TO events_away");
+    let rs;
+    try {
+      rs = await Promise.all(sends.map((e) => api("/v1/events", { body: e })));
+      await new Promise((r) => setTimeout(r, 1500));
+    } finally {
+      await DB.exec("ALTER TABLE events_away RENAME TO events");
+    }
+    expect(rs.map((r) => r.status)).toEqual(Array(40).fill(200));
+    expect(rs.filter((r) => r.body.results[0].status === "applied")).toHaveLength(25);
+    // More traffic after D1 is back, and a drain: every applied event once.
+    await api("/v1/events", { body: sends.slice(0, 5) });
+    await api("/v1/admin/eventlog/drain", { method: "POST" });
+    const rows = await logged(u, 25);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await logged(u, 25)).map((r) => r.event_id).sort()).toEqual(rows.map((r) => r.event_id).sort());
+    expect(rows.map((r) => r.event_id).sort()).toEqual(Array.from({ length: 25 }, (_, i) => `o-${i}`).sort());
+    expect((await api(`/v1/users/${u}`)).body.event_count).toBe(25);
+    expect(logs.text()).toMatch(/row\(s\) wait in the outbox/);
+  });
+
+  for (const [what, nth] of [
+    ["after the commit (the state and the outbox were written, the answer was lost)", 2],
+    ["after the append (the events were pending, the writer died holding the lease)", 1],
+  ] as const) {
+    it(`logs an event exactly once when Redis fails ${what} and the retry is answered duplicate`, async () => {
+      const u = uid("redis-fault");
+      captureLogs();
+      const faultUrl = (env as unknown as Record<string, string>).FAULT_REDIS_URL!;
+      await fetch(`${faultUrl}/__fault`, { method: "POST", body: JSON.stringify({ match: u, nth }) });
+      const batch = [ev(u, ids[8]!, { event_id: "r1" }), ev(u, ids[9]!, { event_id: "r2" })];
+      const failed = await apiWith({ UPSTASH_REDIS_REST_URL: faultUrl }, "/v1/events", { body: batch });
+      expect(failed.status).toBe(503);
+      const retry = await api("/v1/events", { body: batch });
+      expect(retry.status).toBe(200);
+      expect(retry.body.results.map((r: any) => r.status)).toEqual(["duplicate", "duplicate"]);
+      expect(retry.body.users[0]).toMatchObject({ event_count: 2 });
+      await api("/v1/admin/eventlog/drain", { method: "POST" });
+      const rows = await logged(u, 2);
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await logged(u, 2)).map((r) => r.event_id)).toEqual(["r1", "r2"]);
+      expect(rows).toHaveLength(2);
+    });
+  }
 });

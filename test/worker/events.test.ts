@@ -27,15 +27,17 @@ describe("POST /v1/events", () => {
     expect(again.body.items.map((i: any) => i.item_id)).toEqual(rec.items.map((i: any) => i.item_id));
   });
 
-  it("counts exactly 100 events when 100 arrive concurrently for one user", async () => {
+  it("counts exactly 100 events when 100 arrive concurrently for one user, folded in fewer writes", async () => {
     const u = uid("concurrent");
     const rs = await Promise.all(
       Array.from({ length: 100 }, (_, i) => api("/v1/events", { body: ev(u, items[i % 50]!, { event_id: `c-${i}` }) })),
     );
-    expect(rs.map((r) => r.status)).toEqual(Array(100).fill(200));
+    expect(rs.map((r) => (r.status === 200 ? 200 : `${r.status} ${r.body?.error?.message}`))).toEqual(Array(100).fill(200));
     const s = await api(`/v1/users/${u}`);
     expect(s.body.event_count).toBe(100);
-    expect(s.body.state_version).toBe(100);
+    // state_version counts writes; concurrent events are combined into few of them
+    expect(s.body.state_version).toBeGreaterThanOrEqual(1);
+    expect(s.body.state_version).toBeLessThan(100);
   });
 
   it("applies an event_id sent three times only once, sequentially or concurrently", async () => {
