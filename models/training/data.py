@@ -176,8 +176,10 @@ LOADERS = {
 
 
 def build_index(ev: Events, min_count=1):
-    """Item index from the training part: raw id -> row (1..N-1), sorted by count desc then id."""
-    train_items = ev.item[ev.split == 0]
+    """Item index from everything but the test split (training and validation events: the validation
+    split is carved out of the published training data, so its items are known items): raw id ->
+    row (1..N-1), sorted by count desc then id."""
+    train_items = ev.item[ev.split != 1]
     ids, counts = np.unique(train_items.astype(str), return_counts=True)
     keep = counts >= min_count
     ids, counts = ids[keep], counts[keep]

@@ -32,15 +32,17 @@ def test_last_item_tests_the_last_validates_the_second_to_last_and_never_trains_
     ev = H.apply_protocol(users([list("abcde"), list("xy"), list("pqr")]), "last-item")
     assert ev.split.tolist() == [0, 0, 0, 2, 1, 0, 1, 0, 2, 1]     # a user of two items has no validation item
     ids, rows = indexed(ev)
-    assert "e" not in ids and "d" not in ids and "r" not in ids       # the index is built from training only
+    # the index holds training and validation items (known items), never a test-only one
+    assert "d" in ids and "q" in ids and "e" not in ids and "y" not in ids and "r" not in ids
     assert len(np.unique(ev.session)) == 3                           # one continuous sequence per user
     seqs, lost = H.sequences(ev, rows, "last-item", target=H.VALID)
     row = {k: n + 1 for n, k in enumerate(ids)}
-    # validation: the test item is not even input; the target is the second-to-last item (unknown
-    # to the index, since it is never trained on, so it counts as lost)
-    assert lost == 2 and all(not s[2].any() for s in seqs)
+    # validation: the test item is not even input; the target is the second-to-last item
+    assert lost == 0
+    assert [s[0].tolist() for s in seqs if s[2].any()] == [[row[x] for x in "abcd"], [row[x] for x in "pq"]]
+    assert [s[0][s[2]].tolist() for s in seqs if s[2].any()] == [[row["d"]], [row["q"]]]
     seqs, lost = H.sequences(ev, rows, "last-item", target=H.TEST)
-    assert lost == 3
+    assert lost == 3                                                  # e, y, r: test-only items
     # what training may see: split 0 only
     assert [s[0][H.training_part(s)].tolist() for s in seqs] == [[row["a"], row["b"], row["c"]], [row["x"]], [row["p"]]]
 
