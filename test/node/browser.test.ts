@@ -184,6 +184,8 @@ describe("the console", () => {
     expect(await p.evaluate(() => sessionStorage.getItem("gru_console_key"))).toBe(SK);
     expect(await p.textContent("[data-testid=model-version]")).toMatch(/^ml-small-/);
     expect(await p.textContent("[data-testid=metrics]")).toContain("GRU (memory)");
+    // the registry holds the bundled model as its first version, live and serving
+    expect(await p.textContent("[data-testid=model-versions]")).toMatch(/live\s+serving/);
     expect(await p.locator("[data-testid=loss-plot] canvas").count()).toBe(1);
     expect(await p.textContent("[data-testid=coverage-summary]")).toMatch(new RegExp(`99\\.9% of the catalog's ${demoCatalog().length} items`));
     expect(await p.textContent("[data-testid=experiments]")).toMatch(/no experiments yet|variant/);
