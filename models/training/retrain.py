@@ -192,7 +192,7 @@ def main(argv=None):
     p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE)
     p.add_argument("--since", type=float, help="start of the new period (seconds since epoch); default: where the base model's training data ended (manifest training.data_end); a base that never saw this log (the bundled demo model): all of it is new")
     p.add_argument("--recent-days", type=float, default=7.0, help="the recent test holds sessions starting in the last N days of the log")
-    p.add_argument("--epochs", type=int, default=3, help="fine-tune epochs (finetune, replay)")
+    p.add_argument("--epochs", type=int, default=2, help="fine-tune epochs (finetune, replay; the study in models/INCREMENTAL.md used 2)")
     p.add_argument("--lr", type=float, default=2e-3, help="fine-tune learning rate")
     p.add_argument("--full-epochs", type=int, default=8)
     p.add_argument("--full-lr", type=float, default=5e-3)
