@@ -139,6 +139,20 @@ export async function rebuildState(deps: RebuildDeps, userId: string, exclude: R
 }
 
 /**
+ * The write path's rebuild: as rebuildState, but a failing event log (D1 down or slow) is an
+ * expected degradation, not an error: the user's events are still accepted and their state for
+ * this version starts from them (null), with a warning.
+ */
+export async function rebuildOrFresh(deps: RebuildDeps, userId: string, exclude: ReadonlySet<string>): Promise<Rebuilt | null> {
+  try {
+    return await rebuildState(deps, userId, exclude);
+  } catch (e) {
+    console.warn(`event log unavailable, the state for ${deps.model.version} starts without the logged history: ${(e as Error).message}`);
+    return null;
+  }
+}
+
+/**
  * Rebuild and store the state of a user who has none for this version (compare-and-set against
  * "absent": a concurrent writer wins and nothing is overwritten). Returns the rebuilt state and
  * whether it was stored.

@@ -10,7 +10,7 @@ import type { ModelHandle } from "../model/registry";
 import type { GruModel } from "../model/runtime";
 import type { UserStateStore } from "../state/store";
 import { type ResolvedEvent, applyUserEvents } from "./advance";
-import { type RebuildDeps, rebuildState } from "./rebuild";
+import { type RebuildDeps, rebuildOrFresh } from "./rebuild";
 
 /** One accepted event as the request gave it (timestamp already defaulted). */
 export interface AcceptedEvent {
@@ -54,7 +54,7 @@ export async function advanceShadows(deps: ShadowDeps, shadows: readonly ModelHa
         ringCapacity: deps.ringCapacity,
         casBudgetMs: deps.casBudgetMs,
         retryAfterSeconds: deps.retryAfterSeconds,
-        rebuild: (userId: string, exclude: ReadonlySet<string>) => rebuildState(rebuild, userId, exclude),
+        rebuild: (userId: string, exclude: ReadonlySet<string>) => rebuildOrFresh(rebuild, userId, exclude),
       };
       const results = await Promise.allSettled([...byUser].map(([userId, evs]) => applyUserEvents(advance, userId, evs)));
       let applied = 0;
