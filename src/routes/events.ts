@@ -113,13 +113,15 @@ export const events = featureApp()
         throw new ApiError(503, "model_unavailable", loaded.message, { headers: { "Retry-After": String(config.RETRY_AFTER_SECONDS) } });
       }
       const model = loaded.model;
+      // Every live version of the registry advances with the serving one (a shadow that cannot load is skipped).
+      const shadows = await Promise.all(c.var.live.all.filter((h) => h.known?.version !== model.version).map((h) => h.get()));
       const now = Date.now();
       let done;
       try {
         done = await acceptEvents(
           {
             store,
-            models: [model],
+            models: [model, ...shadows.flatMap((r) => (r.ok && r.model.version !== model.version ? [r.model] : []))],
             rebuild: (m, userId, exclude) => rebuildState(c.var.rebuildDeps(m), userId, exclude),
             catalog: { ready: c.var.catalogReady, has: (id) => c.var.catalog.get(id) !== undefined },
             ringCapacity: config.RECENT_RING,

@@ -158,9 +158,11 @@ describe("model registry", { timeout: 240_000 }, () => {
     // A user nobody has seen is still a cold user.
     expect((await api(`/v1/users/${uid()}/recommendations?k=3`)).body.reason).toBe("cold-user");
 
-    // Retiring the new version hands serving back to the previous live version.
+    // Retiring the new version hands serving back to the previous live version, which every
+    // event advanced meanwhile as a shadow (13 events, the one sent after the switch included).
     const ret = await api(`/v1/admin/models/${V2}/retire`, { method: "POST" });
     expect(ret.body).toMatchObject({ serving: manifest.version, live: [manifest.version] });
+    expect((await api(`/v1/users/${writer}`)).body).toMatchObject({ model_version: manifest.version, event_count: 13 });
     expect((await api(`/v1/users/${reader}/recommendations?k=5`)).body).toMatchObject({ source: "model", model_version: manifest.version });
     // The last live version cannot be retired.
     const last = await api(`/v1/admin/models/${manifest.version}/retire`, { method: "POST" });
