@@ -1,6 +1,6 @@
 """User-interest models of the GRU4Rec family. Two designs share one serving contract:
 
-- `SeqRec` (kind "seq", the served design): one recurrent cell (GRU, or LSTM for comparison) over
+- `SeqRec` (kind "seq", the design chosen on Amazon validation): one recurrent cell (GRU, or LSTM for comparison) over
   the user's whole history, never reset at session boundaries (the long-term memory), plus a ring
   of the last R item rows kept inside the state and read by attention at scoring time (the seeds'
   attention over memory). The session boundary and the time since the previous event are inputs of
