@@ -98,16 +98,7 @@ def sampled_ce(model, state, ns, gap, target, valid, negatives, logq):
     correction the sampled columns are debiased by their sampling probability.
     """
     v = valid > 0
-    q = model.query(state[v], ns[v], gap[v])                          # (b, d)
-    tgt = target[v]
-    cand = torch.cat([tgt, negatives])                                # (b + n,)
-    logits = q @ model.emb.weight[cand].t() + model.item_bias[cand]   # (b, b + n)
-    if logq is not None:
-        logits = logits - torch.cat([torch.zeros(len(tgt)), logq[negatives]]).unsqueeze(0)
-    same = tgt.unsqueeze(1) == cand.unsqueeze(0)
-    same[torch.arange(len(tgt)), torch.arange(len(tgt))] = False
-    logits = logits.masked_fill(same, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(tgt)), reduction="sum")
+    return sampled_loss(model, model.query(state[v], ns[v], gap[v]), target[v], negatives, logq)
 
 
 def sampled_loss(model, q, tgt, negatives, logq):

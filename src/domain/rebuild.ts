@@ -14,6 +14,7 @@
  * event is not applied twice to the new version.
  */
 import type { Db } from "../catalog/db";
+import { advanceState } from "./advance";
 import type { GruModel } from "../model/runtime";
 import type { UserState } from "../state/codec";
 import type { UserStateStore } from "../state/store";
@@ -67,25 +68,8 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
  * Replay events (oldest first) onto `s` exactly as the write path advances a state: the session
  * rule before each step, counts, last event time, the ring of recent distinct rows.
  */
-export async function replay(model: GruModel, s: UserState, events: readonly { row: number; timestampMs: number }[], nowMs: number): Promise<UserState> {
-  let vector = s.vector;
-  let { eventCount, sessionCount, lastEventMs, sessionStartMs } = s;
-  const ring = [...s.ring];
-  for (const e of events) {
-    const at = model.moment(e.timestampMs, eventCount === 0 ? undefined : lastEventMs);
-    vector = await model.step(vector, e.row, at);
-    if (at.newSession) {
-      sessionCount++;
-      sessionStartMs = e.timestampMs;
-    }
-    eventCount++;
-    lastEventMs = Math.max(lastEventMs, e.timestampMs);
-    const seenAt = ring.indexOf(e.row);
-    if (seenAt >= 0) ring.splice(seenAt, 1);
-    ring.unshift(e.row);
-    if (ring.length > s.ringCapacity) ring.length = s.ringCapacity;
-  }
-  return { ...s, seq: s.seq + 1, vector, eventCount, sessionCount, lastEventMs, sessionStartMs, updatedAtMs: nowMs, ring };
+export function replay(model: GruModel, s: UserState, events: readonly { row: number; timestampMs: number }[], nowMs: number): Promise<UserState> {
+  return advanceState(model, s, events.map((e) => ({ row: e.row, ts: e.timestampMs })), nowMs);
 }
 
 /**
