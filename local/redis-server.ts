@@ -34,7 +34,8 @@ export function redisServerPath(): string | null {
 
 export const INSTALL_HINT = "redis-server is not installed. On Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y redis-server (macOS: brew install redis)";
 
-function ping(port: number): Promise<boolean> {
+/** Whether a redis-server answers PING on 127.0.0.1:`port` (500 ms timeout). */
+export function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = new Socket();
     const done = (ok: boolean) => {

@@ -36,7 +36,7 @@ import { join } from "node:path";
 import { startBridgeProcess } from "../local/bridge-process.ts";
 import { startDelayProxy } from "../local/delay-proxy.ts";
 import { bundleWorker, rssMiB, startMiniflareWorker } from "../local/miniflare.ts";
-import { freePort, INSTALL_HINT, redisServerPath } from "../local/redis-server.ts";
+import { freePort, INSTALL_HINT, ping, redisServerPath } from "../local/redis-server.ts";
 import { ROOT } from "../local/stack.ts";
 import { demoCatalog } from "./demo-catalog.ts";
 
@@ -73,19 +73,6 @@ const activeUsers: string[] = [];
 const popularItems: string[] = manifest.popular?.ids?.slice(0, 300) ?? manifest.items.ids.slice(0, 300);
 
 // ---- processes ----------------------------------------------------------------------------------
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = new Socket();
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(500, () => done(false));
-    s.once("error", () => done(false));
-    s.connect(port, "127.0.0.1", () => s.write("PING\r\n"));
-    s.once("data", (d) => done(d.toString().startsWith("+PONG")));
-  });
-}
 
 /** redis-server with an append-only file fsynced on every write, so a SIGKILL loses nothing acknowledged. */
 async function startRedisProcess(port: number, dir: string): Promise<ChildProcess> {

@@ -119,6 +119,21 @@ def training_part(seq, include_valid=False):
     return m
 
 
+def _padded(chunk):
+    """A chunk of sequences as padded tensors: item (B, L) int64, new_session, target flags, gap hours."""
+    L, B = max(len(s[0]) for s in chunk), len(chunk)
+    item = torch.zeros(B, L, dtype=torch.long)
+    ns, gap = torch.ones(B, L), torch.zeros(B, L)
+    tgt = torch.zeros(B, L, dtype=torch.bool)
+    for j, sq in enumerate(chunk):
+        r, n, t, tm = sq[0], sq[1], sq[2], sq[4]
+        item[j, :len(r)] = torch.from_numpy(r)
+        ns[j, :len(r)] = torch.from_numpy(n)
+        tgt[j, :len(r)] = torch.from_numpy(t)
+        gap[j, 1:len(tm)] = torch.from_numpy((np.diff(tm) / 3600.0).astype(np.float32))
+    return item, ns, tgt, gap
+
+
 @torch.no_grad()
 def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False, exclude_history=False):
     """Rank of every target from the state before it. reset_sessions: forget everything at each
@@ -132,19 +147,8 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False
         chunk = [s for s in seqs[a:a + batch] if s[2].any()]
         if not chunk:
             continue
-        L = max(len(s[0]) for s in chunk)
-        B = len(chunk)
-        item = torch.zeros(B, L, dtype=torch.long)
-        ns = torch.ones(B, L)
-        tgt = torch.zeros(B, L, dtype=torch.bool)
-        gap = torch.zeros(B, L)
-        for j, sq in enumerate(chunk):
-            r, n, t, tm = sq[0], sq[1], sq[2], sq[4]
-            item[j, :len(r)] = torch.from_numpy(r)
-            ns[j, :len(r)] = torch.from_numpy(n)
-            tgt[j, :len(r)] = torch.from_numpy(t)
-            gap[j, 1:len(tm)] = torch.from_numpy((np.diff(tm) / 3600.0).astype(np.float32))
-        state = torch.zeros(B, model.state_size)
+        item, ns, tgt, gap = _padded(chunk)
+        state = torch.zeros(len(chunk), model.state_size)
         last_t = torch.tensor([int(np.flatnonzero(s[2]).max()) for s in chunk])
         for t in range(int(last_t.max()) + 1):
             if reset_sessions:
@@ -433,17 +437,8 @@ def model_score_batches(model, seqs, batch=512):
         chunk = [seqs[a + j] for j in order]
         if not chunk:
             continue
-        L, B = max(len(s[0]) for s in chunk), len(chunk)
-        item = torch.zeros(B, L, dtype=torch.long)
-        ns, gap = torch.ones(B, L), torch.zeros(B, L)
-        tgt = torch.zeros(B, L, dtype=torch.bool)
-        for j, sq in enumerate(chunk):
-            r, n, t, tm = sq[0], sq[1], sq[2], sq[4]
-            item[j, :len(r)] = torch.from_numpy(r)
-            ns[j, :len(r)] = torch.from_numpy(n)
-            tgt[j, :len(r)] = torch.from_numpy(t)
-            gap[j, 1:len(tm)] = torch.from_numpy((np.diff(tm) / 3600.0).astype(np.float32))
-        state = torch.zeros(B, model.state_size)
+        item, ns, tgt, gap = _padded(chunk)
+        state = torch.zeros(len(chunk), model.state_size)
         last_t = max(int(np.flatnonzero(s[2]).max()) for s in chunk)
         for t in range(last_t + 1):
             if tgt[:, t].any():

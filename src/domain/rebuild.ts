@@ -14,7 +14,7 @@
  * event is not applied twice to the new version.
  */
 import type { Db } from "../catalog/db";
-import { advanceState } from "./advance";
+import { advanceState, emptyState } from "./advance";
 import type { GruModel } from "../model/runtime";
 import type { UserState } from "../state/codec";
 import type { UserStateStore } from "../state/store";
@@ -104,18 +104,7 @@ export async function rebuildState(deps: RebuildDeps, userId: string, exclude: R
     if (!l.event_key.startsWith("auto:") && nowMs - Number(l.received_at) < deps.dedupWindowMs) eventIds.push(l.event_key);
   }
   if (!events.length) return null;
-  const base: UserState = {
-    seq: 0,
-    eventCount: 0,
-    sessionCount: 0,
-    lastEventMs: 0,
-    sessionStartMs: 0,
-    updatedAtMs: 0,
-    ringCapacity: deps.ringCapacity,
-    ring: [],
-    vector: model.initialState(),
-  };
-  const state = await replay(model, base, events, nowMs);
+  const state = await replay(model, emptyState(model, deps.ringCapacity), events, nowMs);
   const logged = Number((count?.results?.[0] as { n?: number } | undefined)?.n ?? 0);
   // Every replayed event counts; older ones (beyond N) count as the log says they were applied.
   state.eventCount = Math.max(events.length, logged + adjust);
