@@ -29,7 +29,7 @@ def main(argv=None):
         ck = torch.load(path, map_location="cpu")
         a, h = ck["args"], [x for x in ck["history"] if not x.get("refit")]
         v = ck["metrics"].get("validation", {})
-        loss = a["loss"] + (f" {a['n_sample']}{' logq' if a.get('logq') else ''}" if a["loss"] == "ce-sampled" else "")
+        loss = a["loss"] + (f" {a['n_sample']}{' logq' if a.get('logq') else ''}" if a["loss"] in ("ce-sampled", "bpr-max") else "")
         print(f"| {os.path.basename(path)} | {design(ck['config'])} | {loss} | {a['lr']} | {a['batch']} | {a['dropout']} | "
               f"{ck.get('best_epoch', '?')} / {len(h)} | {v.get('Recall@20', float('nan')):.4f} | {v.get('NDCG@20', float('nan')):.4f} | "
               f"{v.get('MRR@20', float('nan')):.4f} | {ck['train_seconds'] / 60:.1f} |")

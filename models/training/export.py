@@ -124,8 +124,15 @@ def keep_inputs(path, names):
 
 
 def to_half(g, min_bytes):
-    """Store large float initializers as float16 followed by a Cast to float32."""
+    """Store large float initializers as float16 followed by a Cast to float32. Where every use of
+    a weight is the table input of a Gather (the step graph's embedding lookup), the rows are
+    gathered from the float16 table and only they are cast, so onnxruntime does not fold a float32
+    copy of the whole table into that session (the 43k-item diginetica step session: 19 MiB less)."""
     casts = []
+    uses = {}
+    for n in g.graph.node:
+        for j, name in enumerate(n.input):
+            uses.setdefault(name, []).append((n, j))
     for init in g.graph.initializer:
         if init.data_type != TensorProto.FLOAT:
             continue
@@ -135,10 +142,25 @@ def to_half(g, min_bytes):
         name = init.name
         half = numpy_helper.from_array(arr.astype(np.float16), name + "__fp16")
         init.CopyFrom(half)
+        users = uses.get(name, [])
+        if users and all(n.op_type == "Gather" and j == 0 for n, j in users):
+            for n, _ in users:
+                out = n.output[0]
+                n.input[0] = name + "__fp16"
+                n.output[0] = out + "__fp16"
+                casts.append(helper.make_node("Cast", [out + "__fp16"], [out], to=TensorProto.FLOAT, name=out + "__cast"))
+            continue
         casts.append(helper.make_node("Cast", [name + "__fp16"], [name], to=TensorProto.FLOAT, name=name + "__cast"))
-    nodes = list(g.graph.node)
+    # Casts of initializers go first; casts of gathered rows right after their Gather.
+    head = [c for c in casts if c.input[0].endswith("__fp16") and any(c.input[0] == i.name for i in g.graph.initializer)]
+    after = {c.input[0]: c for c in casts if c not in head}
+    nodes = []
+    for n in g.graph.node:
+        nodes.append(n)
+        if n.output and n.output[0] in after:
+            nodes.append(after[n.output[0]])
     del g.graph.node[:]
-    g.graph.node.extend(casts + nodes)
+    g.graph.node.extend(head + nodes)
 
 
 def share_weights(graph_paths, weights_path, min_bytes=1024, half=False):

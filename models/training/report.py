@@ -41,7 +41,9 @@ def rebuild_command(man, a):
     for k, v in a.items():
         if k in NOT_CONFIG or v is None or v is False:
             continue
-        if k in ("n_sample", "sample_alpha", "logq") and a.get("loss") != "ce-sampled":
+        if k in ("n_sample", "sample_alpha", "logq") and a.get("loss") not in ("ce-sampled", "bpr-max"):
+            continue
+        if k == "bpreg" and a.get("loss") != "bpr-max":
             continue
         opts.append(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}"))
     fp = "" if man["weights"].get("dtype") == "float16" else "FP16=0 "
@@ -176,7 +178,9 @@ def main(argv=None):
         plot_history(hist, os.path.join(args.model, PLOT), f"{man['name']} ({tr['dataset']})")
     lines += ["", "## Training", "",
               "- model config: `" + json.dumps({k: v for k, v in cfg.items() if k != "n_items"}) + f"` ({cfg['n_items'] - 1} items)",
-              f"- loss `{a.get('loss', 'ce-full')}`" + (f" ({a.get('n_sample')} popularity-sampled negatives, alpha {a.get('sample_alpha')}, plus in-batch targets)" if a.get("loss") == "ce-sampled" else "")
+              f"- loss `{a.get('loss', 'ce-full')}`" + (f" ({a.get('n_sample')} popularity-sampled negatives, alpha {a.get('sample_alpha')}, plus in-batch targets"
+                                                     + (", log-q corrected" if a.get("logq") else "") + (f", bpreg {a.get('bpreg')}" if a.get("loss") == "bpr-max" else "") + ")"
+                                                     if a.get("loss") in ("ce-sampled", "bpr-max") else "")
               + f"; Adam lr {a['lr']}, {len(hist)} epochs run (at most {a['epochs']}), {a['batch']} parallel lanes, BPTT {a.get('bptt')}",
               ] + timing_lines(tr) + ([f"", f"![loss and validation metric per epoch]({PLOT})"] if hist else []) + (epoch_rows if hist else []) + ["",
               "- rebuild: `" + rebuild_command(man, a) + "`",

@@ -91,18 +91,19 @@ class NegativeSampler:
         return self.cache.pop()
 
 
-def sampled_ce(model, state, ns, gap, target, valid, negatives, logq):
+def sampled_ce(model, state, ns, gap, target, valid, negatives, logq, bpreg=None):
     """Cross-entropy over the batch's own targets plus shared popularity-sampled negatives.
 
     Candidates that equal a row's target (other than its own column) are masked out. With logq
     correction the sampled columns are debiased by their sampling probability.
     """
     v = valid > 0
-    return sampled_loss(model, model.query(state[v], ns[v], gap[v]), target[v], negatives, logq)
+    return sampled_loss(model, model.query(state[v], ns[v], gap[v]), target[v], negatives, logq, bpreg)
 
 
-def sampled_loss(model, q, tgt, negatives, logq):
-    """Cross-entropy of q (M, d) over the rows' own targets plus shared sampled negatives."""
+def sampled_loss(model, q, tgt, negatives, logq, bpreg=None):
+    """Cross-entropy of q (M, d) over the rows' own targets plus shared sampled negatives; with
+    `bpreg` set, BPR-max instead (below)."""
     cand = torch.cat([tgt, negatives])
     logits = q @ model.emb.weight[cand].t() + model.item_bias[cand]
     if logq is not None:
@@ -110,7 +111,26 @@ def sampled_loss(model, q, tgt, negatives, logq):
     same = tgt.unsqueeze(1) == cand.unsqueeze(0)
     same[torch.arange(len(tgt)), torch.arange(len(tgt))] = False
     logits = logits.masked_fill(same, float("-inf"))
+    if bpreg is not None:
+        return bpr_max(logits, bpreg)
     return F.cross_entropy(logits, torch.arange(len(tgt)), reduction="sum")
+
+
+def bpr_max(logits, bpreg):
+    """BPR-max (Hidasi & Karatzoglou 2018, the official GRU4Rec's loss for diginetica): for each row
+    the target is column i of logits (M, C) and every other finite column is a negative; with s_j the
+    softmax over the negatives, loss = -log sum_j s_j sigmoid(r_i - r_j) + bpreg sum_j s_j r_j^2.
+    Summed over rows."""
+    M = logits.shape[0]
+    pos = logits[torch.arange(M), torch.arange(M)].unsqueeze(1)                   # (M, 1)
+    neg = logits.clone()
+    neg[torch.arange(M), torch.arange(M)] = float("-inf")
+    s = torch.softmax(neg, dim=1)                                                   # (M, C), 0 where -inf
+    finite = torch.isfinite(neg)
+    negf = neg.masked_fill(~finite, 0.0)
+    hit = (s * torch.sigmoid(pos - negf) * finite).sum(1)
+    reg = (s * negf ** 2).sum(1)
+    return (-torch.log(hit + 1e-24) + bpreg * reg).sum()
 
 
 def seq_batches(seqs, batch, rng):
@@ -149,7 +169,8 @@ def train_epoch_seq(model, opt, seqs, args, rng, sampler=None):
                 if sampler is None:
                     loss = F.cross_entropy(F.linear(q, model.emb.weight, model.item_bias) + model.pad_mask, tgt, reduction="sum")
                 else:
-                    loss = sampled_loss(model, q, tgt, sampler.draw(args.n_sample), sampler.logq if args.logq else None)
+                    loss = sampled_loss(model, q, tgt, sampler.draw(args.n_sample), sampler.logq if args.logq else None,
+                                        args.bpreg if args.loss == "bpr-max" else None)
                 opt.zero_grad()
                 (loss / n).backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -189,7 +210,8 @@ def train_epoch(model, opt, seqs, args, rng, sampler=None):
                     loss = loss + F.cross_entropy(logits[v], item[v, t], reduction="sum")
                 else:
                     loss = loss + sampled_ce(model, state, ns[:, t], gap[:, t], item[:, t], valid[:, t],
-                                             sampler.draw(args.n_sample), sampler.logq if args.logq else None)
+                                             sampler.draw(args.n_sample), sampler.logq if args.logq else None,
+                                             args.bpreg if args.loss == "bpr-max" else None)
             state = model.advance(state, item[:, t], ns[:, t], gap[:, t])
         opt.zero_grad()
         (loss / n).backward()
@@ -231,9 +253,11 @@ def main(argv=None):
     p.add_argument("--max-users", type=int, default=0, help="use only the first N users (tiny runs)")
     p.add_argument("--holdout", default="protocol", choices=["protocol", "none"],
                    help="protocol: hold out the dataset's test split (harness.py); none: train on everything")
-    p.add_argument("--loss", default="ce-full", choices=["ce-full", "ce-sampled"],
-                   help="full softmax, or softmax over in-batch targets + popularity-sampled negatives")
-    p.add_argument("--n-sample", type=int, default=2048, help="negatives per step (ce-sampled)")
+    p.add_argument("--loss", default="ce-full", choices=["ce-full", "ce-sampled", "bpr-max"],
+                   help="full softmax; softmax over in-batch targets + popularity-sampled negatives; "
+                        "or BPR-max over the same candidates")
+    p.add_argument("--n-sample", type=int, default=2048, help="negatives per step (ce-sampled, bpr-max)")
+    p.add_argument("--bpreg", type=float, default=1.0, help="bpr-max: weight of the score regulariser")
     p.add_argument("--sample-alpha", type=float, default=0.75, help="negatives ~ count ** alpha")
     p.add_argument("--logq", action="store_true", help="correct sampled logits by log sampling probability")
     p.add_argument("--prepared", default=os.path.join(os.path.dirname(__file__), "..", "..", ".data", "prepared"),
@@ -270,7 +294,7 @@ def main(argv=None):
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)) if args.cosine else None
     history = []
-    sampler = NegativeSampler(counts, args.sample_alpha, rng) if args.loss == "ce-sampled" else None
+    sampler = NegativeSampler(counts, args.sample_alpha, rng) if args.loss in ("ce-sampled", "bpr-max") else None
     best, best_state, best_epoch, waited = -1.0, None, 0, 0
     epoch_fn = train_epoch_seq if args.kind == "seq" else train_epoch
     def save(state_dict, train_seconds):

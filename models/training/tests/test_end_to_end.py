@@ -19,8 +19,8 @@ import train  # noqa: E402
 pytestmark = pytest.mark.skipif(not os.path.isdir(D.DATA_ROOT), reason="../shared/data not present")
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_tiny_train_export_and_parity(tmp_path, cell):
+@pytest.mark.parametrize("cell,half", [("gru", False), ("lstm", True)])
+def test_tiny_train_export_and_parity(tmp_path, cell, half):
     ckpt = str(tmp_path / "tiny.pt")
     train.main(["--dataset", "movielens-latest-small", "--out", ckpt, "--max-users", "25", "--epochs", "1",
                 "--dim", "16", "--batch", "8", "--bptt", "5", "--min-count", "2", "--kind", "seq", "--cell", cell,
@@ -29,7 +29,7 @@ def test_tiny_train_export_and_parity(tmp_path, cell):
     items = json.loads((tmp_path / "prepared" / "movielens-latest-small" / "items.json").read_text())
     assert (tmp_path / "prepared" / "movielens-latest-small" / "events.npz").exists()
     out = tmp_path / "tiny"
-    export.main(["--ckpt", ckpt, "--out", str(out), "--name", "tiny"])
+    export.main(["--ckpt", ckpt, "--out", str(out), "--name", "tiny"] + (["--fp16"] if half else []))
     m = json.loads((out / "manifest.json").read_text())
     assert m["items"]["ids"] == items["ids"]
     rec = 16 * (2 if cell == "lstm" else 1)
@@ -40,8 +40,12 @@ def test_tiny_train_export_and_parity(tmp_path, cell):
     for g in ("step.onnx", "score.onnx", "similar.onnx"):
         onnx.checker.check_model(str(out / g))  # resolves weights.bin beside it
     # the tied embedding is stored once: weights.bin is about one table, not two
-    table = m["items"]["rows"] * 16 * 4
+    table = m["items"]["rows"] * 16 * (2 if half else 4)
     assert table <= os.path.getsize(out / "weights.bin") < 1.5 * table + 64 * 1024
+    if half:  # the step graph gathers rows from the float16 table and casts only those rows
+        step = onnx.load(str(out / "step.onnx"), load_external_data=False)
+        gathers = [n for n in step.graph.node if n.op_type == "Gather" and n.input[0].endswith("emb.weight__fp16")]
+        assert gathers and not any(n.op_type == "Cast" and n.input[0].endswith("emb.weight__fp16") for n in step.graph.node)
     assert os.path.getsize(out / "score.onnx") < 64 * 1024
     tsx = os.path.join(ROOT, "node_modules", ".bin", "tsx")
     assert os.path.exists(tsx) and shutil.which("node"), "run `npm install` first: parity runs the TypeScript runtime"
