@@ -8,8 +8,8 @@ Every method ranks every item for the same targets. Three kinds of lines:
 - protocol: the test split as the published tables score it: last-item (Amazon) masks the user's
   history items (S3-Rec / ICLRec), the session and time-split protocols mask nothing.
   HR@k = Recall@k (one target). Metrics at 5, 10, 20 plus MRR@20.
-- served:   the same test ranking under the API's default rules (today: the user's last 20 distinct
-  items are left out, `exclude_recent`; purchases, never shown, do not occur in these data).
+- served:   the same test ranking under the API's default rules (today: recently seen items are
+  shown, `exclude_recent=false`; purchases, always left out, do not occur in these data).
 - rules on validation: each ranking rule (none / current item / last 20 / whole history) on the
   validation split, to choose the API's default by measurement, not on test.
 

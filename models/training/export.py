@@ -67,7 +67,21 @@ def load(ckpt_path, half=False):
     return model, ck
 
 
-def export_graphs(model, out_dir, half=False):
+# The similar graph folds several float32 copies of the item table into its session (the
+# normalized table, its transpose, the pre-packed MatMul weights): measured at 43k x 128 it alone
+# took 123 MiB of wasm memory, more than a 128 MB Workers isolate has left. Above this many table
+# floats it is left out (the API then answers similar items without the model).
+SIMILAR_MAX_FLOATS = 2_000_000
+
+
+def with_similar(model, choice="auto"):
+    """Whether to export the similar graph: 'yes', 'no', or 'auto' (by SIMILAR_MAX_FLOATS)."""
+    if choice != "auto":
+        return choice == "yes"
+    return model.cfg.n_items * model.cfg.dim <= SIMILAR_MAX_FLOATS
+
+
+def export_graphs(model, out_dir, half=False, similar=True):
     """Export both graphs; with half=True large weights are stored as float16 (and cast back to
     float32 inside the graph, which onnxruntime folds at load), halving the artifact."""
     S, N = model.state_size, model.cfg.n_items
@@ -87,13 +101,15 @@ def export_graphs(model, out_dir, half=False):
                       dynamic_axes={"state": {0: "batch"}, "new_session": {0: "batch"}, "gap": {0: "batch"},
                                     "mask": {0: "batch"}, "logits": {0: "batch"}})
     similar_path = os.path.join(out_dir, "similar.onnx")
-    torch.onnx.export(_Similar(model).eval(), (item, mask), similar_path, opset_version=OPSET,
-                      input_names=["item", "mask"], output_names=["logits"],
-                      dynamic_axes={"item": {0: "batch"}, "mask": {0: "batch"}, "logits": {0: "batch"}})
+    if similar:
+        torch.onnx.export(_Similar(model).eval(), (item, mask), similar_path, opset_version=OPSET,
+                          input_names=["item", "mask"], output_names=["logits"],
+                          dynamic_axes={"item": {0: "batch"}, "mask": {0: "batch"}, "logits": {0: "batch"}})
     for path, names in ((step_path, ["state", "item", "new_session", "gap"]), (score_path, ["state", "new_session", "gap", "mask"])):
         keep_inputs(path, names)
     # Append TopK with a runtime k, so one graph serves any k.
-    for path in (score_path, similar_path):
+    graphs = [step_path, score_path] + ([similar_path] if similar else [])
+    for path in graphs[1:]:
         g = onnx.load(path)
         g.graph.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
         g.graph.node.append(helper.make_node("TopK", ["logits", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1))
@@ -103,8 +119,8 @@ def export_graphs(model, out_dir, half=False):
             helper.make_tensor_value_info("indices", TensorProto.INT64, ["batch", "k"]),
         ])
         onnx.save(g, path)
-    share_weights([step_path, score_path, similar_path], os.path.join(out_dir, "weights.bin"), half=half)
-    return step_path, score_path, similar_path
+    share_weights(graphs, os.path.join(out_dir, "weights.bin"), half=half)
+    return graphs
 
 
 def keep_inputs(path, names):
@@ -287,15 +303,23 @@ def main(argv=None):
     p.add_argument("--popular", type=int, default=200, help="how many popular items the manifest lists")
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
     p.add_argument("--metrics", help="metrics JSON from evaluate.py to record in the manifest")
+    p.add_argument("--similar", choices=["auto", "yes", "no"], default="auto",
+                   help=f"export the similar graph (auto: when items x dim <= {SIMILAR_MAX_FLOATS:,})")
     args = p.parse_args(argv)
 
     model, ck = load(args.ckpt, half=args.fp16)
     os.makedirs(args.out, exist_ok=True)
-    export_graphs(model, args.out, half=args.fp16)
+    for old in ("similar.onnx",):                 # a re-export must not leave a graph the manifest omits
+        if os.path.exists(os.path.join(args.out, old)):
+            os.remove(os.path.join(args.out, old))
+    sim = with_similar(model, args.similar)
+    export_graphs(model, args.out, half=args.fp16, similar=sim)
     model.eval()
     S, N, d = model.state_size, model.cfg.n_items, model.cfg.dim
     wsum = sha256(os.path.join(args.out, "weights.bin"))
     gold = golden(model, ck)
+    if not sim:
+        gold.pop("similar", None)
     with open(os.path.join(args.out, "golden.json"), "w") as f:
         json.dump(gold, f)
     ids, counts = ck["item_ids"], ck["item_counts"]
@@ -329,7 +353,7 @@ def main(argv=None):
                 ],
                 "outputs": TOPK_OUTPUTS,
             },
-            "similar": {
+            **({"similar": {
                 "file": "similar.onnx",
                 "inputs": [
                     {"name": "item", "dtype": "int64", "shape": ["batch"]},
@@ -337,7 +361,7 @@ def main(argv=None):
                     {"name": "k", "dtype": "int64", "shape": [1]},
                 ],
                 "outputs": TOPK_OUTPUTS,
-            },
+            }} if sim else {}),
         },
         "weights": {"file": "weights.bin", "bytes": os.path.getsize(os.path.join(args.out, "weights.bin")),
                     "sha256": wsum, "dtype": "float16" if args.fp16 else "float32"},

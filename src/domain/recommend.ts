@@ -21,7 +21,7 @@ import type { UserState } from "../state/codec";
 import { StoreUnavailableError, type UserStateStore } from "../state/store";
 import { type Filters, type Rules, allowed, modelMask } from "./filters";
 
-export type Reason = "cold-user" | "state-corrupt" | "state-unavailable" | "model-unavailable" | "unknown-item" | "strategy";
+export type Reason = "cold-user" | "state-corrupt" | "state-unavailable" | "model-unavailable" | "unknown-item" | "no-similar-graph" | "strategy";
 
 export interface RecItem {
   item_id: string;

@@ -35,5 +35,5 @@ export async function similarItems(deps: { model: ModelHandle; context: () => Pr
   const category = o.category ?? (facts?.categoryKey || undefined);
   const items = fillPopular([], o.k, ctx, { ...rules, category });
   if (items.length < o.k && category !== o.category) fillPopular(items, o.k, ctx, rules);
-  return { items, source: "popular", reason: loaded.ok && row === undefined ? "unknown-item" : "model-unavailable", model_version: version };
+  return { items, source: "popular", reason: !loaded.ok ? "model-unavailable" : row === undefined ? "unknown-item" : "no-similar-graph", model_version: version };
 }

@@ -29,9 +29,9 @@ export const RecommendationSchema = z
     items: z.array(RecItemSchema),
     source: z.enum(["model", "popular"]).openapi({ description: "What served the list: the GRU model, or popularity (see reason)." }),
     reason: z
-      .enum(["cold-user", "state-corrupt", "state-unavailable", "model-unavailable", "unknown-item", "strategy"])
+      .enum(["cold-user", "state-corrupt", "state-unavailable", "model-unavailable", "unknown-item", "no-similar-graph", "strategy"])
       .optional()
-      .openapi({ description: "Why popularity served it (`strategy`: the experiment variant serves popular items)." }),
+      .openapi({ description: "Why popularity served it (`strategy`: the experiment variant serves popular items; `no-similar-graph`: the model has no similar graph, as large catalogs are exported)." }),
     model_version: z.string().nullable(),
     metadata_unavailable: z.boolean().optional().openapi({ description: "include=metadata was asked but the catalog could not be read in time." }),
   })

@@ -74,7 +74,7 @@ describe("models from R2", () => {
     expect(h.body.model.loaded).toBe(true);
     const r = await apiWith(legacy, `/v1/items/${manifest.items.ids[3]}/similar?k=4`);
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ source: "popular", reason: "model-unavailable" });
+    expect(r.body).toMatchObject({ source: "popular", reason: "no-similar-graph" });
     expect(r.body.items).toHaveLength(4);
   });
 });

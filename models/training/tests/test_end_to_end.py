@@ -19,8 +19,8 @@ import train  # noqa: E402
 pytestmark = pytest.mark.skipif(not os.path.isdir(D.DATA_ROOT), reason="../shared/data not present")
 
 
-@pytest.mark.parametrize("cell,half", [("gru", False), ("lstm", True)])
-def test_tiny_train_export_and_parity(tmp_path, cell, half):
+@pytest.mark.parametrize("cell,half,similar", [("gru", False, "auto"), ("lstm", True, "no")])
+def test_tiny_train_export_and_parity(tmp_path, cell, half, similar):
     ckpt = str(tmp_path / "tiny.pt")
     train.main(["--dataset", "movielens-latest-small", "--out", ckpt, "--max-users", "25", "--epochs", "1",
                 "--dim", "16", "--batch", "8", "--bptt", "5", "--min-count", "2", "--kind", "seq", "--cell", cell,
@@ -29,7 +29,7 @@ def test_tiny_train_export_and_parity(tmp_path, cell, half):
     items = json.loads((tmp_path / "prepared" / "movielens-latest-small" / "items.json").read_text())
     assert (tmp_path / "prepared" / "movielens-latest-small" / "events.npz").exists()
     out = tmp_path / "tiny"
-    export.main(["--ckpt", ckpt, "--out", str(out), "--name", "tiny"] + (["--fp16"] if half else []))
+    export.main(["--ckpt", ckpt, "--out", str(out), "--name", "tiny", "--similar", similar] + (["--fp16"] if half else []))
     m = json.loads((out / "manifest.json").read_text())
     assert m["items"]["ids"] == items["ids"]
     rec = 16 * (2 if cell == "lstm" else 1)
@@ -37,8 +37,12 @@ def test_tiny_train_export_and_parity(tmp_path, cell, half):
     assert m["state"]["layout"][-1] == {"name": "recent_items", "offset": rec, "size": 4,
                                         "note": m["state"]["layout"][-1]["note"]}
     assert len(m["items"]["ids"]) == m["items"]["rows"] - 1
-    for g in ("step.onnx", "score.onnx", "similar.onnx"):
+    graphs = ("step.onnx", "score.onnx") + (("similar.onnx",) if similar == "auto" else ())
+    for g in graphs:
         onnx.checker.check_model(str(out / g))  # resolves weights.bin beside it
+    # without the similar graph nothing names it: not the manifest, not the golden vectors
+    assert ("similar" in m["graphs"]) == (similar == "auto") == (out / "similar.onnx").exists()
+    assert ("similar" in json.loads((out / "golden.json").read_text())) == (similar == "auto")
     # the tied embedding is stored once: weights.bin is about one table, not two
     table = m["items"]["rows"] * 16 * (2 if half else 4)
     assert table <= os.path.getsize(out / "weights.bin") < 1.5 * table + 64 * 1024
