@@ -34,6 +34,11 @@ PUBLISHED = {
 NOT_CONFIG = {"dataset", "out", "prepared", "threads", "max_users", "holdout"}
 
 
+
+def model_result(results):
+    """Our model's row of evaluate.py's results (named "<design> (memory)": GRU, SeqRec, ...)."""
+    return next((v for k, v in results.items() if k.endswith(" (memory)")), None)
+
 def rebuild_command(man, a):
     """The one command that retrains, evaluates, exports and reports this model: every train.py
     option the checkpoint recorded (flags when true), so the rebuild is the same configuration."""
@@ -150,15 +155,15 @@ def main(argv=None):
         for k, v in met["memory_minus_session_only"].items():
             lines.append(f"| {k} | {v['diff']:+.4f} | [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}] |")
     if met["dataset"] in PUBLISHED:
-        ours = met["results"].get("GRU (memory)")
+        ours = model_result(met["results"])
         lines += ["", "## Against published figures (same preprocessed split, Recall@20 / MRR@20)", "", "| method | Recall@20 | MRR@20 | source |", "|---|---|---|---|"]
         for name, r, m, src in PUBLISHED[met["dataset"]]:
             lines.append(f"| {name} | {r:.4f} | {m:.4f} | {src} |")
         if ours:
             lines.append(f"| **this model** | **{ours['Recall@20']:.4f}** | **{ours['MRR@20']:.4f}** | this report |")
     if args.metrics_fp32:
-        f32 = json.load(open(args.metrics_fp32))["results"].get("GRU (memory)")
-        f16 = met["results"].get("GRU (memory)")
+        f32 = model_result(json.load(open(args.metrics_fp32))["results"])
+        f16 = model_result(met["results"])
         if f32 and f16:
             lines += ["", "## fp16 weights", "", "| weights | Recall@20 | MRR@20 | NDCG@20 |", "|---|---|---|---|",
                       f"| float32 (checkpoint) | {f32['Recall@20']:.4f} | {f32['MRR@20']:.4f} | {f32['NDCG@20']:.4f} |",
