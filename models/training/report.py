@@ -186,7 +186,7 @@ def main(argv=None):
               f"- loss `{a.get('loss', 'ce-full')}`" + (f" ({a.get('n_sample')} popularity-sampled negatives, alpha {a.get('sample_alpha')}, plus in-batch targets"
                                                      + (", log-q corrected" if a.get("logq") else "") + (f", bpreg {a.get('bpreg')}" if a.get("loss") == "bpr-max" else "") + ")"
                                                      if a.get("loss") in ("ce-sampled", "bpr-max") else "")
-              + f"; Adam lr {a['lr']}, {len(hist)} epochs run (at most {a['epochs']}), {a['batch']} parallel lanes, BPTT {a.get('bptt')}",
+              + f"; Adam lr {a['lr']}{' with cosine decay' if a.get('cosine') else ''}, {len(hist)} epochs run (at most {a['epochs']}), {a['batch']} {'users per batch' if cfg.get('kind') == 'seq' else 'parallel lanes'}, BPTT {a.get('bptt')}",
               ] + timing_lines(tr) + ([f"", f"![loss and validation metric per epoch]({PLOT})"] if hist else []) + (epoch_rows if hist else []) + ["",
               "- rebuild: `" + rebuild_command(man, a) + "`",
               "", "## Artifacts", "", "| file | bytes |", "|---|---|"] + [f"| {f} | {n:,} |" for f, n in sizes.items()]
