@@ -135,12 +135,15 @@ def _padded(chunk):
 
 
 @torch.no_grad()
-def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False, exclude_history=False):
+def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False, exclude_history=False,
+                rule=None):
     """Rank of every target from the state before it. reset_sessions: forget everything at each
     session start (session-only use of the same model). exclude_seen: items the user had before
     the target, other than the target itself, are removed from the ranking. exclude_history: every
     item of the input before the target is removed, the target too if it repeats one (exactly as
-    S3-Rec / ICLRec score their full ranking)."""
+    S3-Rec / ICLRec score their full ranking). rule: a RULES name applied as `ranks_under` does
+    (a target the rule leaves out is a miss) to the items the system remembers: with
+    reset_sessions only those of the current session, since a system without memory has no others."""
     model.eval()
     out = []
     for a in range(0, len(seqs), batch):
@@ -149,13 +152,20 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False
             continue
         item, ns, tgt, gap = _padded(chunk)
         state = torch.zeros(len(chunk), model.state_size)
+        start = np.zeros(len(chunk), np.int64)          # first event the system remembers, per row
         last_t = torch.tensor([int(np.flatnonzero(s[2]).max()) for s in chunk])
         for t in range(int(last_t.max()) + 1):
             if reset_sessions:
                 state = state * (1 - ns[:, t:t + 1])
+                start = np.where(ns[:, t].numpy() > 0.5, t, start)
             if tgt[:, t].any():
                 idx = tgt[:, t].nonzero().squeeze(1)
                 lg = model.logits(state[idx], ns[idx, t], gap[idx, t]).numpy()
+                if rule is not None:
+                    prefixes = [item[b, start[b]:t].numpy() for b in idx.tolist()]
+                    out.extend(ranks_under(lg, item[idx, t].numpy(), prefixes, rule).tolist())
+                    state = model.advance(state, item[:, t], ns[:, t], gap[:, t])
+                    continue
                 if exclude_seen or exclude_history:
                     for j, b in enumerate(idx.tolist()):
                         seen = item[b, :t].numpy()

@@ -64,11 +64,17 @@ def plot_history(hist, path, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    refit = [h for h in hist if h.get("refit")]
+    hist = [h for h in hist if not h.get("refit")]
     ep = [h["epoch"] for h in hist]
     names = [k for k in ("Recall@20", "NDCG@20", "MRR@20") if any(k in (h.get("valid") or {}) for h in hist)]
     fig, axes = plt.subplots(1, 2 if names else 1, figsize=(9 if names else 5, 3.4), squeeze=False)
     ax = axes[0][0]
-    ax.plot(ep, [h["loss"] for h in hist], "o-", color="tab:blue")
+    ax.plot(ep, [h["loss"] for h in hist], "o-", color="tab:blue", label="training")
+    if refit:
+        ax.plot([h["epoch"] for h in refit], [h["loss"] for h in refit], "s--", color="tab:gray",
+                label="refit (training + validation)")
+        ax.legend(fontsize=8)
     ax.set_xlabel("epoch"); ax.set_ylabel("training loss"); ax.set_title("loss"); ax.grid(alpha=0.3)
     if names:
         ax = axes[0][1]
@@ -94,6 +100,14 @@ def timing_lines(tr):
             f"{secs / 60:.1f} min in {len(hist)} epochs, {eps:.0f} training events/s on average "
             f"({min(h['events_per_s'] for h in hist):.0f} to {max(h['events_per_s'] for h in hist):.0f}; "
             f"this machine: {os.cpu_count()} cores shared with other work, torch CPU, 1 thread)"]
+
+
+def epochs_text(hist, a):
+    """How many epochs ran: with validation (at most --epochs), then any refit."""
+    refit = sum(1 for h in hist if h.get("refit"))
+    txt = f"{len(hist) - refit} epochs with validation (at most {a['epochs']})"
+    return txt + (f", then the best epoch count again from scratch on training + validation events (refit, {refit} epochs)"
+                  if refit else "")
 
 
 def ci(m, k):
@@ -154,6 +168,15 @@ def main(argv=None):
         lines += ["", "## What memory buys (same model, same targets, paired bootstrap)", "", "| metric | memory - session-only | 95% interval |", "|---|---|---|"]
         for k, v in met["memory_minus_session_only"].items():
             lines.append(f"| {k} | {v['diff']:+.4f} | [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}] |")
+    if "memory_vs_session_only_recent20" in met:
+        r = met["memory_vs_session_only_recent20"]
+        lines += ["", "With the user's recent items left out (`exclude_recent=true`, for shops where an item is not "
+                  "wanted twice): the system with memory leaves out the last 20 distinct items of every session, "
+                  "one without memory only the current session's.", "",
+                  "| | memory | session-only | difference | 95% interval |", "|---|---|---|---|---|"]
+        for k, v in r["diff"].items():
+            lines.append(f"| {k} | {r['memory'][k]:.4f} | {r['session_only'][k]:.4f} | {v['diff']:+.4f} | "
+                         f"[{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}] |")
     if met["dataset"] in PUBLISHED:
         ours = model_result(met["results"])
         lines += ["", "## Against published figures (same preprocessed split, Recall@20 / MRR@20)", "", "| method | Recall@20 | MRR@20 | source |", "|---|---|---|---|"]
@@ -177,7 +200,7 @@ def main(argv=None):
                   "|---|---|---|---|" + "---|" * len(valid_cols)]
     for h in hist:
         v = h.get("valid") or {}
-        epoch_rows.append(f"| {h['epoch']} | {h['loss']:.4f} | {h['seconds']:.1f} | {h['events_per_s']:.0f} | "
+        epoch_rows.append(f"| {'refit ' if h.get('refit') else ''}{h['epoch']} | {h['loss']:.4f} | {h['seconds']:.1f} | {h['events_per_s']:.0f} | "
                           + " | ".join(f"{v[k]:.4f}" if k in v else "" for k in valid_cols) + " |")
     if hist:
         plot_history(hist, os.path.join(args.model, PLOT), f"{man['name']} ({tr['dataset']})")
@@ -186,7 +209,7 @@ def main(argv=None):
               f"- loss `{a.get('loss', 'ce-full')}`" + (f" ({a.get('n_sample')} popularity-sampled negatives, alpha {a.get('sample_alpha')}, plus in-batch targets"
                                                      + (", log-q corrected" if a.get("logq") else "") + (f", bpreg {a.get('bpreg')}" if a.get("loss") == "bpr-max" else "") + ")"
                                                      if a.get("loss") in ("ce-sampled", "bpr-max") else "")
-              + f"; Adam lr {a['lr']}{' with cosine decay' if a.get('cosine') else ''}, {len(hist)} epochs run (at most {a['epochs']}), {a['batch']} {'users per batch' if cfg.get('kind') == 'seq' else 'parallel lanes'}, BPTT {a.get('bptt')}",
+              + f"; Adam lr {a['lr']}{' with cosine decay' if a.get('cosine') else ''}, {epochs_text(hist, a)}, {a['batch']} {'users per batch' if cfg.get('kind') == 'seq' else 'parallel lanes'}, BPTT {a.get('bptt')}",
               ] + timing_lines(tr) + ([f"", f"![loss and validation metric per epoch]({PLOT})"] if hist else []) + (epoch_rows if hist else []) + ["",
               "- rebuild: `" + rebuild_command(man, a) + "`",
               "", "## Artifacts", "", "| file | bytes |", "|---|---|"] + [f"| {f} | {n:,} |" for f, n in sizes.items()]

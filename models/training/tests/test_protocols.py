@@ -85,6 +85,20 @@ def test_history_masking_and_served_rules_rank_by_hand():
     assert H.ranks_under(sc[:1], np.array([0]), prefixes[:1], "none").tolist() == [10**9]
 
 
+def test_a_system_without_memory_leaves_out_only_the_current_sessions_items():
+    # one user, two sessions: [1, 2] then [3, 1]; the target is the second event of session 2 (row 1)
+    seq = (np.array([1, 2, 3, 1]), np.array([1.0, 0.0, 1.0, 0.0], np.float32), np.array([False, False, False, True]),
+           None, np.array([0.0, 60.0, 86400.0, 86460.0]), np.zeros(4, np.int8))
+    m = build(ModelConfig(n_items=5, dim=8, kind="seq", attn=3, dropout=0.0)).eval()
+    # the remembered ring holds row 1 from session 1, so the served rule can never show it again
+    assert H.model_ranks(m, [seq], rule="recent20").tolist() == [10**9]
+    # forgetting at the session start, only row 3 is left out: the target stays rankable
+    so = H.model_ranks(m, [seq], reset_sessions=True, rule="recent20").tolist()
+    assert 1 <= so[0] <= 3
+    # with nothing left out both rank it, and the rule-free walk agrees with rule "none"
+    assert H.model_ranks(m, [seq], rule="none").tolist() == H.model_ranks(m, [seq]).tolist()
+
+
 def test_metrics_at_5_10_20_by_hand():
     m = summary(np.array([1, 4, 7, 15, 10**9]), ks=(5, 10, 20))
     assert m["Recall@5"] == 0.4 and m["Recall@10"] == 0.6 and m["Recall@20"] == 0.8
