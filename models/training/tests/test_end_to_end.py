@@ -19,12 +19,12 @@ import train  # noqa: E402
 pytestmark = pytest.mark.skipif(not os.path.isdir(D.DATA_ROOT), reason="../shared/data not present")
 
 
-@pytest.mark.parametrize("cell,half,similar", [("gru", False, "auto"), ("lstm", True, "no")])
-def test_tiny_train_export_and_parity(tmp_path, cell, half, similar):
+@pytest.mark.parametrize("cell,half,similar,hidden", [("gru", False, "auto", 0), ("lstm", True, "no", 24)])
+def test_tiny_train_export_and_parity(tmp_path, cell, half, similar, hidden):
     ckpt = str(tmp_path / "tiny.pt")
     train.main(["--dataset", "movielens-latest-small", "--out", ckpt, "--max-users", "25", "--epochs", "1",
                 "--dim", "16", "--batch", "8", "--bptt", "5", "--min-count", "2", "--kind", "seq", "--cell", cell,
-                "--attn", "4", "--prepared", str(tmp_path / "prepared")])
+                "--attn", "4", "--hidden", str(hidden), "--prepared", str(tmp_path / "prepared")])
     # data prep wrote the item index next to the prepared events
     items = json.loads((tmp_path / "prepared" / "movielens-latest-small" / "items.json").read_text())
     assert (tmp_path / "prepared" / "movielens-latest-small" / "events.npz").exists()
@@ -32,7 +32,7 @@ def test_tiny_train_export_and_parity(tmp_path, cell, half, similar):
     export.main(["--ckpt", ckpt, "--out", str(out), "--name", "tiny", "--similar", similar] + (["--fp16"] if half else []))
     m = json.loads((out / "manifest.json").read_text())
     assert m["items"]["ids"] == items["ids"]
-    rec = 16 * (2 if cell == "lstm" else 1)
+    rec = (hidden or 16) * (2 if cell == "lstm" else 1)   # a recurrent state wider than the item rows
     assert m["state"]["size"] == rec + 4          # recurrent state + the last 4 item rows
     assert m["state"]["layout"][-1] == {"name": "recent_items", "offset": rec, "size": 4,
                                         "note": m["state"]["layout"][-1]["note"]}
