@@ -153,6 +153,9 @@ def main(argv=None):
                   "| method | " + " | ".join(f"{r}: {rules.get(r, r)}" for r in names) + " |", "|---|" + "---|" * len(names)]
         for name, by in rv.items():
             lines.append(f"| {name} | " + " | ".join(f"{by[r]['Recall@20']:.4f} / {by[r]['NDCG@20']:.4f}" for r in names) + " |")
+        if any(h.get("refit") for h in tr.get("history", [])):
+            lines += ["", "This model was refitted on training + validation events, so its validation figures are "
+                      "not held out: compare the rules with each other in its row, not with other methods or the test."]
     if met.get("knn_config"):
         c = met["knn_config"]
         lines += ["", f"History-V-SKNN settings chosen on validation NDCG@20: last n={c['n'] or 'all'} items, k={c['k']} neighbours, {c['norm']} similarity."]
