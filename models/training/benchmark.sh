@@ -4,7 +4,7 @@
 #   sh models/training/benchmark.sh <dataset> <model-name> [train.py options...]
 #   sh models/training/benchmark.sh diginetica diginetica --loss ce-sampled --dim 100 --epochs 8 --batch 128 --lr 3e-3 --min-count 1
 #
-# Writes models/<model-name>/ (fp16 export unless FP16=0, manifest with metrics, golden vectors, REPORT.md);
+# Writes models/<model-name>/ (fp16 export unless FP16=0; INT8=1 stores the item table as int8 rows; manifest with metrics, golden vectors, REPORT.md);
 # checkpoints and raw metrics go to .data/. The served/committed models were built this way; the
 # exact options of each are in its manifest (training.args) and REPORT.md.
 set -e
@@ -14,6 +14,9 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 mkdir -p .data
 HALF="--fp16"; [ "${FP16:-1}" = 0 ] && HALF=""
+# INT8=1: the item table stored as int8 rows + a float32 scale each (export.py --int8-table), for
+# catalogs whose float16 table would make weights.bin large; metrics are of exactly those weights.
+[ "${INT8:-0}" = 1 ] && [ -n "$HALF" ] && HALF="--fp16 --int8-table"
 if [ "${SKIP_TRAIN:-0}" = 1 ]; then
   echo "SKIP_TRAIN=1: using the existing .data/$NAME.pt"
 else

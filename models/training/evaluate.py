@@ -79,6 +79,7 @@ def main(argv=None):
     p.add_argument("--dataset", required=True, choices=sorted(H.PROTOCOLS))
     p.add_argument("--ckpt", help="model checkpoint; omit to evaluate only the baselines")
     p.add_argument("--fp16", action="store_true")
+    p.add_argument("--int8-table", action="store_true", help="the item table rounded to int8 rows, as export.py --int8-table stores it")
     p.add_argument("--baselines", help="comma list, or 'none' (default: by protocol, see the module doc)")
     p.add_argument("--sasrec", action="store_true", help="last-item: train and rank SASRec in the harness (sasrec.py)")
     p.add_argument("--sasrec-epochs", type=int, default=200, help="at most (early stopping on validation NDCG@20)")
@@ -98,7 +99,7 @@ def main(argv=None):
     model, ck = (None, None)
     if args.ckpt:
         from export import load as load_model
-        model, ck = load_model(args.ckpt, args.fp16)
+        model, ck = load_model(args.ckpt, args.fp16, int8=args.int8_table)
     idle_gap = ck["args"]["idle_gap"] if ck else 1800.0
     cap = args.cap if args.cap is not None else int((ck or {}).get("args", {}).get("cap", 0) or 0)
     ev = H.load(args.dataset, idle_gap)

@@ -54,17 +54,59 @@ class _Step(torch.nn.Module):
         return self.model.advance(state, item, new_session, gap)
 
 
-def load(ckpt_path, half=False):
+def quantize_rows(w):
+    """Symmetric int8 per row: (N, d) float32 -> q (N, d) int8, scale (N,) float32, w ~ q * scale."""
+    s = w.abs().amax(dim=1) / 127.0
+    s = torch.where(s > 0, s, torch.ones_like(s)).float()
+    q = torch.clamp(torch.round(w / s[:, None]), -127, 127).to(torch.int8)
+    return q, s
+
+
+def load(ckpt_path, half=False, int8=False):
     """Model in eval mode; half=True rounds every weight to float16 precision first, so that the
-    golden vectors and metrics describe exactly what an fp16 export computes."""
+    golden vectors and metrics describe exactly what an fp16 export computes. int8=True (implies
+    half) first rounds the item table to int8 rows (`quantize_rows`), as `--int8-table` stores it;
+    the int8 rows and scales are kept on the model as `int8_table` for the export."""
     ck = torch.load(ckpt_path, map_location="cpu")
     model = build(ModelConfig(**ck["config"]))
-    sd = ck["state_dict"]
+    sd = dict(ck["state_dict"])
+    table = None
+    if int8:
+        half = True
+        table = quantize_rows(sd["emb.weight"].float())
+        sd["emb.weight"] = table[0].float() * table[1][:, None]
     if half:
         sd = {k: (v.half().float() if v.is_floating_point() else v) for k, v in sd.items()}
     model.load_state_dict(sd)
+    model.int8_table = table
     model.eval()
     return model, ck
+
+
+def pack_int8_table(out_dir, model):
+    """Store the item table of weights.bin as int8 rows + float32 scales (half the float16 bytes).
+    The graphs still name the float16 table at its offset in the expanded file; the runtime expands
+    the packed file back (src/model/int8-rows.ts) before onnxruntime reads it. Returns the
+    manifest's `int8_rows` entries and the expanded size."""
+    q, s = model.int8_table
+    N, d = q.shape
+    path = os.path.join(out_dir, "weights.bin")
+    g = onnx.load(os.path.join(out_dir, "score.onnx"), load_external_data=False)
+    init = [i for i in g.graph.initializer if i.name.endswith("emb.weight__fp16")]
+    assert len(init) == 1, "no float16 item table in score.onnx"
+    ext = {e.key: e.value for e in init[0].external_data}
+    off, length = int(ext["offset"]), int(ext["length"])
+    assert length == N * d * 2, (length, N, d)
+    data = open(path, "rb").read()
+    # the stored float16 table is exactly what the runtime will rebuild from q and s
+    want = (q.float() * s[:, None]).half().numpy()
+    assert np.array_equal(np.frombuffer(data[off:off + length], np.float16).reshape(N, d), want)
+    qb = q.numpy().tobytes()
+    pad = (-len(qb)) % 4
+    packed = data[:off] + qb + b"\0" * pad + s.numpy().astype("<f4").tobytes() + data[off + length:]
+    with open(path, "wb") as f:
+        f.write(packed)
+    return [{"offset": off, "rows": N, "cols": d, "packed_offset": off}], len(data)
 
 
 # The similar graph folds several float32 copies of the item table into its session (the
@@ -302,18 +344,23 @@ def main(argv=None):
     p.add_argument("--name", required=True)
     p.add_argument("--popular", type=int, default=200, help="how many popular items the manifest lists")
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
+    p.add_argument("--int8-table", action="store_true",
+                   help="with --fp16: store the item table as int8 rows with a float32 scale each (half its bytes)")
     p.add_argument("--metrics", help="metrics JSON from evaluate.py to record in the manifest")
     p.add_argument("--similar", choices=["auto", "yes", "no"], default="auto",
                    help=f"export the similar graph (auto: when items x dim <= {SIMILAR_MAX_FLOATS:,})")
     args = p.parse_args(argv)
 
-    model, ck = load(args.ckpt, half=args.fp16)
+    if args.int8_table and not args.fp16:
+        raise SystemExit("--int8-table needs --fp16 (the runtime expands the int8 rows to the float16 table)")
+    model, ck = load(args.ckpt, half=args.fp16, int8=args.int8_table)
     os.makedirs(args.out, exist_ok=True)
     for old in ("similar.onnx",):                 # a re-export must not leave a graph the manifest omits
         if os.path.exists(os.path.join(args.out, old)):
             os.remove(os.path.join(args.out, old))
     sim = with_similar(model, args.similar)
     export_graphs(model, args.out, half=args.fp16, similar=sim)
+    int8_rows, expanded = pack_int8_table(args.out, model) if args.int8_table else (None, None)
     model.eval()
     S, N, d = model.state_size, model.cfg.n_items, model.cfg.dim
     wsum = sha256(os.path.join(args.out, "weights.bin"))
@@ -364,7 +411,8 @@ def main(argv=None):
             }} if sim else {}),
         },
         "weights": {"file": "weights.bin", "bytes": os.path.getsize(os.path.join(args.out, "weights.bin")),
-                    "sha256": wsum, "dtype": "float16" if args.fp16 else "float32"},
+                    "sha256": wsum, "dtype": "float16" if args.fp16 else "float32",
+                    **({"int8_rows": int8_rows, "expanded_bytes": expanded} if int8_rows else {})},
         "state": {
             "size": S,
             "dtype": "float32",

@@ -51,7 +51,7 @@ def rebuild_command(man, a):
         if k == "bpreg" and a.get("loss") != "bpr-max":
             continue
         opts.append(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}"))
-    fp = "" if man["weights"].get("dtype") == "float16" else "FP16=0 "
+    fp = ("INT8=1 " if man["weights"].get("int8_rows") else "") if man["weights"].get("dtype") == "float16" else "FP16=0 "
     return f"{fp}sh models/training/benchmark.sh {man['training']['dataset']} {man['name']} " + " ".join(opts)
 
 
@@ -191,9 +191,10 @@ def main(argv=None):
         f32 = model_result(json.load(open(args.metrics_fp32))["results"])
         f16 = model_result(met["results"])
         if f32 and f16:
-            lines += ["", "## fp16 weights", "", "| weights | Recall@20 | MRR@20 | NDCG@20 |", "|---|---|---|---|",
+            low = "float16, item table int8 rows (exported)" if man["weights"].get("int8_rows") else "float16 (exported)"
+            lines += ["", "## Reduced-precision weights", "", "| weights | Recall@20 | MRR@20 | NDCG@20 |", "|---|---|---|---|",
                       f"| float32 (checkpoint) | {f32['Recall@20']:.4f} | {f32['MRR@20']:.4f} | {f32['NDCG@20']:.4f} |",
-                      f"| float16 (exported) | {f16['Recall@20']:.4f} | {f16['MRR@20']:.4f} | {f16['NDCG@20']:.4f} |"]
+                      f"| {low} | {f16['Recall@20']:.4f} | {f16['MRR@20']:.4f} | {f16['NDCG@20']:.4f} |"]
     hist = tr.get("history", [])
     sizes = {f: os.path.getsize(os.path.join(args.model, f)) for f in sorted(os.listdir(args.model))
              if not f.endswith(".md") and f != PLOT}
@@ -216,7 +217,10 @@ def main(argv=None):
               ] + timing_lines(tr) + ([f"", f"![loss and validation metric per epoch]({PLOT})"] if hist else []) + (epoch_rows if hist else []) + ["",
               "- rebuild: `" + rebuild_command(man, a) + "`",
               "", "## Artifacts", "", "| file | bytes |", "|---|---|"] + [f"| {f} | {n:,} |" for f, n in sizes.items()]
-    lines += ["", f"Weights stored as {man['weights'].get('dtype', 'float32')}; the item embedding is stored once and shared by both graphs."]
+    w = man["weights"]
+    stored = (f"float16, the item table as int8 rows with a float32 scale each ({w['bytes']:,} bytes; "
+              f"{w['expanded_bytes']:,} once the runtime expands the table to float16)") if w.get("int8_rows") else w.get("dtype", "float32")
+    lines += ["", f"Weights stored as {stored}; the item embedding is stored once and shared by both graphs."]
     if args.runtime_line:
         lines += ["", "## Through the serving runtime", "", "`npm run eval -- --dataset " + met["dataset"] + "` (onnxruntime-web, the worker's code) prints:", "", "```"]
         lines += ([args.runtime_served] if args.runtime_served else []) + [args.runtime_line, "```"]

@@ -51,12 +51,13 @@ const u8 = (b: ArrayBuffer | Uint8Array) => (b instanceof Uint8Array ? b : new U
  */
 export function memoryEstimate(
   files: Record<string, { bytes: number }>,
-  manifest: { weights: { file: string; dtype?: string }; graphs: Record<string, unknown> },
+  manifest: { weights: { file: string; dtype?: string; expanded_bytes?: number }; graphs: Record<string, unknown> },
 ): number {
-  const weights = files[manifest.weights.file]?.bytes ?? 0;
+  const stored = files[manifest.weights.file]?.bytes ?? 0;
+  const weights = manifest.weights.expanded_bytes ?? stored;     // int8 tables are expanded at load
   const graphs = Object.keys(manifest.graphs).filter((g) => manifest.graphs[g]).length;
   const perSession = manifest.weights.dtype === "float16" ? 2 : 1;
-  let total = weights * (1 + graphs * perSession);
+  let total = (weights !== stored ? stored : 0) + weights * (1 + graphs * perSession);
   for (const [name, f] of Object.entries(files)) if (name !== manifest.weights.file) total += name === "manifest.json" ? f.bytes * 3 : f.bytes;
   return total;
 }

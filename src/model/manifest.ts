@@ -26,6 +26,12 @@ export const ManifestSchema = z.object({
     bytes: z.number().int().positive(),
     sha256: z.string().length(64),
     dtype: z.enum(["float32", "float16"]).default("float32"),
+    /** Float16 tables stored as int8 rows + scales (src/model/int8-rows.ts); bytes/sha256 are of the packed file. */
+    int8_rows: z
+      .array(z.object({ offset: z.number().int().nonnegative(), rows: z.number().int().positive(), cols: z.number().int().positive(), packed_offset: z.number().int().nonnegative() }))
+      .optional(),
+    /** Size of weights.bin once the int8 tables are expanded (bytes). */
+    expanded_bytes: z.number().int().positive().optional(),
   }),
   state: z.object({
     size: z.number().int().positive().max(65536),

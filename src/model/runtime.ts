@@ -9,6 +9,7 @@
 import type { InferenceSession } from "onnxruntime-web/wasm";
 import { checkSessions, type Manifest, ModelLoadError, parseManifest } from "./manifest";
 import { withOrt } from "./ort";
+import { expandInt8Rows } from "./int8-rows";
 
 /** The bytes of one exported model folder. */
 export interface ModelFiles {
@@ -67,12 +68,21 @@ export class GruModel {
   /** Validate the manifest, check the weights' checksum, create both sessions, cross-check them. */
   static async load(wasm: WebAssembly.Module, files: ModelFiles): Promise<GruModel> {
     const m = parseManifest(files.manifest);
-    const weights = u8(files.weights);
-    if (weights.byteLength !== m.weights.bytes) {
-      throw new ModelLoadError(`model ${m.name}: ${m.weights.file} has ${weights.byteLength} bytes, manifest says ${m.weights.bytes}`);
+    const stored = u8(files.weights);
+    if (stored.byteLength !== m.weights.bytes) {
+      throw new ModelLoadError(`model ${m.name}: ${m.weights.file} has ${stored.byteLength} bytes, manifest says ${m.weights.bytes}`);
     }
-    const sum = await sha256Hex(weights);
+    const sum = await sha256Hex(stored);
     if (sum !== m.weights.sha256) throw new ModelLoadError(`model ${m.name}: ${m.weights.file} checksum differs from the manifest`);
+    let weights = stored;
+    if (m.weights.int8_rows?.length) {
+      if (!m.weights.expanded_bytes) throw new ModelLoadError(`model ${m.name}: int8_rows without expanded_bytes`);
+      try {
+        weights = expandInt8Rows(stored, m.weights.int8_rows, m.weights.expanded_bytes);
+      } catch (e) {
+        throw new ModelLoadError(`model ${m.name}: ${(e as Error).message}`);
+      }
+    }
     return withOrt(wasm, async (ort) => {
       const opts = (): InferenceSession.SessionOptions => ({
         executionProviders: ["wasm"],
