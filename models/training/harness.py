@@ -164,15 +164,14 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False
                 if rule is not None:
                     prefixes = [item[b, start[b]:t].numpy() for b in idx.tolist()]
                     out.extend(ranks_under(lg, item[idx, t].numpy(), prefixes, rule).tolist())
-                    state = model.advance(state, item[:, t], ns[:, t], gap[:, t])
-                    continue
-                if exclude_seen or exclude_history:
-                    for j, b in enumerate(idx.tolist()):
-                        seen = item[b, :t].numpy()
-                        if exclude_seen:
-                            seen = seen[seen != item[b, t].item()]
-                        lg[j, seen[seen > 0]] = -np.inf
-                out.extend(target_ranks(lg, item[idx, t].numpy()).tolist())
+                else:
+                    if exclude_seen or exclude_history:
+                        for j, b in enumerate(idx.tolist()):
+                            seen = item[b, :t].numpy()
+                            if exclude_seen:
+                                seen = seen[seen != item[b, t].item()]
+                            lg[j, seen[seen > 0]] = -np.inf
+                    out.extend(target_ranks(lg, item[idx, t].numpy()).tolist())
             state = model.advance(state, item[:, t], ns[:, t], gap[:, t])
     return np.array(out, dtype=np.int64)
 
