@@ -14,13 +14,16 @@
  *   none) feeds only the last N items before the target, as those papers do with 50.
  * It also prints the served figure: the same replay under the API's default rules (nothing but
  * purchases left out: recent items are shown unless `exclude_recent=true`, src/domain/recommend.ts;
- * no purchases occur in these data). The last line is the protocol's figure, exactly
+ * no purchases occur in these data). Time-split also replays memory against session-only with
+ * `exclude_seen=true` (the state's seen filter, src/state/seen.ts, left out; a system without
+ * memory resets state and filter at every session start). The last line is the protocol's figure, exactly
  * `Recall@20=<x> MRR@20=<y> NDCG@20=<z>`.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { compileOrtWasm, readModelFolder } from "../src/model/node-files";
 import { GruModel } from "../src/model/runtime";
+import { emptySeen, rowPositions, SEEN_K, seenAdd, seenHasAt } from "../src/state/seen";
 
 const argv = process.argv.slice(2);
 const opt = (name: string) => {
@@ -152,6 +155,16 @@ class Tally {
 
 const proto = new Tally();
 const served = new Tally();
+/** Time-split: exclude_seen=true with memory, and a system without memory (reset at every session start). */
+const timeSplitProto = dataset.startsWith("movielens");
+const seenMemory = new Tally();
+const seenSessionOnly = new Tally();
+const positions = timeSplitProto ? rowPositions(model) : new Uint16Array(0);
+const seenRows = (f: ReturnType<typeof emptySeen>) => {
+  const out: number[] = [];
+  for (let r = 1; r < model.rows; r++) if (seenHasAt(f, positions, r * SEEN_K)) out.push(r);
+  return out;
+};
 let targets = 0, lost = 0;
 const t0 = performance.now();
 outer: for (const s of seqs) {
@@ -162,24 +175,40 @@ outer: for (const s of seqs) {
   let gapSinceKept = 0;
   let pendingNew = false;
   const seen: number[] = [];
+  let filter = emptySeen();
+  let soState = model.initialState();
+  let soFilter = emptySeen();
   for (let i = firstInput; i < s.items.length; i++) {
     const row = model.rowOf(s.items[i]!);
     // events of unknown items are skipped as inputs, as in the Python harness: the next kept event
     // starts a session if any skipped one did, and its gap runs from the last kept event
     gapSinceKept += i === firstInput ? 0 : s.gapHours[i]!;
     const at = { newSession: count === 0 || s.newSession[i]! || pendingNew, gapHours: count === 0 ? 0 : gapSinceKept };
+    if (timeSplitProto && at.newSession) {
+      soState = model.initialState();
+      soFilter = emptySeen();
+    }
     if (s.target[i]) {
       targets++;
       if (row === undefined) lost++;
       else {
         proto.add(await model.topK(state, at, 20, excluded(protocolRule, seen)), row);
         served.add(await model.topK(state, at, 20, excluded("none", seen)), row);
+        if (timeSplitProto) {
+          seenMemory.add(await model.topK(state, at, 20, seenRows(filter)), row);
+          seenSessionOnly.add(await model.topK(soState, at, 20, seenRows(soFilter)), row);
+        }
       }
       if (targets >= maxTargets) break outer;
     }
     if (row !== undefined) {
       state = await model.step(state, row, at);
       seen.push(row);
+      if (timeSplitProto) {
+        soState = await model.step(soState, row, at);
+        seenAdd(filter, s.items[i]!);
+        seenAdd(soFilter, s.items[i]!);
+      }
       count++;
       gapSinceKept = 0;
       pendingNew = false;
@@ -192,5 +221,9 @@ const secs = (performance.now() - t0) / 1000;
 const left = protocolRule === "history" ? "the user's earlier items left out" : "nothing left out";
 console.log(`${dataset}: model ${model.version}, ${targets} targets (${lost} with items unknown to the model, counted as misses)${cap ? `, input capped at ${cap}` : ""}, ${secs.toFixed(0)} s, ${(targets / secs).toFixed(0)} targets/s`);
 console.log(`served (API default: recent items shown, exclude_recent=false): ${served.line(targets)}`);
+if (timeSplitProto) {
+  console.log(`exclude_seen=true, memory (seen filter over all sessions): ${seenMemory.line(targets)}`);
+  console.log(`exclude_seen=true, session-only (state and filter reset at every session start): ${seenSessionOnly.line(targets)}`);
+}
 console.log(`protocol (${left}):`);
 console.log(proto.line(targets));

@@ -32,6 +32,8 @@ export interface RecommendOptions {
   exclude?: string[];
   include?: "metadata";
   excludeRecent?: boolean;
+  /** Leave out every item the shopper already had, in any session (catalogs where an item is had once). */
+  excludeSeen?: boolean;
   /** Where the list is shown (experiments run per placement): default "home" / "product". */
   placement?: string;
 }
@@ -61,7 +63,7 @@ export interface Recommender {
   click(itemId: string, recId: string, extra?: { timestamp?: number; eventId?: string }): void;
   flush(): Promise<void>;
   recommend(o?: RecommendOptions): Promise<Recommendations & { user_id: string }>;
-  similar(itemId: string, o?: Omit<RecommendOptions, "excludeRecent">): Promise<Recommendations & { item_id: string }>;
+  similar(itemId: string, o?: Omit<RecommendOptions, "excludeRecent" | "excludeSeen">): Promise<Recommendations & { item_id: string }>;
   identify(userId: string): void;
   readonly userId: string;
   readonly pending: number;

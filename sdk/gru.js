@@ -111,7 +111,7 @@ export function createRecommender(o) {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(opts ?? {})) {
       if (v === undefined || v === null) continue;
-      const name = { minPrice: "min_price", maxPrice: "max_price", excludeRecent: "exclude_recent" }[k] ?? k;
+      const name = { minPrice: "min_price", maxPrice: "max_price", excludeRecent: "exclude_recent", excludeSeen: "exclude_seen" }[k] ?? k;
       q.set(name, Array.isArray(v) ? v.join(",") : String(v));
     }
     const s = q.toString();

@@ -34,6 +34,7 @@ npx tsx scripts/parity.ts "models/$NAME"
 npx tsx scripts/eval.ts --dataset "$DATASET" --model "models/$NAME" | tee ".data/$NAME.runtime.log"
 LINE=$(tail -n 1 ".data/$NAME.runtime.log")
 SERVED=$(grep '^served' ".data/$NAME.runtime.log" | tail -n 1)
+MORE=$(grep '^exclude_seen' ".data/$NAME.runtime.log" || true)
 $PY models/training/report.py --model "models/$NAME" --metrics ".data/$NAME.metrics.json" \
-  $FP32 --runtime-line "$LINE" --runtime-served "$SERVED" ${NOTES:+--notes "$NOTES"}
+  $FP32 --runtime-line "$LINE" --runtime-served "$SERVED" ${MORE:+--runtime-more "$MORE"} ${NOTES:+--notes "$NOTES"}
 echo "$LINE"

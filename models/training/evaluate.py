@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import data as D  # noqa: E402
 import harness as H  # noqa: E402
+import seen as SN  # noqa: E402
 from metrics import summary  # noqa: E402
 
 KS = (5, 10, 20)
@@ -174,6 +175,19 @@ def main(argv=None):
                 "diff": H.paired_diff(mr, sr)}
             d = extra["memory_vs_session_only_recent20"]["diff"]
             log("memory - session-only, recent items left out (exclude_recent=true): " + "  ".join(
+                f"{k} {v['diff']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for k, v in d.items()))
+            # ... and when it leaves out every item the user already had (`exclude_seen=true`, for
+            # shops where an item is had once: films rated, books read): the system with memory
+            # asks the seen-items filter of the user's state record (seen.py), which holds items of
+            # all sessions; one without memory has the same filter for the current session only.
+            tab = SN.row_positions(ids)
+            mr = with_misses(H.model_ranks(model, test_seqs, rule="seen", seen_table=tab), lost)
+            sr = with_misses(H.model_ranks(model, test_seqs, reset_sessions=True, rule="seen", seen_table=tab), lost)
+            extra["memory_vs_session_only_seen"] = {
+                "memory": summary(mr, ks=(20,)), "session_only": summary(sr, ks=(20,)),
+                "diff": H.paired_diff(mr, sr)}
+            d = extra["memory_vs_session_only_seen"]["diff"]
+            log("memory - session-only, seen items left out (exclude_seen=true): " + "  ".join(
                 f"{k} {v['diff']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for k, v in d.items()))
 
     names = DEFAULT_BASELINES[proto] if args.baselines is None else ([] if args.baselines == "none" else args.baselines.split(","))

@@ -23,6 +23,7 @@ import torch
 
 import data as D
 from metrics import summary, target_ranks
+from seen import SeenFilter
 
 VALID_FRACTION = 0.05
 TRAIN, TEST, VALID = 0, 1, 2
@@ -136,14 +137,17 @@ def _padded(chunk):
 
 @torch.no_grad()
 def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False, exclude_history=False,
-                rule=None):
+                rule=None, seen_table=None):
     """Rank of every target from the state before it. reset_sessions: forget everything at each
     session start (session-only use of the same model). exclude_seen: items the user had before
     the target, other than the target itself, are removed from the ranking. exclude_history: every
     item of the input before the target is removed, the target too if it repeats one (exactly as
     S3-Rec / ICLRec score their full ranking). rule: a RULES name applied as `ranks_under` does
     (a target the rule leaves out is a miss) to the items the system remembers: with
-    reset_sessions only those of the current session, since a system without memory has no others."""
+    reset_sessions only those of the current session, since a system without memory has no others.
+    rule="seen": the items the user's seen-items filter holds are left out (seen.py, as the API's
+    `exclude_seen=true`), the filter fed with every event the system remembers; seen_table is
+    seen.row_positions(item ids)."""
     model.eval()
     out = []
     for a in range(0, len(seqs), batch):
@@ -154,14 +158,20 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False
         state = torch.zeros(len(chunk), model.state_size)
         start = np.zeros(len(chunk), np.int64)          # first event the system remembers, per row
         last_t = torch.tensor([int(np.flatnonzero(s[2]).max()) for s in chunk])
+        filters = [SeenFilter() for _ in chunk] if rule == "seen" else None
         for t in range(int(last_t.max()) + 1):
             if reset_sessions:
                 state = state * (1 - ns[:, t:t + 1])
                 start = np.where(ns[:, t].numpy() > 0.5, t, start)
+                if filters:
+                    filters = [SeenFilter() if ns[b, t] > 0.5 else f for b, f in enumerate(filters)]
             if tgt[:, t].any():
                 idx = tgt[:, t].nonzero().squeeze(1)
                 lg = model.logits(state[idx], ns[idx, t], gap[idx, t]).numpy()
-                if rule is not None:
+                if filters:
+                    masks = np.stack([filters[b].members(seen_table) for b in idx.tolist()])
+                    out.extend(ranks_masked(lg, item[idx, t].numpy(), masks).tolist())
+                elif rule is not None:
                     prefixes = [item[b, start[b]:t].numpy() for b in idx.tolist()]
                     out.extend(ranks_under(lg, item[idx, t].numpy(), prefixes, rule).tolist())
                 else:
@@ -173,7 +183,21 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False
                             lg[j, seen[seen > 0]] = -np.inf
                     out.extend(target_ranks(lg, item[idx, t].numpy()).tolist())
             state = model.advance(state, item[:, t], ns[:, t], gap[:, t])
+            if filters:
+                for b in (item[:, t] > 0).nonzero().squeeze(1).tolist():
+                    filters[b].add(seen_table[item[b, t]])
     return np.array(out, dtype=np.int64)
+
+
+def ranks_masked(scores, targets, masks):
+    """1-based ranks of `targets` in `scores` (B, N) with the rows of `masks` (B, N) bool left out;
+    a target left out (or row 0) is a miss (rank 10**9), as in ranks_under."""
+    sc = np.array(scores, dtype=np.float64, copy=True)
+    sc[masks] = -np.inf
+    sc[:, 0] = -np.inf
+    t = np.asarray(targets)
+    gone = masks[np.arange(len(t)), t] | (t == 0)
+    return np.where(gone, 10**9, target_ranks(sc, t)).astype(np.int64)
 
 
 class Baselines:

@@ -122,6 +122,7 @@ def main(argv=None):
     p.add_argument("--metrics-fp32", help="the same evaluation before fp16 rounding")
     p.add_argument("--runtime-line", help="last line of `npm run eval` for this model")
     p.add_argument("--runtime-served", help="the `served` line of `npm run eval` for this model")
+    p.add_argument("--runtime-more", help="further lines of `npm run eval` to show (time-split: the exclude_seen replay)")
     p.add_argument("--notes", help="a markdown file appended as the discussion")
     args = p.parse_args(argv)
     man = json.load(open(os.path.join(args.model, "manifest.json")))
@@ -171,12 +172,21 @@ def main(argv=None):
         lines += ["", "## What memory buys (same model, same targets, paired bootstrap)", "", "| metric | memory - session-only | 95% interval |", "|---|---|---|"]
         for k, v in met["memory_minus_session_only"].items():
             lines.append(f"| {k} | {v['diff']:+.4f} | [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}] |")
-    if "memory_vs_session_only_recent20" in met:
-        r = met["memory_vs_session_only_recent20"]
-        lines += ["", "With the user's recent items left out (`exclude_recent=true`, for shops where an item is not "
-                  "wanted twice): the system with memory leaves out the last 20 distinct items of every session, "
-                  "one without memory only the current session's.", "",
-                  "| | memory | session-only | difference | 95% interval |", "|---|---|---|---|---|"]
+    for key, text in (
+        ("memory_vs_session_only_recent20",
+         "With the user's recent items left out (`exclude_recent=true`, for shops where an item is not "
+         "wanted twice): the system with memory leaves out the last 20 distinct items of every session, "
+         "one without memory only the current session's."),
+        ("memory_vs_session_only_seen",
+         "With the items the user already had left out (`exclude_seen=true`, for shops where an item is had "
+         "once: films rated, books read): the system with memory asks the seen-items filter of the state "
+         "record (at least the last 300 distinct items of all sessions, models/training/seen.py), one without "
+         "memory the same filter over the current session only."),
+    ):
+        if key not in met:
+            continue
+        r = met[key]
+        lines += ["", text, "", "| | memory | session-only | difference | 95% interval |", "|---|---|---|---|---|"]
         for k, v in r["diff"].items():
             lines.append(f"| {k} | {r['memory'][k]:.4f} | {r['session_only'][k]:.4f} | {v['diff']:+.4f} | "
                          f"[{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}] |")
@@ -223,7 +233,8 @@ def main(argv=None):
     lines += ["", f"Weights stored as {stored}; the item embedding is stored once and shared by both graphs."]
     if args.runtime_line:
         lines += ["", "## Through the serving runtime", "", "`npm run eval -- --dataset " + met["dataset"] + "` (onnxruntime-web, the worker's code) prints:", "", "```"]
-        lines += ([args.runtime_served] if args.runtime_served else []) + [args.runtime_line, "```"]
+        lines += ([args.runtime_served] if args.runtime_served else []) + (args.runtime_more.splitlines() if args.runtime_more else [])
+        lines += [args.runtime_line, "```"]
     if args.notes:
         lines += ["", open(args.notes).read().strip()]
     with open(os.path.join(args.model, "REPORT.md"), "w") as f:

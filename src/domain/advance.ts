@@ -7,6 +7,7 @@
  */
 import type { GruModel } from "../model/runtime";
 import type { UserState } from "../state/codec";
+import { copySeen, emptySeen, seenAdd } from "../state/seen";
 import type { PendingEvent, StateRead } from "../state/store";
 
 /** What the fold needs of a model (GruModel implements it). */
@@ -24,14 +25,23 @@ export function emptyState(model: Pick<GruModel, "initialState">, ringCapacity: 
     ringCapacity,
     ring: [],
     vector: model.initialState(),
+    seen: emptySeen(),
   };
 }
 
-/** Advance one state over steps (row, time) in order; seq +1. */
-export async function advanceState(model: FoldModel, s: UserState, steps: readonly { row: number; ts: number }[], nowMs: number): Promise<UserState> {
+/** One event as the fold applies it: the model's row of the item, the item id, when (ms). */
+export interface Step {
+  row: number;
+  id: string;
+  ts: number;
+}
+
+/** Advance one state over steps in order; seq +1. */
+export async function advanceState(model: FoldModel, s: UserState, steps: readonly Step[], nowMs: number): Promise<UserState> {
   let vector = s.vector;
   let { eventCount, sessionCount, lastEventMs, sessionStartMs } = s;
   const ring = [...s.ring];
+  const seen = copySeen(s.seen);
   for (const e of steps) {
     const at = model.moment(e.ts, eventCount === 0 ? undefined : lastEventMs);
     vector = await model.step(vector, e.row, at);
@@ -45,8 +55,9 @@ export async function advanceState(model: FoldModel, s: UserState, steps: readon
     if (seenAt >= 0) ring.splice(seenAt, 1);
     ring.unshift(e.row);
     if (ring.length > s.ringCapacity) ring.length = s.ringCapacity;
+    seenAdd(seen, e.id);
   }
-  return { ...s, seq: s.seq + 1, vector, eventCount, sessionCount, lastEventMs, sessionStartMs, updatedAtMs: nowMs, ring };
+  return { ...s, seq: s.seq + 1, vector, eventCount, sessionCount, lastEventMs, sessionStartMs, updatedAtMs: nowMs, ring, seen };
 }
 
 export interface FoldResult {
@@ -74,7 +85,7 @@ export async function foldEvents(
     const read = current[i];
     const steps = events.flatMap((e) => {
       const row = model.rowOf(e.itemId);
-      return row === undefined ? [] : [{ row, ts: e.ts }];
+      return row === undefined ? [] : [{ row, id: e.itemId, ts: e.ts }];
     });
     if (!steps.length) {
       changed.push(null);

@@ -1,11 +1,13 @@
 /**
  * Business rules shared by recommendations and similar items: only available catalog items (once
  * the shop has a catalog), never a purchased item, the user's recent items left out on request,
- * a category subtree, a price range and an explicit exclude list.
+ * the items of the user's seen filter on request, a category subtree, a price range and an
+ * explicit exclude list.
  */
 import type { CatalogMirror } from "../catalog/mirror";
 import { inCategory } from "../catalog/schemas";
 import type { GruModel } from "../model/runtime";
+import { rowPositions, SEEN_K, type SeenFilter, seenHas, seenHasAt } from "../state/seen";
 
 export interface Filters {
   /** Category key prefix ("Shoes" or "Shoes > Running"): only items under it. */
@@ -22,6 +24,8 @@ export interface Rules extends Filters {
   catalog: CatalogMirror;
   /** Item ids never to return on top of `exclude` (purchases, recent items, the seed item). */
   never: ReadonlySet<string>;
+  /** The user's seen filter when its items are left out (`exclude_seen`). */
+  seen?: SeenFilter;
 }
 
 const hasPrice = (f: Filters) => f.minPrice !== undefined || f.maxPrice !== undefined;
@@ -29,6 +33,7 @@ const hasPrice = (f: Filters) => f.minPrice !== undefined || f.maxPrice !== unde
 /** May this item id be shown? */
 export function allowed(r: Rules, id: string): boolean {
   if (r.never.has(id) || r.exclude?.includes(id)) return false;
+  if (r.seen && seenHas(r.seen, id)) return false;
   const f = r.catalog.get(id);
   if (r.catalog.restricts && (!f || !f.available)) return false;
   if (r.category !== undefined && !(f && inCategory(f.categoryKey, r.category))) return false;
@@ -54,6 +59,10 @@ export function modelMask(model: GruModel, r: Rules): Float32Array {
       if (r.category !== undefined && !(view.category[row] !== undefined && inCategory(view.category[row]!, r.category))) mask[row] = 1;
       else if (price && !(view.price[row]! >= lo && view.price[row]! <= hi)) mask[row] = 1;
     }
+  }
+  if (r.seen) {
+    const pos = rowPositions(model);
+    for (let row = 1; row < model.rows; row++) if (!mask[row] && seenHasAt(r.seen, pos, row * SEEN_K)) mask[row] = 1;
   }
   for (const id of r.never) {
     const row = model.rowOf(id);

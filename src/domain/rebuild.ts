@@ -66,10 +66,10 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 /**
  * Replay events (oldest first) onto `s` exactly as the write path advances a state: the session
- * rule before each step, counts, last event time, the ring of recent distinct rows.
+ * rule before each step, counts, last event time, the ring of recent distinct rows, the seen filter.
  */
-export function replay(model: GruModel, s: UserState, events: readonly { row: number; timestampMs: number }[], nowMs: number): Promise<UserState> {
-  return advanceState(model, s, events.map((e) => ({ row: e.row, ts: e.timestampMs })), nowMs);
+export function replay(model: GruModel, s: UserState, events: readonly { row: number; id: string; timestampMs: number }[], nowMs: number): Promise<UserState> {
+  return advanceState(model, s, events.map((e) => ({ row: e.row, id: e.id, ts: e.timestampMs })), nowMs);
 }
 
 /**
@@ -91,7 +91,7 @@ export async function rebuildState(deps: RebuildDeps, userId: string, exclude: R
   // Excluded events the log already holds are counted by the caller when it applies them.
   let adjust = -all.filter((l) => exclude.has(l.event_key) && l.in_model).length;
   const model = deps.model;
-  const events: { row: number; timestampMs: number }[] = [];
+  const events: { row: number; id: string; timestampMs: number }[] = [];
   const eventIds: string[] = [];
   for (const l of lines) {
     const row = model.rowOf(l.item_id);
@@ -100,7 +100,7 @@ export async function rebuildState(deps: RebuildDeps, userId: string, exclude: R
       continue;
     }
     if (!l.in_model) adjust++; // a catalog-only item then, known to this version
-    events.push({ row, timestampMs: Number(l.ts) });
+    events.push({ row, id: l.item_id, timestampMs: Number(l.ts) });
     if (!l.event_key.startsWith("auto:") && nowMs - Number(l.received_at) < deps.dedupWindowMs) eventIds.push(l.event_key);
   }
   if (!events.length) return null;

@@ -18,6 +18,7 @@ import type { ModelHandle } from "../model/registry";
 import type { GruModel } from "../model/runtime";
 import { type PopularLists, categoryList } from "../popular/lists";
 import type { UserState } from "../state/codec";
+import type { SeenFilter } from "../state/seen";
 import { StoreUnavailableError, type UserStateStore } from "../state/store";
 import { type Filters, type Rules, allowed, modelMask } from "./filters";
 
@@ -41,8 +42,10 @@ export interface Recommendation {
 
 export interface RecommendOptions extends Filters {
   k: number;
-  /** Leave out the items in the user's recent ring. Default true. */
+  /** Leave out the items in the user's recent ring. Default false. */
   excludeRecent?: boolean;
+  /** Leave out every item of the user's seen filter (all sessions; src/state/seen.ts). Default false. */
+  excludeSeen?: boolean;
 }
 
 /** What every ranking needs besides the model: the catalog and the popularity lists. */
@@ -85,11 +88,11 @@ export function popular(ctx: RankContext, rules: Rules, k: number, reason: Reaso
   return { items: fillPopular([], k, ctx, rules), source: "popular", reason, model_version: modelVersion };
 }
 
-/** Rules for one user: their purchases and (optionally) recent items are never shown. */
-export function userRules(ctx: RankContext, o: RecommendOptions, purchased: ReadonlySet<string>, recent: readonly string[]): Rules {
+/** Rules for one user: their purchases and (optionally) recent or seen items are never shown. */
+export function userRules(ctx: RankContext, o: RecommendOptions, purchased: ReadonlySet<string>, recent: readonly string[], seen?: SeenFilter): Rules {
   const never = new Set(purchased);
   if (o.excludeRecent === true) for (const id of recent) never.add(id);
-  return { ...o, catalog: ctx.catalog, never };
+  return { ...o, catalog: ctx.catalog, never, seen: o.excludeSeen === true ? seen : undefined };
 }
 
 /** Rank from a known state, then fill from popular items if the model could not give k. */
@@ -101,7 +104,7 @@ export async function rankFromState(
   o: RecommendOptions,
   nowMs: number,
 ): Promise<Recommendation> {
-  const rules = userRules(ctx, o, purchased, state.ring.map((r) => model.idOf(r)));
+  const rules = userRules(ctx, o, purchased, state.ring.map((r) => model.idOf(r)), state.seen);
   const at = model.moment(nowMs, state.eventCount === 0 ? undefined : state.lastEventMs);
   const top = await model.topKMasked(state.vector, at, o.k, modelMask(model, rules));
   const items: RecItem[] = top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" }));

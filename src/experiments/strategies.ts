@@ -12,10 +12,11 @@ import { resolveModel } from "./models";
 import type { RulesPreset, Strategy } from "./types";
 
 /** The request's filters with a preset applied: the request's own category and prices win. */
-export function withPreset<T extends Filters & { excludeRecent?: boolean }>(o: T, preset: RulesPreset | undefined): T {
+export function withPreset<T extends Filters & { excludeRecent?: boolean; excludeSeen?: boolean }>(o: T, preset: RulesPreset | undefined): T {
   if (!preset) return o;
   const out = { ...o };
   if (preset.exclude_recent !== undefined) out.excludeRecent = preset.exclude_recent;
+  if (preset.exclude_seen !== undefined) out.excludeSeen = preset.exclude_seen;
   if (out.category === undefined && preset.category !== undefined) out.category = parseCategory(preset.category).join(CATEGORY_SEPARATOR);
   if (out.minPrice === undefined && preset.min_price !== undefined) out.minPrice = preset.min_price;
   if (out.maxPrice === undefined && preset.max_price !== undefined) out.maxPrice = preset.max_price;

@@ -18,6 +18,7 @@ const Slug = z
 export const RulesPreset = z
   .strictObject({
     exclude_recent: z.boolean().optional().openapi({ description: "Leave out the user's recent items (overrides the request's default)." }),
+    exclude_seen: z.boolean().optional().openapi({ description: "Leave out every item the user already had, across sessions (overrides the request's default)." }),
     category: z.string().min(1).max(900).optional().openapi({ description: "Only items under this category, unless the request names one." }),
     min_price: z.number().finite().nonnegative().optional(),
     max_price: z.number().finite().nonnegative().optional(),

@@ -37,13 +37,17 @@ const recs = createRoute({
   path: "/{user_id}/recommendations",
   summary: "Recommendations for a user",
   description:
-    "The k items the user is most likely to want next, from their long-term GRU state. Never an unavailable item (once a catalog is loaded) or one the user purchased; recent items are shown unless exclude_recent=true (repeat views are common in shops; see models/README.md). New users and every degradation get popular items, with `source` and `reason`. Publishable or secret key.",
+    "The k items the user is most likely to want next, from their long-term GRU state. Never an unavailable item (once a catalog is loaded) or one the user purchased; recent items are shown unless exclude_recent=true (repeat views are common in shops; see models/README.md), and every item the user already had, in any session, is left out with exclude_seen=true (shops where an item is had once: films, books). New users and every degradation get popular items, with `source` and `reason`. Publishable or secret key.",
   tags: ["recommendations"],
   request: {
     params: Params,
     query: z.strictObject({
       ...filterQuery,
       exclude_recent: Bool.default("false").openapi({ description: "Leave out the user's recent items (the last RECENT_RING distinct items; default false: a shopper often returns to an item viewed before)." }),
+      exclude_seen: Bool.default("false").openapi({
+        description:
+          "Leave out every item the user already had, across sessions: the seen filter of the user's state (at least the last 300 distinct items, up to 600; about 1% of other items are left out by mistake). For catalogs where an item is had once (films rated, books read); default false.",
+      }),
       ...experimentQuery,
     }),
   },
@@ -98,6 +102,7 @@ export const users = featureApp()
       const r = await recommendWith(deps, strategy, user_id, {
         ...f,
         excludeRecent: q.exclude_recent === "true",
+        excludeSeen: q.exclude_seen === "true",
       });
       if (r.rebuilt) {
         c.header("Server-Timing", `rebuild;dur=${r.rebuilt.ms};desc="${r.rebuilt.events} events replayed from the log"`);

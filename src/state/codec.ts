@@ -1,9 +1,9 @@
 /**
  * Binary record of one user's state for one model version, stored base64 in Redis.
  *
- * Layout (little endian), format version 1:
+ * Layout (little endian), format version 2:
  *   0  u32  magic "GRUS" (0x53555247)
- *   4  u16  format version (1)
+ *   4  u16  format version (2)
  *   6  u16  state size S (floats)
  *   8  u32  model fingerprint (FNV-1a of the model version string)
  *  12  u32  seq: state version, +1 on every write
@@ -14,14 +14,21 @@
  *  40  f64  updated at (ms, wall clock of the write)
  *  48  u16  ring capacity R
  *  50  u16  ring length n (most recent first)
- *  52  u32 x R  ring: embedding rows of the last distinct items
- *  52+4R  f32 x S  GRU state
+ *  52  u16  seen-filter bytes per generation G (seen.ts; 384)
+ *  54  u16  items in the seen filter's current generation
+ *  56  u32 x R  ring: embedding rows of the last distinct items
+ *  56+4R  f32 x S  GRU state
+ *  56+4R+4S  u8 x 2G  seen filter: current generation, then previous
  *  end-4  u32  CRC-32 of everything before it
+ * Format 1 (no seen filter: 52-byte header, ring, state, CRC) is still read, with an empty filter;
+ * the next write stores format 2.
  */
+import { emptySeen, SEEN_GEN_BYTES, type SeenFilter } from "./seen";
 
 export const MAGIC = 0x53555247;
-export const FORMAT_VERSION = 1;
-const HEADER = 52;
+export const FORMAT_VERSION = 2;
+const HEADER_V1 = 52;
+const HEADER = 56;
 
 export interface UserState {
   /** State version, incremented by every write. */
@@ -36,6 +43,8 @@ export interface UserState {
   ring: number[];
   /** The GRU state vector (manifest `state.size` floats). */
   vector: Float32Array;
+  /** Items the user had, across sessions (seen.ts): what `exclude_seen` leaves out. */
+  seen: SeenFilter;
 }
 
 /** A stored record could not be used: corrupt, foreign format, or for another model. */
@@ -75,8 +84,10 @@ export function crc32(bytes: Uint8Array): number {
 export function encodeState(s: UserState, modelVersion: string): Uint8Array {
   const S = s.vector.length;
   const R = s.ringCapacity;
+  const G = SEEN_GEN_BYTES;
   if (s.ring.length > R) throw new StateCodecError(`ring holds ${s.ring.length} items, capacity is ${R}`);
-  const size = HEADER + 4 * R + 4 * S + 4;
+  if (s.seen.bits.length !== 2 * G) throw new StateCodecError(`seen filter holds ${s.seen.bits.length} bytes, expected ${2 * G}`);
+  const size = HEADER + 4 * R + 4 * S + 2 * G + 4;
   const buf = new ArrayBuffer(size);
   const v = new DataView(buf);
   v.setUint32(0, MAGIC, true);
@@ -91,34 +102,46 @@ export function encodeState(s: UserState, modelVersion: string): Uint8Array {
   v.setFloat64(40, s.updatedAtMs, true);
   v.setUint16(48, R, true);
   v.setUint16(50, s.ring.length, true);
+  v.setUint16(52, G, true);
+  v.setUint16(54, s.seen.count, true);
   s.ring.forEach((r, i) => v.setUint32(HEADER + 4 * i, r, true));
   const off = HEADER + 4 * R;
   for (let i = 0; i < S; i++) v.setFloat32(off + 4 * i, s.vector[i]!, true);
   const bytes = new Uint8Array(buf);
+  bytes.set(s.seen.bits, off + 4 * S);
   v.setUint32(size - 4, crc32(bytes.subarray(0, size - 4)), true);
   return bytes;
 }
 
 export function decodeState(bytes: Uint8Array, modelVersion: string, stateSize: number): UserState {
-  if (bytes.length < HEADER + 4) throw new StateCodecError(`state record too short (${bytes.length} bytes)`);
+  if (bytes.length < HEADER_V1 + 4) throw new StateCodecError(`state record too short (${bytes.length} bytes)`);
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (v.getUint32(0, true) !== MAGIC) throw new StateCodecError("not a state record (bad magic)");
   const fmt = v.getUint16(4, true);
-  if (fmt !== FORMAT_VERSION) throw new StateCodecError(`state record format ${fmt} is not supported (expected ${FORMAT_VERSION})`);
+  if (fmt !== FORMAT_VERSION && fmt !== 1) throw new StateCodecError(`state record format ${fmt} is not supported (expected 1 or ${FORMAT_VERSION})`);
+  const head = fmt === 1 ? HEADER_V1 : HEADER;
+  if (bytes.length < head + 4) throw new StateCodecError(`state record too short (${bytes.length} bytes)`);
   const S = v.getUint16(6, true);
   const R = v.getUint16(48, true);
   const n = v.getUint16(50, true);
-  const size = HEADER + 4 * R + 4 * S + 4;
+  const G = fmt === 1 ? 0 : v.getUint16(52, true);
+  const size = head + 4 * R + 4 * S + 2 * G + 4;
   if (bytes.length !== size) throw new StateCodecError(`state record is ${bytes.length} bytes, its header implies ${size}`);
   if (crc32(bytes.subarray(0, size - 4)) !== v.getUint32(size - 4, true)) throw new StateCodecError("state record checksum mismatch (corrupt)");
   if (v.getUint32(8, true) !== fingerprint(modelVersion)) throw new StateCodecError("state record belongs to another model version");
   if (S !== stateSize) throw new StateCodecError(`state record holds ${S} floats, model state size is ${stateSize}`);
   if (n > R) throw new StateCodecError("state record ring length exceeds its capacity");
+  if (G !== 0 && G !== SEEN_GEN_BYTES) throw new StateCodecError(`seen filter of ${G} bytes per generation is not supported (expected ${SEEN_GEN_BYTES})`);
   const ring: number[] = [];
-  for (let i = 0; i < n; i++) ring.push(v.getUint32(HEADER + 4 * i, true));
+  for (let i = 0; i < n; i++) ring.push(v.getUint32(head + 4 * i, true));
   const vector = new Float32Array(S);
-  const off = HEADER + 4 * R;
+  const off = head + 4 * R;
   for (let i = 0; i < S; i++) vector[i] = v.getFloat32(off + 4 * i, true);
+  const seen = emptySeen();
+  if (G) {
+    seen.bits.set(bytes.subarray(off + 4 * S, off + 4 * S + 2 * G));
+    seen.count = v.getUint16(54, true);
+  }
   return {
     seq: v.getUint32(12, true),
     eventCount: v.getUint32(16, true),
@@ -129,6 +152,7 @@ export function decodeState(bytes: Uint8Array, modelVersion: string, stateSize: 
     ringCapacity: R,
     ring,
     vector,
+    seen,
   };
 }
 

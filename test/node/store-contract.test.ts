@@ -7,13 +7,14 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { UserState } from "../../src/state/codec";
 import { RedisStateStore } from "../../src/state/redis-store";
+import { emptySeen } from "../../src/state/seen";
 import { type CommitCall, type EnterCall, type EnterOptions, type EnterReply, type ModelKey, StoreUnavailableError } from "../../src/state/store";
 
 const base = { url: inject("bridgeUrl"), token: inject("bridgeToken"), modelVersion: "contract-v1", stateSize: 8, ttlSeconds: 3600, dedupWindowSeconds: 60, timeoutMs: 2000 };
 const store = new RedisStateStore(base);
 
 function state(seq: number, eventCount = seq): UserState {
-  return { seq, eventCount, sessionCount: 1, lastEventMs: 1e12, sessionStartMs: 1e12, updatedAtMs: 1e12, ringCapacity: 4, ring: [1, 2], vector: new Float32Array(8).fill(seq / 10) };
+  return { seq, eventCount, sessionCount: 1, lastEventMs: 1e12, sessionStartMs: 1e12, updatedAtMs: 1e12, ringCapacity: 4, ring: [1, 2], vector: new Float32Array(8).fill(seq / 10), seen: emptySeen() };
 }
 
 async function raw(cmd: (string | number)[]) {

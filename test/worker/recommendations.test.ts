@@ -94,6 +94,29 @@ describe("recommendation rules", () => {
     expect(r.body.items.map((i: any) => i.item_id).sort()).toEqual([...expected].sort());
   });
 
+  it("leaves out every item the user had in earlier sessions with exclude_seen=true, beyond the recent ring", async () => {
+    const u = uid();
+    const day = 86_400_000;
+    const t0 = Date.now() - 3 * day;
+    const first = ids.slice(10, 16);
+    await api("/v1/events", { body: first.map((id, j) => ev(u, id, { event_id: `s1-${j}`, timestamp: t0 + j * 60_000 })) });
+    const liked = (await api(`/v1/users/${u}/recommendations?k=40&exclude_recent=true`)).body.items.map((i: any) => i.item_id).filter((id: string) => !facts(id).soldOut);
+    const second = liked.slice(0, 30);
+    await api("/v1/events", { body: second.map((id: string, j: number) => ev(u, id, { event_id: `s2-${j}`, timestamp: t0 + day + j * 60_000 })) });
+    const had = new Set([...first, ...second]);
+    const outOfRing = [...first, ...second.slice(0, second.length - 20)];
+    const shown = async (q: string): Promise<string[]> => (await api(`/v1/users/${u}/recommendations?k=100&${q}`)).body.items.map((i: any) => i.item_id as string);
+    // the ring (exclude_recent) forgets the earlier items: some of them come back ...
+    const recentOnly = await shown("exclude_recent=true");
+    expect(recentOnly.filter((id) => outOfRing.includes(id)).length).toBeGreaterThan(0);
+    // ... the seen filter of the state remembers both sessions
+    const r = await api(`/v1/users/${u}/recommendations?k=100&exclude_seen=true`);
+    expect(r.body.source).toBe("model");
+    expect(r.body.items).toHaveLength(100);
+    expect(r.body.items.filter((i: any) => had.has(i.item_id)).map((i: any) => i.item_id)).toEqual([]);
+    expect((await api(`/v1/users/${u}/recommendations?k=100&exclude_seen=maybe`)).status).toBe(400);
+  });
+
   it("honours an explicit exclude list and adds catalog fields on request", async () => {
     const u = await userWithHistory();
     const first = (await api(`/v1/users/${u}/recommendations?k=3`)).body.items.map((i: any) => i.item_id);

@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import data as D  # noqa: E402
 import harness as H  # noqa: E402
 import sasrec as S  # noqa: E402
+import seen as SN  # noqa: E402
 from metrics import summary  # noqa: E402
 from model import ModelConfig, build  # noqa: E402
 
@@ -97,6 +98,36 @@ def test_a_system_without_memory_leaves_out_only_the_current_sessions_items():
     assert 1 <= so[0] <= 3
     # with nothing left out both rank it, and the rule-free walk agrees with rule "none"
     assert H.model_ranks(m, [seq], rule="none").tolist() == H.model_ranks(m, [seq]).tolist()
+
+
+def test_the_seen_filter_leaves_out_earlier_sessions_items_only_for_a_system_with_memory():
+    # one user, sessions [1, 2] and [3, 4]; targets: row 4 (new) and, for the rule, nothing else
+    seq = (np.array([1, 2, 3, 4]), np.array([1.0, 0.0, 1.0, 0.0], np.float32), np.array([False, False, False, True]),
+           None, np.array([0.0, 60.0, 86400.0, 86460.0]), np.zeros(4, np.int8))
+    m = build(ModelConfig(n_items=6, dim=8, kind="seq", attn=3, dropout=0.0)).eval()
+    tab = SN.row_positions(["a", "b", "c", "d", "e"])
+    with torch.no_grad():                       # rows 1 and 2 score highest, then 4
+        m.item_bias.copy_(torch.tensor([0.0, 50.0, 40.0, 0.0, 30.0, 0.0]))
+    # with memory, rows 1, 2 (session 1) and 3 are left out: the target ranks first
+    assert H.model_ranks(m, [seq], rule="seen", seen_table=tab).tolist() == [1]
+    # without memory only row 3 is: rows 1 and 2 stay ahead of it
+    assert H.model_ranks(m, [seq], reset_sessions=True, rule="seen", seen_table=tab).tolist() == [3]
+    # a target the user already had is a miss, as the API can never show it
+    rep = (seq[0].copy(), *seq[1:])
+    rep[0][3] = 1
+    assert H.model_ranks(m, [rep], rule="seen", seen_table=tab).tolist() == [10**9]
+
+
+def test_the_seen_filter_matches_its_golden_file_and_remembers_the_last_capacity_items():
+    import json
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "test", "fixtures", "seen-golden.json")) as f:
+        assert SN.golden() == json.load(f)
+    f = SN.SeenFilter()
+    n = 2 * SN.CAPACITY + 50
+    for i in range(n):
+        f.add(SN.positions(f"sku-{i}"))
+    assert all(f.has(SN.positions(f"sku-{i}")) for i in range(n - SN.CAPACITY, n))
+    assert sum(f.has(SN.positions(f"sku-{i}")) for i in range(40)) < 4
 
 
 def test_metrics_at_5_10_20_by_hand():
