@@ -165,30 +165,19 @@ def main(argv=None):
             results[f"{label} (session-only)"] = {**summary(so, ks=KS, boot=args.boot), "targets": int(len(so)),
                                                   "seconds": round(time.time() - t, 1)}
             log(line(f"{label} (session-only)", results[f"{label} (session-only)"], hr))
-            # The same pair when the shop leaves out what the user already had (`exclude_recent=true`):
+            # The same pair when the shop leaves out what the user already had. exclude_recent=true:
             # a system with memory remembers the last 20 distinct items across sessions, one without
-            # memory only the current session's.
-            mr = with_misses(H.model_ranks(model, test_seqs, rule="recent20"), lost)
-            sr = with_misses(H.model_ranks(model, test_seqs, reset_sessions=True, rule="recent20"), lost)
-            extra["memory_vs_session_only_recent20"] = {
-                "memory": summary(mr, ks=(20,)), "session_only": summary(sr, ks=(20,)),
-                "diff": H.paired_diff(mr, sr)}
-            d = extra["memory_vs_session_only_recent20"]["diff"]
-            log("memory - session-only, recent items left out (exclude_recent=true): " + "  ".join(
-                f"{k} {v['diff']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for k, v in d.items()))
-            # ... and when it leaves out every item the user already had (`exclude_seen=true`, for
-            # shops where an item is had once: films rated, books read): the system with memory
-            # asks the seen-items filter of the user's state record (seen.py), which holds items of
-            # all sessions; one without memory has the same filter for the current session only.
+            # memory only the current session's. exclude_seen=true (shops where an item is had once:
+            # films rated, books read): the seen-items filter of the state record (seen.py) holds
+            # items of all sessions with memory, of the current session without.
             tab = SN.row_positions(ids)
-            mr = with_misses(H.model_ranks(model, test_seqs, rule="seen", seen_table=tab), lost)
-            sr = with_misses(H.model_ranks(model, test_seqs, reset_sessions=True, rule="seen", seen_table=tab), lost)
-            extra["memory_vs_session_only_seen"] = {
-                "memory": summary(mr, ks=(20,)), "session_only": summary(sr, ks=(20,)),
-                "diff": H.paired_diff(mr, sr)}
-            d = extra["memory_vs_session_only_seen"]["diff"]
-            log("memory - session-only, seen items left out (exclude_seen=true): " + "  ".join(
-                f"{k} {v['diff']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for k, v in d.items()))
+            for rule, param in (("recent20", "exclude_recent"), ("seen", "exclude_seen")):
+                mr = with_misses(H.model_ranks(model, test_seqs, rule=rule, seen_table=tab), lost)
+                sr = with_misses(H.model_ranks(model, test_seqs, reset_sessions=True, rule=rule, seen_table=tab), lost)
+                pair = {"memory": summary(mr, ks=(20,)), "session_only": summary(sr, ks=(20,)), "diff": H.paired_diff(mr, sr)}
+                extra[f"memory_vs_session_only_{rule}"] = pair
+                log(f"memory - session-only, {param}=true: " + "  ".join(
+                    f"{k} {v['diff']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for k, v in pair["diff"].items()))
 
     names = DEFAULT_BASELINES[proto] if args.baselines is None else ([] if args.baselines == "none" else args.baselines.split(","))
     session_names = [n for n in names if n in H.BASELINES]
