@@ -7,6 +7,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
 
 import { featureApp, json } from "../lib/openapi";
+import { FORMAT_VERSION } from "../state/codec";
 
 const Health = z
   .object({
@@ -57,7 +58,7 @@ export const health = featureApp().openapi(route, async (c) => {
     redis,
     database,
     catalog: { items: c.var.catalog.size, synced_seconds_ago: Number.isFinite(age) ? Math.round(age / 1000) : null },
-    versions: { api: "1", state_format: 1 },
+    versions: { api: "1", state_format: FORMAT_VERSION },
   };
   return ok ? c.json(body, 200) : c.json(body, 503);
 });

@@ -35,6 +35,7 @@ describe("models from R2", () => {
     const remote = { MODEL_NAME: "ml-remote" };
     const h = await apiWith(remote, "/health", { key: null });
     expect(h.body.model).toMatchObject({ loaded: true, name: "ml-remote", version: manifest.version });
+    expect(h.body.versions.state_format).toBe(2); // src/state/codec.ts: records with the seen filter
     const u = uid();
     const r = await apiWith(remote, "/v1/events?recommend=3", { body: [ev(u, manifest.items.ids[5]!)] });
     expect(r.status).toBe(200);
