@@ -40,6 +40,7 @@ from metrics import summary  # noqa: E402
 KS = (5, 10, 20)
 SERVED_RULE = "none"                          # the API default (src/domain/recommend.ts): recent items are shown
 VALID_RULES = ["none", "current", "recent20", "history"]
+PLACES = [(0, 1), (1, 3), (3, 10), (10, 30), (30, 100), (100, 10**9)]   # target's place in its session
 KNN_GRID = [(n, k, norm) for n in (1, 2, 3, 5, 10) for k in (50, 100, 300) for norm in ("dot", "cosine")]
 DEFAULT_BASELINES = {
     "session-next": ["MostPopular", "S-POP", "Item-kNN", "SKNN", "V-SKNN"],
@@ -165,6 +166,18 @@ def main(argv=None):
             results[f"{label} (session-only)"] = {**summary(so, ks=KS, boot=args.boot), "targets": int(len(so)),
                                                   "seconds": round(time.time() - t, 1)}
             log(line(f"{label} (session-only)", results[f"{label} (session-only)"], hr))
+            # where memory should win: by the target's place in its session (0 = a returning
+            # session's first event); the unknown-item misses are left out of this split
+            places, mem = H.target_places(test_seqs), H.model_ranks(model, test_seqs)
+            by_place = []
+            for lo, hi in PLACES:
+                sel = (places >= lo) & (places < hi)
+                if sel.any():
+                    by_place.append({"from": lo, "to": hi, "targets": int(sel.sum()),
+                                     "memory": float(np.mean(mem[sel] <= 20)), "session_only": float(np.mean(so[:len(mem)][sel] <= 20))})
+                    log(f"  place {lo}..{hi - 1 if hi < 10**9 else 'end'}: {by_place[-1]['targets']} targets, Recall@20 memory "
+                        f"{by_place[-1]['memory']:.4f}, session-only {by_place[-1]['session_only']:.4f}")
+            extra["memory_by_place"] = by_place
             # The same pair when the shop leaves out what the user already had. exclude_recent=true:
             # a system with memory remembers the last 20 distinct items across sessions, one without
             # memory only the current session's. exclude_seen=true (shops where an item is had once:

@@ -189,6 +189,19 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False
     return np.array(out, dtype=np.int64)
 
 
+def target_places(seqs, batch=512):
+    """Each target's place in its session (0 = the session's first event), in model_ranks' order."""
+    out = []
+    for a in range(0, len(seqs), batch):
+        chunk = [s for s in seqs[a:a + batch] if s[2].any()]
+        if not chunk:
+            continue
+        starts = [np.maximum.accumulate(np.where(s[1] > 0.5, np.arange(len(s[1])), 0)) for s in chunk]
+        for t in range(max(int(np.flatnonzero(s[2]).max()) for s in chunk) + 1):
+            out.extend(t - int(st[t]) for s, st in zip(chunk, starts) if t < len(s[2]) and s[2][t])
+    return np.array(out, dtype=np.int64)
+
+
 def ranks_masked(scores, targets, masks):
     """1-based ranks of `targets` in `scores` (B, N) with the rows of `masks` (B, N) bool left out;
     a target left out (or row 0) is a miss (rank 10**9), as in ranks_under."""

@@ -172,6 +172,13 @@ def main(argv=None):
         lines += ["", "## What memory buys (same model, same targets, paired bootstrap)", "", "| metric | memory - session-only | 95% interval |", "|---|---|---|"]
         for k, v in met["memory_minus_session_only"].items():
             lines.append(f"| {k} | {v['diff']:+.4f} | [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}] |")
+    if met.get("memory_by_place"):
+        lines += ["", "By the target's place in its session (0: the first event of a returning session; targets of "
+                  "items unknown to the model left out), Recall@20:", "",
+                  "| place | targets | memory | session-only |", "|---|---|---|---|"]
+        for b in met["memory_by_place"]:
+            place = f"{b['from']}" if b["to"] == b["from"] + 1 else f"{b['from']}-{b['to'] - 1}" if b["to"] < 10**9 else f"{b['from']}+"
+            lines.append(f"| {place} | {b['targets']} | {b['memory']:.4f} | {b['session_only']:.4f} |")
     for key, text in (
         ("memory_vs_session_only_recent20",
          "With the user's recent items left out (`exclude_recent=true`, for shops where an item is not "

@@ -118,6 +118,17 @@ def test_the_seen_filter_leaves_out_earlier_sessions_items_only_for_a_system_wit
     assert H.model_ranks(m, [rep], rule="seen", seen_table=tab).tolist() == [10**9]
 
 
+def test_target_places_follow_model_ranks_order_across_users():
+    # user A: sessions [1, 2, 3] | [4, 5], targets 2 and 4 and 5; user B: [1] | [2, 3], targets 1 (first) and 3
+    a = (np.array([1, 2, 3, 4, 5]), np.array([1, 0, 0, 1, 0], np.float32), np.array([False, True, False, True, True]),
+         None, np.arange(5.0), np.zeros(5, np.int8))
+    b = (np.array([1, 2, 3]), np.array([1, 0, 1], np.float32), np.array([True, False, True]), None, np.arange(3.0), np.zeros(3, np.int8))
+    # model_ranks walks time steps, users within a step: (t0 B), (t1 A), (t2 B), (t3 A), (t4 A)
+    assert H.target_places([a, b]).tolist() == [0, 1, 0, 0, 1]
+    m = build(ModelConfig(n_items=6, dim=8, kind="seq", attn=3, dropout=0.0)).eval()
+    assert len(H.model_ranks(m, [a, b])) == 5
+
+
 def test_the_seen_filter_matches_its_golden_file_and_remembers_the_last_capacity_items():
     import json
     with open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "test", "fixtures", "seen-golden.json")) as f:
