@@ -23,7 +23,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { compileOrtWasm, readModelFolder } from "../src/model/node-files";
 import { GruModel } from "../src/model/runtime";
-import { emptySeen, rowPositions, SEEN_K, seenAdd, seenHasAt } from "../src/state/seen";
+import { emptySeen, maskSeenRows, rowPositions, seenAdd } from "../src/state/seen";
 
 const argv = process.argv.slice(2);
 const opt = (name: string) => {
@@ -161,8 +161,10 @@ const seenMemory = new Tally();
 const seenSessionOnly = new Tally();
 const positions = timeSplitProto ? rowPositions(model) : new Uint16Array(0);
 const seenRows = (f: ReturnType<typeof emptySeen>) => {
+  const mask = new Float32Array(model.rows);
+  maskSeenRows(f, positions, mask);
   const out: number[] = [];
-  for (let r = 1; r < model.rows; r++) if (seenHasAt(f, positions, r * SEEN_K)) out.push(r);
+  for (let r = 1; r < model.rows; r++) if (mask[r]) out.push(r);
   return out;
 };
 let targets = 0, lost = 0;

@@ -167,14 +167,15 @@ def main(argv=None):
                                                   "seconds": round(time.time() - t, 1)}
             log(line(f"{label} (session-only)", results[f"{label} (session-only)"], hr))
             # where memory should win: by the target's place in its session (0 = a returning
-            # session's first event); the unknown-item misses are left out of this split
-            places, mem = H.target_places(test_seqs), H.model_ranks(model, test_seqs)
+            # session's first event); the unknown-item misses (appended last) are left out of this split
+            places = H.target_places(test_seqs)
+            mem, so_known = ranks[f"{label} (memory)"][:len(places)], so[:len(places)]
             by_place = []
             for lo, hi in PLACES:
                 sel = (places >= lo) & (places < hi)
                 if sel.any():
                     by_place.append({"from": lo, "to": hi, "targets": int(sel.sum()),
-                                     "memory": float(np.mean(mem[sel] <= 20)), "session_only": float(np.mean(so[:len(mem)][sel] <= 20))})
+                                     "memory": float(np.mean(mem[sel] <= 20)), "session_only": float(np.mean(so_known[sel] <= 20))})
                     log(f"  place {lo}..{hi - 1 if hi < 10**9 else 'end'}: {by_place[-1]['targets']} targets, Recall@20 memory "
                         f"{by_place[-1]['memory']:.4f}, session-only {by_place[-1]['session_only']:.4f}")
             extra["memory_by_place"] = by_place

@@ -14,7 +14,7 @@ Protocols:
   last-item     S3-Rec / ICLRec exactly (amazon): per user, test = the last item, validation = the
                 second-to-last; the input is the prefix before the target (capped at the last
                 `cap` items when asked, as those papers do with 50); the user's history items are
-                scored out at ranking (`exclude_history`), as the papers do. The files have order but
+                scored out at ranking (rule "history"), as the papers do. The files have order but
                 no time: one user = one continuous sequence.
 """
 import numpy as np
@@ -136,30 +136,29 @@ def _padded(chunk):
 
 
 @torch.no_grad()
-def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False, exclude_history=False,
-                rule=None, seen_table=None):
-    """Rank of every target from the state before it. reset_sessions: forget everything at each
-    session start (session-only use of the same model). exclude_seen: items the user had before
-    the target, other than the target itself, are removed from the ranking. exclude_history: every
-    item of the input before the target is removed, the target too if it repeats one (exactly as
-    S3-Rec / ICLRec score their full ranking). rule: a RULES name applied as `ranks_under` does
-    (a target the rule leaves out is a miss) to the items the system remembers: with
-    reset_sessions only those of the current session, since a system without memory has no others.
+def model_ranks(model, seqs, reset_sessions=False, batch=512, rule=None, seen_table=None):
+    """Rank of every target from the state before it, in target order (sequence, then position: the
+    order of `ranks_by_rule`, so that every method's ranks pair up target by target).
+    reset_sessions: forget everything at each session start (session-only use of the same model).
+    rule: a RULES name applied as `ranks_under` does (a target the rule leaves out is a miss) to the
+    items the system remembers: with reset_sessions only those of the current session, since a
+    system without memory has no others; "history" without reset is the S3-Rec / ICLRec masking.
     rule="seen": the items the user's seen-items filter holds are left out (seen.py, as the API's
     `exclude_seen=true`), the filter fed with every event the system remembers; seen_table is
     seen.row_positions(item ids)."""
     model.eval()
-    out = []
+    out, keys = [], []
     for a in range(0, len(seqs), batch):
-        chunk = [s for s in seqs[a:a + batch] if s[2].any()]
+        order = [j for j in range(len(seqs[a:a + batch])) if seqs[a + j][2].any()]
+        chunk = [seqs[a + j] for j in order]
         if not chunk:
             continue
         item, ns, tgt, gap = _padded(chunk)
         state = torch.zeros(len(chunk), model.state_size)
         start = np.zeros(len(chunk), np.int64)          # first event the system remembers, per row
-        last_t = torch.tensor([int(np.flatnonzero(s[2]).max()) for s in chunk])
+        last_t = max(int(np.flatnonzero(s[2]).max()) for s in chunk)
         filters = [SeenFilter() for _ in chunk] if rule == "seen" else None
-        for t in range(int(last_t.max()) + 1):
+        for t in range(last_t + 1):
             if reset_sessions:
                 state = state * (1 - ns[:, t:t + 1])
                 start = np.where(ns[:, t].numpy() > 0.5, t, start)
@@ -168,37 +167,31 @@ def model_ranks(model, seqs, reset_sessions=False, batch=512, exclude_seen=False
             if tgt[:, t].any():
                 idx = tgt[:, t].nonzero().squeeze(1)
                 lg = model.logits(state[idx], ns[idx, t], gap[idx, t]).numpy()
+                targets = item[idx, t].numpy()
                 if filters:
                     masks = np.stack([filters[b].members(seen_table) for b in idx.tolist()])
-                    out.extend(ranks_masked(lg, item[idx, t].numpy(), masks).tolist())
+                    out.append(ranks_masked(lg, targets, masks))
                 elif rule is not None:
-                    prefixes = [item[b, start[b]:t].numpy() for b in idx.tolist()]
-                    out.extend(ranks_under(lg, item[idx, t].numpy(), prefixes, rule).tolist())
+                    out.append(ranks_under(lg, targets, [item[b, start[b]:t].numpy() for b in idx.tolist()], rule))
                 else:
-                    if exclude_seen or exclude_history:
-                        for j, b in enumerate(idx.tolist()):
-                            seen = item[b, :t].numpy()
-                            if exclude_seen:
-                                seen = seen[seen != item[b, t].item()]
-                            lg[j, seen[seen > 0]] = -np.inf
-                    out.extend(target_ranks(lg, item[idx, t].numpy()).tolist())
+                    out.append(target_ranks(lg, targets))
+                keys.append(np.array([key(a + order[b], t) for b in idx.tolist()], np.int64))
             state = model.advance(state, item[:, t], ns[:, t], gap[:, t])
             if filters:
                 for b in (item[:, t] > 0).nonzero().squeeze(1).tolist():
                     filters[b].add(seen_table[item[b, t]])
-    return np.array(out, dtype=np.int64)
+    if not out:
+        return np.zeros(0, np.int64)
+    return np.concatenate(out).astype(np.int64)[np.argsort(np.concatenate(keys), kind="stable")]
 
 
-def target_places(seqs, batch=512):
-    """Each target's place in its session (0 = the session's first event), in model_ranks' order."""
+def target_places(seqs):
+    """Each target's place in its session (0 = the session's first event), in target order (as
+    model_ranks and ranks_by_rule)."""
     out = []
-    for a in range(0, len(seqs), batch):
-        chunk = [s for s in seqs[a:a + batch] if s[2].any()]
-        if not chunk:
-            continue
-        starts = [np.maximum.accumulate(np.where(s[1] > 0.5, np.arange(len(s[1])), 0)) for s in chunk]
-        for t in range(max(int(np.flatnonzero(s[2]).max()) for s in chunk) + 1):
-            out.extend(t - int(st[t]) for s, st in zip(chunk, starts) if t < len(s[2]) and s[2][t])
+    for s in seqs:
+        start = np.maximum.accumulate(np.where(s[1] > 0.5, np.arange(len(s[1])), 0))
+        out.extend((np.flatnonzero(s[2]) - start[s[2]]).tolist())
     return np.array(out, dtype=np.int64)
 
 

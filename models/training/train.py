@@ -185,7 +185,7 @@ def validate(model, valid_seqs, proto):
     """Validation metrics, ranked exactly as the test (history masked under last-item)."""
     if not valid_seqs:
         return {}
-    ranks = H.model_ranks(model, valid_seqs, exclude_history=proto == "last-item")
+    ranks = H.model_ranks(model, valid_seqs, rule="history" if proto == "last-item" else None)
     return summary(ranks)
 
 

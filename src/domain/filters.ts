@@ -7,7 +7,7 @@
 import type { CatalogMirror } from "../catalog/mirror";
 import { inCategory } from "../catalog/schemas";
 import type { GruModel } from "../model/runtime";
-import { rowPositions, SEEN_K, type SeenFilter, seenHas, seenHasAt } from "../state/seen";
+import { maskSeenRows, rowPositions, type SeenFilter, seenHas } from "../state/seen";
 
 export interface Filters {
   /** Category key prefix ("Shoes" or "Shoes > Running"): only items under it. */
@@ -60,10 +60,7 @@ export function modelMask(model: GruModel, r: Rules): Float32Array {
       else if (price && !(view.price[row]! >= lo && view.price[row]! <= hi)) mask[row] = 1;
     }
   }
-  if (r.seen) {
-    const pos = rowPositions(model);
-    for (let row = 1; row < model.rows; row++) if (!mask[row] && seenHasAt(r.seen, pos, row * SEEN_K)) mask[row] = 1;
-  }
+  if (r.seen) maskSeenRows(r.seen, rowPositions(model), mask);
   for (const id of r.never) {
     const row = model.rowOf(id);
     if (row !== undefined) mask[row] = 1;

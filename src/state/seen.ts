@@ -91,7 +91,7 @@ const rowTables = new WeakMap<object, Uint16Array>();
 
 /**
  * Bit positions of every embedding row of a model (row r at r*K), computed once per model and
- * isolate (about 5 ms at 43k items). Row 0 (padding) is never "seen".
+ * isolate (27 ms in Node for diginetica's 43k items). Row 0 (padding) is left at zeros: skip it.
  */
 export function rowPositions(model: { rows: number; idOf(row: number): string }): Uint16Array {
   let t = rowTables.get(model);
@@ -101,4 +101,26 @@ export function rowPositions(model: { rows: number; idOf(row: number): string })
     rowTables.set(model, t);
   }
   return t;
+}
+
+/**
+ * Set mask[row] = 1 for every row 1..rows-1 the filter holds, given rowPositions(model): the
+ * `exclude_seen` pass of a ranking (1.2 ms in Node for diginetica's 43k rows, 0.13 ms per 5k).
+ */
+export function maskSeenRows(f: SeenFilter, pos: Uint16Array, mask: Float32Array): void {
+  const bits = f.bits;
+  const rows = mask.length;
+  for (let g = 0; g < 2; g++) {
+    const off = g * SEEN_GEN_BYTES;
+    for (let r = 1, i = SEEN_K; r < rows; r++, i += SEEN_K) {
+      if (mask[r]) continue;
+      let k = 0;
+      while (k < SEEN_K) {
+        const p = pos[i + k]!;
+        if (!(bits[off + (p >> 3)]! & (1 << (p & 7)))) break;
+        k++;
+      }
+      if (k === SEEN_K) mask[r] = 1;
+    }
+  }
 }

@@ -118,15 +118,18 @@ def test_the_seen_filter_leaves_out_earlier_sessions_items_only_for_a_system_wit
     assert H.model_ranks(m, [rep], rule="seen", seen_table=tab).tolist() == [10**9]
 
 
-def test_target_places_follow_model_ranks_order_across_users():
+def test_model_ranks_and_target_places_come_in_target_order_across_users():
     # user A: sessions [1, 2, 3] | [4, 5], targets 2 and 4 and 5; user B: [1] | [2, 3], targets 1 (first) and 3
     a = (np.array([1, 2, 3, 4, 5]), np.array([1, 0, 0, 1, 0], np.float32), np.array([False, True, False, True, True]),
          None, np.arange(5.0), np.zeros(5, np.int8))
     b = (np.array([1, 2, 3]), np.array([1, 0, 1], np.float32), np.array([True, False, True]), None, np.arange(3.0), np.zeros(3, np.int8))
-    # model_ranks walks time steps, users within a step: (t0 B), (t1 A), (t2 B), (t3 A), (t4 A)
-    assert H.target_places([a, b]).tolist() == [0, 1, 0, 0, 1]
+    # target order: user A's targets, then user B's (model_ranks walks time steps, then sorts)
+    assert H.target_places([a, b]).tolist() == [1, 0, 1, 0, 0]
     m = build(ModelConfig(n_items=6, dim=8, kind="seq", attn=3, dropout=0.0)).eval()
     assert len(H.model_ranks(m, [a, b])) == 5
+    for reset in (False, True):
+        one_by_one = H.model_ranks(m, [a], reset_sessions=reset).tolist() + H.model_ranks(m, [b], reset_sessions=reset).tolist()
+        assert H.model_ranks(m, [a, b], reset_sessions=reset).tolist() == one_by_one
 
 
 def test_the_seen_filter_matches_its_golden_file_and_remembers_the_last_capacity_items():
@@ -177,7 +180,7 @@ def test_rankings_of_every_method_line_up_target_by_target():
     # the score batches give the ranks model_ranks gives (same state walk), in target order
     by_rule = H.ranks_by_rule(H.model_score_batches(m, seqs, batch=2), ["none", "history"])
     assert sorted(by_rule["none"].tolist()) == sorted(H.model_ranks(m, seqs, batch=2).tolist())
-    hist = H.model_ranks(m, seqs, batch=2, exclude_history=True)
+    hist = H.model_ranks(m, seqs, batch=2, rule="history")
     assert sorted(np.minimum(by_rule["history"], 10**6).tolist()) == sorted(np.minimum(hist, 10**6).tolist()) or \
         (by_rule["history"] == 10**9).all()
     bl = H.Baselines([s for s in H.sequences(ev, rows, "last-item", target=H.TEST)[0]], len(ids) + 1)
