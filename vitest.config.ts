@@ -22,6 +22,8 @@ export default defineConfig({
               bindings: {
                 SECRET_KEYS: "test-key,second-key",
                 PUBLISHABLE_KEYS: "pk_test",
+                // Signed user tokens: the first secret signs, the second (an older one) still verifies.
+                USER_TOKEN_SECRETS: "ut-test-secret,ut-rotated-out",
                 CORS_ORIGINS: "https://shop.example",
                 RATE_LIMIT_SECRET_PER_MINUTE: "0",
                 RATE_LIMIT_PUBLISHABLE_PER_MINUTE: "0",
@@ -32,9 +34,11 @@ export default defineConfig({
                 WRITE_WAIT_MS: "20000",
                 DEAD_REDIS_URL: inject("deadUrl"),
                 REQUEST_LOG: "off",
-                // fuzz.test.ts: runs per property (default 100) and a seed to replay a run.
+                // fuzz.test.ts: runs per property (default 100), a seed to replay a run, and
+                // FUZZ_RANDOM=1 for a campaign with fresh seeds (the default replays a fixed one).
                 FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",
                 FUZZ_SEED: process.env.FUZZ_SEED ?? "",
+                FUZZ_RANDOM: process.env.FUZZ_RANDOM ?? "",
                 FAULT_REDIS_URL: inject("faultUrl"),
               },
             },

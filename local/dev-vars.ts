@@ -1,7 +1,7 @@
 /**
  * What `npm start` hands the worker: every documented var and secret, taken from the environment
  * first, then from `.dev.vars` (dotenv syntax, next to wrangler.toml), then the local defaults
- * (keys `sk_dev` / `pk_dev`; everything else as in wrangler.toml and the README, so CORS_ORIGINS
+ * (keys `sk_dev` / `pk_dev`, user-token secret `ut_dev`, the demo sign-in on; everything else as in wrangler.toml and the README, so CORS_ORIGINS
  * stays empty unless set). The Redis endpoint is never taken from either: the local stack always
  * runs its own redis-server and bridge.
  */
@@ -11,7 +11,7 @@ import { parseEnv } from "node:util";
 import { CONFIG_VARS } from "../src/config.ts";
 
 /** Secrets and key lists the worker reads besides the validated config (src/config.ts). */
-export const KEY_VARS = ["SECRET_KEYS", "PUBLISHABLE_KEYS"] as const;
+export const KEY_VARS = ["SECRET_KEYS", "PUBLISHABLE_KEYS", "USER_TOKEN_SECRETS", "DEMO_LOGIN"] as const;
 
 /** Set by the local stack itself (its own bridge); ignored in the environment and .dev.vars. */
 export const STACK_VARS = ["UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"] as const;
@@ -74,6 +74,10 @@ export interface LocalConfig {
   secretKeys: string;
   /** Publishable key(s): PUBLISHABLE_KEYS, default "pk_dev". */
   publishableKeys: string;
+  /** Secret(s) signing user tokens: USER_TOKEN_SECRETS, default "ut_dev". */
+  userTokenSecrets: string;
+  /** The demo storefront's sign-in (POST /demo/login): DEMO_LOGIN, default "true" (local only). */
+  demoLogin: string;
   /** Every other documented var that is set (environment over .dev.vars), to pass as worker vars. */
   vars: Record<string, string>;
   /** Where each value came from, for the start banner: name -> "env" | ".dev.vars". */
@@ -108,5 +112,7 @@ export function localConfig(o: { names: string[]; env: Record<string, string | u
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`PORT must be a port number (1-65535), got "${portText}"`);
   const secretKeys = pick("SECRET_KEYS") || "sk_dev";
   const publishableKeys = pick("PUBLISHABLE_KEYS") || "pk_dev";
-  return { port, secretKeys, publishableKeys, vars, origin };
+  const userTokenSecrets = pick("USER_TOKEN_SECRETS") || "ut_dev";
+  const demoLogin = pick("DEMO_LOGIN") || "true";
+  return { port, secretKeys, publishableKeys, userTokenSecrets, demoLogin, vars, origin };
 }

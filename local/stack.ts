@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { writeEnvFile } from "./env-file.ts";
 import { type Bridge, startBridge } from "./redis-bridge.ts";
 import { freePort, type RedisProcess, startRedis } from "./redis-server.ts";
 
@@ -153,15 +154,23 @@ export async function startWorker(o: {
     ...o.vars,
   };
   if (await answers(o.port)) throw new Error(`port ${o.port} is already in use (another npm start?): choose another with PORT`);
+  // Keys and tokens go in a 0600 file, never on the command line (`ps` shows arguments to everyone).
+  const envFile = writeEnvFile(vars);
   const args = ["dev", "--ip", "127.0.0.1", "--port", String(o.port), "--persist-to", o.persistTo, "--show-interactive-dev-session=false", "--log-level", o.verbose ? "info" : "warn"];
-  for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
-  const child: ChildProcess = spawn(WRANGLER, args, {
-    cwd: ROOT,
-    stdio: ["ignore", o.verbose ? "inherit" : "pipe", o.verbose ? "inherit" : "pipe"],
-    detached: true,
-    env: WRANGLER_ENV,
-  });
-  const exited = new Promise<void>((res) => child.once("exit", () => res()));
+  args.push("--env-file", envFile.path);
+  let child: ChildProcess;
+  try {
+    child = spawn(WRANGLER, args, {
+      cwd: ROOT,
+      stdio: ["ignore", o.verbose ? "inherit" : "pipe", o.verbose ? "inherit" : "pipe"],
+      detached: true,
+      env: WRANGLER_ENV,
+    });
+  } catch (e) {
+    envFile.remove();
+    throw e;
+  }
+  const exited = new Promise<void>((res) => child.once("exit", () => res())).finally(() => envFile.remove());
   let log = "";
   child.stdout?.on("data", (d) => (log = (log + d).slice(-20_000)));
   child.stderr?.on("data", (d) => (log = (log + d).slice(-20_000)));

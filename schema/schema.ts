@@ -146,6 +146,15 @@ export const recEvents = sqliteTable(
   (t) => [uniqueIndex("rec_events_user_key").on(t.userId, t.eventKey), index("rec_events_rec").on(t.recId)],
 );
 
+/**
+ * Users forgotten (DELETE /v1/users/{id}): log rows of theirs received up to `forgotten_at` (ms)
+ * are never stored again, whichever drain arrives late with them. Pruned after 30 days.
+ */
+export const forgottenUsers = sqliteTable("forgotten_users", {
+  userId: text("user_id").primaryKey(),
+  forgottenAt: integer("forgotten_at").notNull(),
+});
+
 export type ExperimentRow = typeof experiments.$inferSelect;
 export type ExposureRow = typeof exposures.$inferInsert;
 

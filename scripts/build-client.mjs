@@ -16,6 +16,8 @@ import ts from "typescript";
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const OUT = join(ROOT, "dist");
 const ENTRY = join(ROOT, "src", "client.ts");
+/** Worker sources the client re-exports (plain Web Crypto code), emitted beside it. */
+const SHARED = { "src/lib/user-token": "user-token" };
 
 /** Every ambient declaration file under src/ (worker runtime types, module declarations). */
 function ambientFiles(dir) {
@@ -40,16 +42,30 @@ export function buildClient() {
   };
   const program = ts.createProgram({ rootNames: [ENTRY, ...ambientFiles(join(ROOT, "src"))], options });
   const written = {};
-  const result = program.emit(program.getSourceFile(ENTRY), (file, text) => {
+  const collect = (file, text) => {
     const rel = relative(options.outDir, file).replaceAll("\\", "/");
     if (rel === "src/client.js") written["client.js"] = text;
     else if (rel === "src/client.d.ts") written["client.d.ts"] = text;
-  });
+    for (const [src, name] of Object.entries(SHARED)) {
+      if (rel === `${src}.js`) written[`${name}.js`] = text;
+      else if (rel === `${src}.d.ts`) written[`${name}.d.ts`] = text;
+    }
+  };
+  const result = program.emit(program.getSourceFile(ENTRY), collect);
+  for (const src of Object.keys(SHARED)) program.emit(program.getSourceFile(join(ROOT, `${src}.ts`)), collect);
+  // The client imports them as siblings in dist/.
+  for (const name of ["client.js", "client.d.ts"]) {
+    if (!written[name]) continue;
+    for (const [src, out] of Object.entries(SHARED)) {
+      const from = `./${relative(join(ROOT, "src"), join(ROOT, src)).replaceAll("\\", "/")}`;
+      written[name] = written[name].replaceAll(`"${from}"`, `"./${out}.js"`);
+    }
+  }
   if (result.emitSkipped || !written["client.js"] || !written["client.d.ts"]) {
     const diags = ts.formatDiagnostics(result.diagnostics, { getCanonicalFileName: (f) => f, getCurrentDirectory: () => ROOT, getNewLine: () => "\n" });
     throw new Error(`the TypeScript compiler emitted no client:\n${diags}`);
   }
-  const relativeImport = /(?:from\s+|import\()\s*["'](\.{1,2}\/[^"']*)["']/.exec(written["client.d.ts"]);
+  const relativeImport = /(?:from\s+|import\()\s*["'](\.{1,2}\/(?!user-token\.js["'])[^"']*)["']/.exec(written["client.d.ts"]);
   if (relativeImport) {
     throw new Error(
       `dist/client.d.ts would import "${relativeImport[1]}" from the worker's sources, so other projects could not use it. ` +

@@ -67,7 +67,7 @@ starting = startStack({
   publishableKey: first(config.publishableKeys),
   dataDir: join(dataDir, "redis"),
   persistTo: join(dataDir, "wrangler"),
-  vars: { ...config.vars, SECRET_KEYS: config.secretKeys, PUBLISHABLE_KEYS: config.publishableKeys },
+  vars: { ...config.vars, SECRET_KEYS: config.secretKeys, PUBLISHABLE_KEYS: config.publishableKeys, USER_TOKEN_SECRETS: config.userTokenSecrets, DEMO_LOGIN: config.demoLogin },
   verbose: process.argv.includes("--verbose"),
   signal: aborter.signal,
 });
@@ -100,7 +100,7 @@ try {
   Recommender running at ${stack.url}   (model ${health.model?.version}, redis ${health.redis?.reachable ? "up" : "DOWN"}, D1 ${health.database?.reachable ? "up" : "DOWN"})
   Demo catalog: ${loadedBody.stored ?? 0} items (Movies > decade, 1 in 20 sold out)   API docs: ${stack.url}/docs
   Storefront: ${stack.url}/  (on-device scoring: ${stack.url}/?device=1)   Console: ${stack.url}/console (secret key)
-  Secret key: ${stack.apiKey}   Publishable key: ${stack.publishableKey}   ${cors}
+  Secret key: ${stack.apiKey}   Publishable key: ${stack.publishableKey}   User-token secret: ${first(config.userTokenSecrets)}   ${cors}
   Config set: ${set.length ? set.join(", ") : "none (defaults of wrangler.toml)"}
   Data: ${dataDir} (redis-server on 127.0.0.1:${stack.redisPort}, bridge ${stack.bridge.url})
 
@@ -111,6 +111,10 @@ try {
     curl -s '${stack.url}/v1/users/alice/recommendations?k=5&category=Movies%3E1990s&max_price=12&include=metadata' -H 'Authorization: Bearer ${stack.publishableKey}'
     curl -s '${stack.url}/v1/items/1/similar?k=5&include=metadata' -H 'Authorization: Bearer ${stack.publishableKey}'
     curl -s '${stack.url}/v1/users/alice' -H 'Authorization: Bearer ${stack.apiKey}'
+
+  A customer's own data with the publishable key needs a token your server signs (README "Signed user tokens"):
+    TOKEN=$(curl -s -X POST ${stack.url}/demo/login -H 'Content-Type: application/json' -d '{"user_id":"alice"}' | sed 's/.*"token":"\\([^"]*\\)".*/\\1/')
+    curl -s '${stack.url}/v1/users/alice/state' -H 'Authorization: Bearer ${stack.publishableKey}' -H "X-User-Token: $TOKEN"
 
   Ctrl-C stops everything.
 `);

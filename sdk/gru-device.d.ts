@@ -4,6 +4,8 @@ export interface DeviceOptions {
   endpoint: string;
   /** A publishable key. */
   key: string;
+  /** The identified customer's signed user token (reading their state needs it). */
+  userToken?: string;
   /** "auto" (default): WebGPU when the browser has it, else WASM; "webgpu" fails without it. */
   backend?: "auto" | "webgpu" | "wasm";
   /** Where onnxruntime-web's files are served (the demo serves them at /vendor/ort/). */
@@ -58,7 +60,8 @@ export interface DeviceScorer {
   readonly manifest: Record<string, unknown>;
   /** load_ms: files and sessions; step_ms, rank_ms: every step and ranking so far, ms. */
   readonly timings: { load_ms: number; step_ms: number[]; rank_ms: number[] };
-  sync(userId?: string): Promise<DeviceStateSummary>;
+  /** Read the user's state from the API; an identified customer's needs their signed user token. */
+  sync(userId?: string, opts?: { token?: string | null }): Promise<DeviceStateSummary>;
   observe(e: { user_id: string; item_id: string; type: string; timestamp?: number }): Promise<void>;
   setCatalog(items: { id: string; available?: boolean }[]): void;
   recommend(o?: { k?: number; exclude?: string[]; excludeRecent?: boolean; at?: number }): Promise<DeviceRecommendations>;

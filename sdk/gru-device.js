@@ -25,13 +25,14 @@ export async function createDeviceScorer(o) {
   const base = o.endpoint.replace(/\/+$/, "");
   const doFetch = o.fetch ?? globalThis.fetch.bind(globalThis);
   const auth = { authorization: `Bearer ${o.key}` };
+  let userToken = o.userToken ?? null;
   const ortBase = new URL(o.ortBase ?? "/vendor/ort/", globalThis.location?.href ?? base).href;
   const now = o.now ?? (() => Date.now());
   const timings = { load_ms: 0, step_ms: [], rank_ms: [] };
   const t0 = performance.now();
 
   async function getJson(path) {
-    const res = await doFetch(`${base}${path}`, { headers: auth });
+    const res = await doFetch(`${base}${path}`, { headers: userToken ? { ...auth, "x-user-token": userToken } : auth });
     const body = await res.json().catch(() => ({}));
     if (!res.ok) {
       const err = new Error(`request failed (${res.status}): ${body?.error?.message ?? res.statusText}`);
@@ -193,8 +194,14 @@ export async function createDeviceScorer(o) {
     return { userId, vector: new Float32Array(size), eventCount: 0, sessionCount: 0, lastEventMs: 0, ring: [], ringCapacity, purchased: new Set(), source: "empty" };
   }
 
-  /** Read the user's state from the API (a user without one starts from zeros). */
-  async function sync(userId = user) {
+  /**
+   * Read the user's state from the API (a user without one starts from zeros). An identified
+   * customer's state needs their signed user token (`opts.token`, kept for later syncs); an
+   * anonymous visitor's does not.
+   */
+  async function sync(userId = user, opts = {}) {
+    if (opts.token !== undefined) userToken = opts.token;
+    else if (userId !== user) userToken = null;
     user = userId;
     await pending;
     try {

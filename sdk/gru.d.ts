@@ -4,8 +4,10 @@ export interface RecommenderOptions {
   endpoint: string;
   /** A publishable key (events and recommendations only). */
   key: string;
-  /** A known customer id; default: an anonymous id kept in localStorage. */
+  /** A known customer id; default: an anonymous id (`anon-<uuid>`) kept in localStorage. */
   userId?: string;
+  /** The known customer's signed user token (from the shop's server), sent as `X-User-Token`. */
+  userToken?: string;
   /** Send queued events after this long, ms. Default 1000. */
   flushIntervalMs?: number;
   /** Events per request, at most 500. Default 50. */
@@ -64,8 +66,12 @@ export interface Recommender {
   flush(): Promise<void>;
   recommend(o?: RecommendOptions): Promise<Recommendations & { user_id: string }>;
   similar(itemId: string, o?: Omit<RecommendOptions, "excludeRecent" | "excludeSeen">): Promise<Recommendations & { item_id: string }>;
-  identify(userId: string): void;
+  /** Switch to a known customer id (after login), with the signed user token your server made for them. */
+  identify(userId: string, opts?: { token?: string }): void;
+  /** Replace the signed user token (before the old one expires). */
+  setUserToken(token: string | null): void;
   readonly userId: string;
+  readonly userToken: string | null;
   readonly pending: number;
 }
 

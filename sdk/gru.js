@@ -12,7 +12,11 @@
  * queued, and when the page is hidden, with `keepalive`). Each event gets an `event_id`, so a
  * retried batch is applied once. Network errors, 429 and 5xx are retried with exponential backoff
  * (honouring Retry-After); other 4xx answers are not (the data is wrong) and go to `onError`.
- * The shopper's id is an anonymous id kept in localStorage until you call `identify()`.
+ * The shopper's id is an anonymous id (`anon-<uuid>`) kept in localStorage until you call
+ * `identify(customerId, { token })`. The token is signed by the shop's server for that customer
+ * (see README "Signed user tokens"); it is sent as `X-User-Token` with every request, and the API
+ * asks for it before it shows an identified customer's data to a publishable key. Pass a fresh
+ * one with `setUserToken()` before it expires (`onError` gets a 401 `user_token_expired`).
  */
 
 const UID_KEY = "gru_uid";
@@ -32,6 +36,7 @@ export function createRecommender(o) {
   const onTrack = o.onTrack ?? null;
 
   let userId = o.userId ?? storage?.getItem(UID_KEY) ?? null;
+  let userToken = o.userToken ?? null;
   if (!userId) {
     userId = `anon-${uuid()}`;
     storage?.setItem(UID_KEY, userId);
@@ -41,13 +46,13 @@ export function createRecommender(o) {
   let timer = null;
   let inflight = Promise.resolve();
 
-  const headers = { authorization: `Bearer ${o.key}`, "content-type": "application/json" };
+  const authHeaders = () => (userToken ? { authorization: `Bearer ${o.key}`, "x-user-token": userToken } : { authorization: `Bearer ${o.key}` });
 
   async function send(batch, keepalive) {
     for (let attempt = 0; ; attempt++) {
       let res;
       try {
-        res = await doFetch(`${base}/v1/events`, { method: "POST", headers, body: JSON.stringify(batch), keepalive });
+        res = await doFetch(`${base}/v1/events`, { method: "POST", headers: { ...authHeaders(), "content-type": "application/json" }, body: JSON.stringify(batch), keepalive });
       } catch (e) {
         if (attempt >= maxRetries) throw new Error(`events not sent after ${attempt + 1} tries: ${e.message}`);
         await sleep(backoff(attempt));
@@ -119,7 +124,7 @@ export function createRecommender(o) {
   }
 
   async function get(path) {
-    const res = await doFetch(`${base}${path}`, { headers: { authorization: headers.authorization } });
+    const res = await doFetch(`${base}${path}`, { headers: authHeaders() });
     const body = await res.json();
     if (!res.ok) {
       const err = new Error(`request failed (${res.status}): ${body?.error?.message ?? res.statusText}`);
@@ -146,11 +151,21 @@ export function createRecommender(o) {
     track("click", itemId, { ...extra, recId });
   }
 
-  /** Switch to a known customer id (after login); later events and recommendations use it. */
-  function identify(id) {
+  /**
+   * Switch to a known customer id (after login); later events and recommendations use it.
+   * `token`: the customer's signed user token from your server (needed to read their data, and
+   * for whatever else the API's REQUIRE_USER_TOKEN names).
+   */
+  function identify(id, opts = {}) {
     if (queue.length) flush();
     userId = String(id);
+    userToken = opts.token ?? null;
     storage?.setItem(UID_KEY, userId);
+  }
+
+  /** Replace the signed user token (a fresh one before the old one expires). */
+  function setUserToken(token) {
+    userToken = token ?? null;
   }
 
   if (typeof addEventListener === "function" && typeof document !== "undefined") {
@@ -160,7 +175,24 @@ export function createRecommender(o) {
     });
   }
 
-  return { track, click, flush: () => flush(), recommend, similar, identify, get userId() { return userId; }, get pending() { return queue.length; } };
+  return {
+    track,
+    click,
+    flush: () => flush(),
+    recommend,
+    similar,
+    identify,
+    setUserToken,
+    get userId() {
+      return userId;
+    },
+    get userToken() {
+      return userToken;
+    },
+    get pending() {
+      return queue.length;
+    },
+  };
 }
 
 function backoff(attempt) {

@@ -4,14 +4,15 @@
  * Two kinds of bearer key, each a comma-separated list (several keys let you rotate):
  *   SECRET_KEYS       (a secret)  everything: catalog, export, deletion, admin, and the below
  *   PUBLISHABLE_KEYS  (a var)     safe in a browser: POST /v1/events, GET recommendations,
- *                                 similar items, a user's state and the model's files (on-device
- *                                 scoring) only; browsers are admitted by the CORS allowlist
+ *                                 similar items, a user's state and summary and the model's files
+ *                                 (on-device scoring) only; browsers are admitted by the CORS
+ *                                 allowlist. Which users it may act for: src/user-access.ts
  * Keys are compared in constant time over SHA-256 digests. Requests are rate limited per key
- * (publishable keys: per key and client IP, since every shopper shares the key) with
- * @upstash/ratelimit; an unreachable Redis lets requests through rather than failing the shop.
+ * (publishable keys: per key and client IP, since every shopper shares the key; their events also
+ * per user id, `limitUsers`) with @upstash/ratelimit; an unreachable Redis lets requests through rather than failing the shop.
  */
 import { Ratelimit } from "@upstash/ratelimit";
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
 import type { AppEnv, KeyScope } from "./env";
 import { ApiError } from "./errors";
@@ -47,7 +48,8 @@ const PUBLISHABLE: [string, RegExp][] = [
   ["POST", /^\/v1\/events\/?$/],
   ["GET", /^\/v1\/users\/[^/]+\/recommendations\/?$/],
   ["GET", /^\/v1\/items\/[^/]+\/similar\/?$/],
-  // On-device scoring: the user's state and the live model's files.
+  // A user's summary and, for on-device scoring, state: with a signed user token (src/user-access.ts).
+  ["GET", /^\/v1\/users\/[^/]+\/?$/],
   ["GET", /^\/v1\/users\/[^/]+\/state\/?$/],
   ["GET", /^\/v1\/device\/model(\/[^/]+\/[^/]+)?\/?$/],
 ];
@@ -84,14 +86,14 @@ export const corsPolicy: MiddlewareHandler<AppEnv> = (c, next) =>
       return allowed.includes("*") || allowed.includes(origin) ? origin : null;
     },
     allowMethods: ["GET", "POST", "PUT", "PATCH", "DELETE"],
-    allowHeaders: ["Authorization", "Content-Type"],
+    allowHeaders: ["Authorization", "Content-Type", "X-User-Token"],
     exposeHeaders: ["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"],
     maxAge: 600,
   })(c, next);
 
 const limiters = new Map<string, Ratelimit>();
 
-function limiter(url: string, token: string, timeoutMs: number, perMinute: number, kind: KeyScope): Ratelimit {
+function limiter(url: string, token: string, timeoutMs: number, perMinute: number, kind: KeyScope | "user"): Ratelimit {
   const key = `${url}\n${token}\n${timeoutMs}\n${perMinute}\n${kind}`;
   let l = limiters.get(key);
   if (!l) {
@@ -146,3 +148,31 @@ export const rateLimit: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
   await check(); // throws 429: onError replaces the (discarded) read's response
 };
+
+/**
+ * Publishable-key writes: at most RATE_LIMIT_USER_PER_MINUTE events requests per user id, whatever
+ * the IP (one shopper's id cannot be flooded from many addresses). 429 with Retry-After when any
+ * of `userIds` is over; an unreachable Redis lets the request through.
+ */
+export async function limitUsers(c: Context<AppEnv>, userIds: readonly string[]): Promise<void> {
+  const perMinute = c.var.config.RATE_LIMIT_USER_PER_MINUTE;
+  if (c.var.keyScope !== "publishable" || perMinute === 0 || !userIds.length) return;
+  const l = limiter(c.env.UPSTASH_REDIS_REST_URL ?? "", c.env.UPSTASH_REDIS_REST_TOKEN ?? "", c.var.config.REDIS_TIMEOUT_MS, perMinute, "user");
+  const verdicts = await Promise.all(
+    userIds.map((id) =>
+      l.limit(id).catch((e: Error) => {
+        console.warn(`rate limiter unavailable, request allowed: ${e.message}`);
+        return null;
+      }),
+    ),
+  );
+  const over = verdicts.filter((r) => r && !r.success) as NonNullable<(typeof verdicts)[number]>[];
+  for (const r of verdicts) if (r) c.var.background(r.pending);
+  if (over.length) {
+    const wait = Math.max(1, Math.ceil((Math.max(...over.map((r) => r.reset)) - Date.now()) / 1000));
+    throw new ApiError(429, "rate_limited", `more than ${perMinute} events requests per minute for one user; retry in ${wait} s`, {
+      headers: { "Retry-After": String(wait) },
+      field: "user_id",
+    });
+  }
+}

@@ -60,6 +60,27 @@ const ConfigSchema = z.object({
   MODEL_MEMORY_BUDGET_MB: int(64, 1, 1024),
   /** Largest model file accepted by the registry upload, bytes. Default 64 MiB. */
   MAX_MODEL_FILE_BYTES: int(64 * 1024 * 1024, 1024, 100 * 1024 * 1024),
+  /**
+   * What a publishable key may do for an identified (non-anonymous) user only with a signed user
+   * token (X-User-Token): comma-separated "events", "recommendations", or "all". Reading a user's
+   * state, purchases or summary always needs one. Default none.
+   */
+  REQUIRE_USER_TOKEN: z
+    .string()
+    .default("")
+    .transform((s, ctx) => {
+      const out = new Set<"events" | "recommendations">();
+      for (const w of s.split(",").map((x) => x.trim().toLowerCase()).filter(Boolean)) {
+        if (w === "all") out.add("events").add("recommendations");
+        else if (w === "events" || w === "recommendations") out.add(w);
+        else ctx.addIssue({ code: "custom", message: `REQUIRE_USER_TOKEN: unknown entry ${JSON.stringify(w)} (use events, recommendations or all)` });
+      }
+      return out;
+    }),
+  /** Publishable-key events per minute per user id (0: unlimited). Default 300. */
+  RATE_LIMIT_USER_PER_MINUTE: int(300, 0, 10_000_000),
+  /** Most distinct user ids in one publishable-key events request (a browser sends its own). Default 5. */
+  MAX_USERS_PER_PUBLISHABLE_BATCH: int(5, 1, 500),
   /** A state rebuilt from the event log (a user new to a model version) replays at most this many of their latest events (0: never rebuild). Default 200. */
   REBUILD_EVENTS: int(200, 0, 10_000),
 });

@@ -11,18 +11,24 @@ import type { LiveModels } from "./model/live";
 import type { ModelHandle } from "./model/registry";
 import type { GruModel } from "./model/runtime";
 import type { SharedStore } from "./state/shared";
-import type { EventOutbox, UserStateStore } from "./state/store";
+import type { EventOutbox, ForgetLedger, UserStateStore } from "./state/store";
 
 /** Which kind of key authenticated the request. */
 export type KeyScope = "publishable" | "secret";
 
 export type AppEnv = {
   /** `Env` plus optional bindings not declared in wrangler.toml (see README). */
-  Bindings: Env & { MODEL_BUCKET?: R2Bucket };
+  Bindings: Env & {
+    MODEL_BUCKET?: R2Bucket;
+    /** Secret(s) that sign user tokens (src/lib/user-token.ts), comma-separated: the first signs, all verify. */
+    USER_TOKEN_SECRETS?: string;
+    /** "true": the demo storefront may sign in as a customer (POST /demo/login); `npm start` only. */
+    DEMO_LOGIN?: string;
+  };
   Variables: {
     config: Config;
     /** User states, write combining, and the event-log outbox. */
-    store: UserStateStore & EventOutbox;
+    store: UserStateStore & EventOutbox & ForgetLedger;
     /** Lazily loaded serving model; resolving it may fail (model unavailable). */
     model: ModelHandle;
     /** Every live model version (registry), the serving one first. */

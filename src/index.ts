@@ -27,7 +27,7 @@ import { experimentsApp } from "./routes/experiments";
 import { health } from "./routes/health";
 import { items } from "./routes/items";
 import { models } from "./routes/models";
-import { pages } from "./routes/pages";
+import { demo, pages } from "./routes/pages";
 import { users } from "./routes/users";
 import { popularOptions, services } from "./services";
 
@@ -102,6 +102,7 @@ const routes = app
   .route("/v1/users", userState)
   .route("/v1/console", consoleViews)
   .route("/config.json", pages)
+  .route("/demo", demo)
   // A/B experiments (src/experiments).
   .route("/v1/admin/experiments", experimentsApp);
 

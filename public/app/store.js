@@ -4,7 +4,8 @@
  * in 3 days" moves the visitor's clock: the first visit's events are sent 9 days in the past and
  * each return 3 days later, so a returning visitor's long-term memory shows. `/?device=1` ranks
  * "for you" and "similar" on this device (sdk/gru-device.js: WebGPU, else WASM) and compares
- * with the server.
+ * with the server. "Sign in" (with `npm start`'s DEMO_LOGIN) switches to a customer id with a
+ * signed user token, as a shop's login would (its server signs the token; see README).
  */
 import { createRecommender } from "/vendor/sdk/gru.js";
 
@@ -35,6 +36,16 @@ const gru = createRecommender({
   onError: (e) => flash(`not sent: ${e.message}`),
 });
 const track = (type, id, extra = {}) => gru.track(type, id, { timestamp: visitorNow(), ...extra });
+
+/** A signed-in customer's token, as a shop's login would hand it to the page (demo: POST /demo/login). */
+async function demoToken(userId) {
+  const res = await fetch("/demo/login", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: userId }) });
+  const body = await res.json();
+  if (!res.ok) throw new Error(body?.error?.message ?? res.statusText);
+  return body.token;
+}
+// A customer signed in before this page load gets a fresh token (tokens expire).
+if (!gru.userId.startsWith("anon-") && config.demo_login) gru.identify(gru.userId, { token: await demoToken(gru.userId).catch(() => undefined) });
 
 /** The list (its rec_id) the visitor picked the current product from, for experiment attribution. */
 let pickedFrom = null;
@@ -166,7 +177,9 @@ async function refreshSimilar(id) {
 
 /** What the server remembers of this visitor (the state endpoint the on-device scorer reads). */
 async function renderMemory() {
-  const res = await fetch(`/v1/users/${encodeURIComponent(gru.userId)}/state`, { headers: { authorization: `Bearer ${key}` } });
+  // An identified customer's state needs their signed token; an anonymous visitor's id is enough.
+  const headers = { authorization: `Bearer ${key}`, ...(gru.userToken ? { "x-user-token": gru.userToken } : {}) };
+  const res = await fetch(`/v1/users/${encodeURIComponent(gru.userId)}/state`, { headers });
   const s = res.ok ? await res.json() : null;
   const last = s?.last_event_ms ? new Date(s.last_event_ms).toISOString().slice(0, 16).replace("T", " ") : "";
   $("memory").innerHTML = s
@@ -175,14 +188,16 @@ async function renderMemory() {
     : "no events yet";
 }
 
-const pct = (xs, q) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] : NaN);
+const pct = (xs, q) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] : null);
+/** A percentile in ms, or "–" before the first measurement. */
+const ms = (xs, q) => (xs.length ? pct(xs, q).toFixed(2) : "–");
 function renderDevice() {
   if (!device) return;
   const t = device.timings;
   $("device").hidden = false;
   $("device-info").innerHTML = `backend <b>${esc(device.backend)}</b>${device.fallback ? ` <span class="muted">(${esc(device.fallback)})</span>` : ""}<br>
-    model ${esc(device.version)}<br>load ${t.load_ms.toFixed(0)} ms · step p50 <span data-testid="step-ms">${pct(t.step_ms, 0.5).toFixed(2)}</span> ms (${t.step_ms.length})
-    · ranking p50 <span data-testid="rank-ms">${pct(t.rank_ms, 0.5).toFixed(2)}</span> ms (${t.rank_ms.length})`;
+    model ${esc(device.version)}<br>load ${t.load_ms.toFixed(0)} ms · step p50 <span data-testid="step-ms">${ms(t.step_ms, 0.5)}</span> ms (${t.step_ms.length})
+    · ranking p50 <span data-testid="rank-ms">${ms(t.rank_ms, 0.5)}</span> ms (${t.rank_ms.length})`;
 }
 
 // ---- navigation ------------------------------------------------------------------------------
@@ -209,6 +224,21 @@ $("come-back").onclick = async () => {
   location.hash = "#/";
   refreshForYou();
 };
+$("sign-in").hidden = !config.demo_login;
+$("sign-in").onclick = async () => {
+  const id = prompt("Sign in as customer id:", "customer-1001");
+  if (!id) return;
+  await gru.flush();
+  try {
+    gru.identify(id.trim(), { token: await demoToken(id.trim()) });
+  } catch (e) {
+    flash(`sign-in failed: ${e.message}`);
+    return;
+  }
+  if (device) await device.sync(gru.userId, { token: gru.userToken });
+  renderClock();
+  refreshForYou();
+};
 $("new-visitor").onclick = async () => {
   await gru.flush();
   localStorage.removeItem("gru_uid");
@@ -223,7 +253,7 @@ if (onDevice) {
   const { createDeviceScorer } = await import("/vendor/sdk/gru-device.js");
   device = await createDeviceScorer({ endpoint: location.origin, key, backend: params.get("backend") ?? "auto", ortBase: "/vendor/ort/" });
   device.setCatalog(catalog);
-  await device.sync(gru.userId);
+  await device.sync(gru.userId, { token: gru.userToken });
   $("backend").textContent = device.backend;
   window.gruDevice = device;
 }

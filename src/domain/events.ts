@@ -63,7 +63,7 @@ export interface WriteDeps {
    * their state rebuilt from the log (domain/rebuild.ts), leaving out `exclude` (the keys being
    * folded). Absent: such a user starts fresh.
    */
-  rebuild?: (model: GruModel, userId: string, exclude: ReadonlySet<string>) => Promise<{ state: UserState } | null>;
+  rebuild?: (model: GruModel, userId: string, exclude: ReadonlySet<string>, forgottenAt: number | null) => Promise<{ state: UserState } | null>;
   /** The catalog copy: `ready` syncs it (only called when some item is unknown to the model). */
   catalog: { ready(): Promise<void>; has(itemId: string): boolean };
   /** Items in the recent ring. */
@@ -126,7 +126,7 @@ async function withRebuilt(deps: WriteDeps, userId: string, r: EnterReply): Prom
   return Promise.all(
     r.states.map(async (s, i) => {
       if (s.raw !== null) return s;
-      const rebuilt = await deps.rebuild!(deps.models[i]!, userId, exclude).catch((e: Error) => {
+      const rebuilt = await deps.rebuild!(deps.models[i]!, userId, exclude, r.forgottenAt).catch((e: Error) => {
         console.warn(`state rebuild from the event log failed, folding from a fresh state: ${e.message}`);
         return null;
       });

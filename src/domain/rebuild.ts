@@ -75,9 +75,17 @@ export function replay(model: GruModel, s: UserState, events: readonly { row: nu
 /**
  * The user's state for `deps.model` rebuilt from their logged events, or null when the log holds
  * no event on an item this version knows (a cold user). `exclude`: event keys not to replay (the
- * events of the request being applied, which the caller applies itself). Throws when D1 fails.
+ * events of the request being applied, which the caller applies itself). `forgottenAt`: the user
+ * was forgotten then and the log still owes that deletion (the state store says so with the
+ * read): nothing received until then is replayed. Throws when D1 fails.
  */
-export async function rebuildState(deps: RebuildDeps, userId: string, exclude: ReadonlySet<string> = new Set(), nowMs = Date.now()): Promise<Rebuilt | null> {
+export async function rebuildState(
+  deps: RebuildDeps,
+  userId: string,
+  exclude: ReadonlySet<string> = new Set(),
+  nowMs = Date.now(),
+  forgottenAt: number | null = null,
+): Promise<Rebuilt | null> {
   if (deps.maxEvents <= 0) return null;
   const t0 = Date.now();
   const client = deps.db.$client;
@@ -86,7 +94,8 @@ export async function rebuildState(deps: RebuildDeps, userId: string, exclude: R
     deps.timeoutMs,
   );
   const readMs = Date.now() - t0;
-  const all = (last?.results ?? []) as unknown as LogLine[];
+  // A user forgotten while the log still owes the deletion: nothing received until then is theirs.
+  const all = ((last?.results ?? []) as unknown as LogLine[]).filter((l) => forgottenAt === null || Number(l.received_at) > forgottenAt);
   const lines = all.filter((l) => !exclude.has(l.event_key)).reverse();
   // Excluded events the log already holds are counted by the caller when it applies them.
   let adjust = -all.filter((l) => exclude.has(l.event_key) && l.in_model).length;
@@ -105,7 +114,7 @@ export async function rebuildState(deps: RebuildDeps, userId: string, exclude: R
   }
   if (!events.length) return null;
   const state = await replay(model, emptyState(model, deps.ringCapacity), events, nowMs);
-  const logged = Number((count?.results?.[0] as { n?: number } | undefined)?.n ?? 0);
+  const logged = forgottenAt === null ? Number((count?.results?.[0] as { n?: number } | undefined)?.n ?? 0) : all.filter((l) => l.in_model).length;
   // Every replayed event counts; older ones (beyond N) count as the log says they were applied.
   state.eventCount = Math.max(events.length, logged + adjust);
   return { state, eventIds, replayed: events.length, ms: Date.now() - t0, readMs };
@@ -116,9 +125,9 @@ export async function rebuildState(deps: RebuildDeps, userId: string, exclude: R
  * expected degradation, not an error: the user's events are still accepted and their state for
  * this version starts from them (null), with a warning.
  */
-export async function rebuildOrFresh(deps: RebuildDeps, userId: string, exclude: ReadonlySet<string>): Promise<Rebuilt | null> {
+export async function rebuildOrFresh(deps: RebuildDeps, userId: string, exclude: ReadonlySet<string>, forgottenAt: number | null = null): Promise<Rebuilt | null> {
   try {
-    return await rebuildState(deps, userId, exclude);
+    return await rebuildState(deps, userId, exclude, Date.now(), forgottenAt);
   } catch (e) {
     console.warn(`event log unavailable, the state for ${deps.model.version} starts without the logged history: ${(e as Error).message}`);
     return null;
@@ -150,9 +159,9 @@ export function lazyRebuild(
   storeFor: (v: { version: string; stateSize: number }) => UserStateStore,
   background: (p: Promise<unknown>) => void,
 ) {
-  return async (userId: string, model: GruModel): Promise<Rebuilt | null> => {
+  return async (userId: string, model: GruModel, forgottenAt: number | null = null): Promise<Rebuilt | null> => {
     const nowMs = Date.now();
-    const r = await rebuildState(deps(model), userId, new Set(), nowMs);
+    const r = await rebuildState(deps(model), userId, new Set(), nowMs, forgottenAt);
     if (r) background(storeFor({ version: model.version, stateSize: model.stateSize }).putIfAbsent(userId, r.state, r.eventIds, nowMs));
     return r;
   };

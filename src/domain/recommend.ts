@@ -124,7 +124,7 @@ export interface RecommendDeps {
    * Rebuild (and store, in the background) the state of a user who has none for this model from
    * the event log; null when the log has nothing for them. Absent: no rebuild (cold user).
    */
-  rebuild?: (userId: string, model: GruModel) => Promise<{ state: UserState; replayed: number; ms: number } | null>;
+  rebuild?: (userId: string, model: GruModel, forgottenAt: number | null) => Promise<{ state: UserState; replayed: number; ms: number } | null>;
   /** Every live model version (the registry), for strategies that name one. */
   live?: readonly ModelHandle[];
   /** The state store of a model version. */
@@ -148,7 +148,7 @@ export async function recommend(deps: RecommendDeps, userId: string, o: Recommen
   if (!loaded.ok) return cold("model-unavailable");
   if (!read.snap) return cold("state-unavailable");
   if (!read.snap.state && !read.snap.raw && deps.rebuild) {
-    const r = await deps.rebuild(userId, loaded.model).catch((e: Error) => {
+    const r = await deps.rebuild(userId, loaded.model, read.snap.forgottenAt).catch((e: Error) => {
       console.warn(`state rebuild from the event log failed, serving as a cold user: ${e.message}`);
       return null;
     });

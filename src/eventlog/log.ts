@@ -47,9 +47,14 @@ const APPEND_SQL = `
   SELECT json_extract(j.value, '$.user_id'), json_extract(j.value, '$.event_key'), json_extract(j.value, '$.item_id'),
          json_extract(j.value, '$.type'), json_extract(j.value, '$.ts'), json_extract(j.value, '$.received_at'),
          json_extract(j.value, '$.in_model'), json_extract(j.value, '$.model_version')
-  FROM json_each(?1) AS j`;
+  FROM json_each(?1) AS j
+  WHERE NOT EXISTS (SELECT 1 FROM forgotten_users f
+                    WHERE f.user_id = json_extract(j.value, '$.user_id') AND f.forgotten_at >= json_extract(j.value, '$.received_at'))`;
 
-/** Insert rows, ignoring ones already stored (same user_id and event_key). One transaction. */
+/**
+ * Insert rows, ignoring ones already stored (same user_id and event_key) and rows of a forgotten
+ * user received before they were forgotten. One transaction.
+ */
 export async function appendEvents(db: Db, rows: readonly LogRow[]): Promise<void> {
   if (!rows.length) return;
   const stmts: D1PreparedStatement[] = [];
@@ -84,8 +89,24 @@ export async function readEvents(db: Db, o: { afterSeq: number; since?: number; 
   return db.select().from(events).where(and(...where)).orderBy(asc(events.seq)).limit(o.limit);
 }
 
-/** Remove every logged event of a user (right to be forgotten). Returns how many. */
-export async function deleteUserEvents(db: Db, userId: string): Promise<number> {
-  const r = await db.delete(events).where(eq(events.userId, userId));
-  return Number((r as unknown as D1Result).meta?.changes ?? 0);
+/** Forgotten users are remembered this long (a late drain carries rows for seconds, not days), ms. */
+export const FORGOTTEN_RETENTION_MS = 30 * 86_400_000;
+
+/**
+ * Forget a user in D1 (right to be forgotten), in one transaction: their logged events received
+ * up to `forgottenAt`, their experiment exposures and list events, and a tombstone that keeps any
+ * late row of theirs out (`appendEvents`). Returns how many logged events were deleted.
+ */
+export async function forgetUserLog(db: Db, userId: string, forgottenAt: number): Promise<number> {
+  const c = db.$client;
+  const [deleted] = await c.batch([
+    c.prepare("DELETE FROM events WHERE user_id = ?1 AND received_at <= ?2").bind(userId, forgottenAt),
+    c.prepare("DELETE FROM exposures WHERE user_id = ?1").bind(userId),
+    c.prepare("DELETE FROM rec_events WHERE user_id = ?1").bind(userId),
+    c
+      .prepare("INSERT INTO forgotten_users (user_id, forgotten_at) VALUES (?1, ?2) ON CONFLICT (user_id) DO UPDATE SET forgotten_at = max(forgotten_at, excluded.forgotten_at)")
+      .bind(userId, forgottenAt),
+    c.prepare("DELETE FROM forgotten_users WHERE forgotten_at < ?1").bind(forgottenAt - FORGOTTEN_RETENTION_MS),
+  ]);
+  return Number(deleted?.meta?.changes ?? 0);
 }

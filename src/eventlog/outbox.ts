@@ -13,7 +13,8 @@
  */
 import type { Db } from "../catalog/db";
 import type { SharedStore } from "../state/shared";
-import type { EventOutbox } from "../state/store";
+import { settleOwedForgets } from "../domain/forget";
+import type { EventOutbox, ForgetLedger } from "../state/store";
 import { type LogRow, appendEvents, drainLegacySpill } from "./log";
 
 /** An outbox entry: the row plus `n`, the user's pending sequence number (keeps a user's order). */
@@ -64,11 +65,13 @@ export async function storeCommitted(deps: OutboxDeps, entries: readonly string[
 }
 
 /**
- * Move every row waiting in the outbox (and in the pre-outbox spill list) into D1, 500 at a time,
- * oldest first, at most `maxRows` per call. Returns how many rows were stored. Throws when D1 or
+ * Settle owed user deletions (domain/forget.ts), then move every row waiting in the outbox (and in
+ * the pre-outbox spill list) into D1, 500 at a time, oldest first, at most `maxRows` per call. Returns how many rows were stored. Throws when D1 or
  * Redis fails; what was not confirmed stays in the outbox.
  */
-export async function drainOutbox(deps: OutboxDeps & { shared: SharedStore }, maxRows = 50_000): Promise<number> {
+export async function drainOutbox(deps: OutboxDeps & { shared: SharedStore; outbox: ForgetLedger; timeoutMs?: number }, maxRows = 50_000): Promise<number> {
+  // Owed deletions first: a forgotten user's rows are never stored, whatever waits below.
+  await settleOwedForgets({ store: deps.outbox, db: deps.db, timeoutMs: deps.timeoutMs ?? 10_000 });
   let done = await drainLegacySpill(deps);
   while (done < maxRows) {
     const entries = await deps.outbox.peekOutbox(500);

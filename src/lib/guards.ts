@@ -4,7 +4,7 @@
  * never reach these: workerd answers a method it does not parse (`get`, `FOO`) with a plain-text
  * 501 and a request target of 64 KiB or more with a plain-text 414 (see README, "Errors").
  */
-import type { Context, MiddlewareHandler } from "hono";
+import type { Context, Env, MiddlewareHandler } from "hono";
 import { ApiError, errorBody } from "../errors";
 
 /** Longest URL the worker reads, characters (the longest valid one, 100 excluded ids, is ~26,000). */
@@ -59,5 +59,24 @@ export function notFoundOrMethod(routes: () => readonly RouteSpec[]) {
       return c.json(errorBody("method_not_allowed", `${c.req.method} is not allowed on ${path}; allowed: ${list}`), 405);
     }
     return c.json(errorBody("not_found", `no route for ${c.req.method} ${path}`), 404);
+  };
+}
+
+/**
+ * Route middleware: 413 `batch_too_large` for a JSON array body of more than `max(c)` elements,
+ * before the route's schema looks at any element (a 60,000-element batch is refused in
+ * milliseconds, not after seconds of parsing). Anything else passes on to the validator, which
+ * reads the same parsed body (Hono caches it).
+ */
+export function arrayLimit<E extends Env>(max: (c: Context<E>) => number, what: string, field: string): MiddlewareHandler<E> {
+  return async (c, next) => {
+    if (/^application\/(?:[\w.+-]+\+)?json/i.test(c.req.header("content-type") ?? "")) {
+      const body: unknown = await c.req.json().catch(() => undefined);
+      const limit = max(c);
+      if (Array.isArray(body) && body.length > limit) {
+        throw new ApiError(413, "batch_too_large", `a batch holds at most ${limit} ${what}, got ${body.length}`, { field });
+      }
+    }
+    await next();
   };
 }

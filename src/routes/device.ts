@@ -3,6 +3,7 @@
  *   GET /v1/device/model                       the live model's version and where its files are
  *   GET /v1/device/model/{version}/{file}      manifest.json and the files it names, immutable
  *   GET /v1/users/{user_id}/state              the user's GRU state, recent items and purchases
+ *                                              (a signed user token for identified users)
  * The API stays authoritative: the device advances a copy of the state on the events it tracks
  * and re-reads it from here when it wants to catch up.
  */
@@ -17,6 +18,8 @@ import { Id } from "../lib/schemas";
 import { toBase64 } from "../state/codec";
 
 import { StoreUnavailableError } from "../state/store";
+
+import { requireUser } from "../user-access";
 
 const modelUnavailable = (message: string) => new ApiError(503, "model_unavailable", message, { headers: { "Retry-After": "5" } });
 
@@ -117,7 +120,7 @@ const state = createRoute({
   path: "/{user_id}/state",
   summary: "A user's state, for on-device scoring",
   description:
-    "The stored GRU state vector with what the ranking rules need (recent items, purchases), so a browser can score on the device. Publishable or secret key; like recommendations, anyone holding the user id can read it.",
+    "The stored GRU state vector with what the ranking rules need (recent items, purchases), so a browser can score on the device. Secret key, or a publishable key with the user's signed token (`X-User-Token`, see README \"Signed user tokens\"); anonymous visitors (`anon-<uuid v4>`, made by the snippet) need none: their id is the secret.",
   tags: ["device"],
   request: { params: z.object({ user_id: Id.openapi({ param: { name: "user_id", in: "path" }, example: "shopper-42" }) }) },
   responses: { 200: json(UserState, "The state"), ...errors(403, 404, 409, 503) },
@@ -125,6 +128,7 @@ const state = createRoute({
 
 export const userState = featureApp().openapi(state, async (c) => {
   const { user_id: id } = c.req.valid("param");
+  await requireUser(c, id, "read");
   const snap = await c.var.store.read(id).catch((e) => {
     if (e instanceof StoreUnavailableError) {
       throw new ApiError(503, "state_unavailable", e.message, { headers: { "Retry-After": String(c.var.config.RETRY_AFTER_SECONDS) } });

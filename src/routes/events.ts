@@ -8,6 +8,14 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 
+import { limitUsers } from "../auth";
+
+import type { AppEnv } from "../env";
+
+import { arrayLimit } from "../lib/guards";
+
+import { requireUsers } from "../user-access";
+
 import { acceptEvents, recommendAfter } from "../domain/events";
 
 import { rebuildState } from "../domain/rebuild";
@@ -56,12 +64,13 @@ const post = createRoute({
   path: "/",
   summary: "Track events",
   description:
-    "One event or an array of up to MAX_BATCH (default 500). Items must be known to the model or the catalog; events on catalog-only items are logged and count for popularity but leave the GRU state as it is. Publishable or secret key.",
+    "One event or an array of up to MAX_BATCH (default 500). Items must be known to the model or the catalog; events on catalog-only items are logged and count for popularity but leave the GRU state as it is. Publishable or secret key; with a publishable key at most MAX_USERS_PER_PUBLISHABLE_BATCH (5) users per request, RATE_LIMIT_USER_PER_MINUTE requests per user, and a signed user token (`X-User-Token`) for identified users when REQUIRE_USER_TOKEN names `events`.",
   tags: ["events"],
   request: {
     query: z.object({ recommend: z.coerce.number().int().min(1).max(1000).optional().openapi({ description: "Also return k recommendations per user." }) }),
     body: { required: true, content: { "application/json": { schema: z.union([EventSchema, z.array(EventSchema)]) } } },
   },
+  middleware: [arrayLimit<AppEnv>((c) => c.var.config.MAX_BATCH, "events", "events")] as const,
   responses: { 200: json(EventsResponse, "Events accepted (see each result's status)"), ...errors(403, 413, 415, 422, 503) },
 });
 
@@ -108,6 +117,18 @@ export const events = featureApp()
       if (list.length > config.MAX_BATCH) {
         throw new ApiError(413, "batch_too_large", `a batch holds at most ${config.MAX_BATCH} events, got ${list.length}`, { field: "events" });
       }
+      if (c.var.keyScope === "publishable") {
+        // A browser sends its own shopper's events: few users, each with a token where required.
+        const users = [...new Set(list.map((e) => e.user_id))];
+        if (users.length > config.MAX_USERS_PER_PUBLISHABLE_BATCH) {
+          throw new ApiError(400, "too_many_users", `a publishable key may send events of at most ${config.MAX_USERS_PER_PUBLISHABLE_BATCH} users per request, got ${users.length}`, {
+            field: "events",
+          });
+        }
+        await requireUsers(c, users, "events");
+        if (q.recommend !== undefined) await requireUsers(c, users, "recommendations");
+        await limitUsers(c, users);
+      }
       const loaded = await c.var.model.get();
       if (!loaded.ok) {
         throw new ApiError(503, "model_unavailable", loaded.message, { headers: { "Retry-After": String(config.RETRY_AFTER_SECONDS) } });
@@ -122,7 +143,7 @@ export const events = featureApp()
           {
             store,
             models: [model, ...shadows.flatMap((r) => (r.ok && r.model.version !== model.version ? [r.model] : []))],
-            rebuild: (m, userId, exclude) => rebuildState(c.var.rebuildDeps(m), userId, exclude),
+            rebuild: (m, userId, exclude, forgottenAt) => rebuildState(c.var.rebuildDeps(m), userId, exclude, Date.now(), forgottenAt),
             catalog: { ready: c.var.catalogReady, has: (id) => c.var.catalog.get(id) !== undefined },
             ringCapacity: config.RECENT_RING,
             leaseMs: config.FOLD_LEASE_MS,

@@ -18,6 +18,8 @@ import { ItemInput, ItemPatch, ItemSchema, toItem } from "../catalog/schemas";
 
 import { similarWith } from "../experiments/strategies";
 
+import { requireUser } from "../user-access";
+
 import { servingDeps } from "./experiment-serving";
 
 import type { AppEnv } from "../env";
@@ -283,6 +285,7 @@ export const items = featureApp()
   .openapi(similar, async (c) => {
     const { item_id } = c.req.valid("param");
     const q = c.req.valid("query");
+    if (q.user_id !== undefined) await requireUser(c, q.user_id, "recommendations");
     const f = filtersFrom(q, c.var.config.MAX_K);
     const rec = await servingDeps(c, q.variant).serve({ placement: q.placement ?? "product", userId: q.user_id, forceVariant: q.variant }, async (strategy) => {
       let never: ReadonlySet<string> | undefined;

@@ -13,13 +13,15 @@ import { lazyRebuild } from "../domain/rebuild";
 
 import { ApiError } from "../errors";
 
-import { deleteUserEvents } from "../eventlog/log";
+import { forgetUser } from "../domain/forget";
 
 import { errors, featureApp, json } from "../lib/openapi";
 
 import { Id } from "../lib/schemas";
 
 import { StoreUnavailableError } from "../state/store";
+
+import { requireUser } from "../user-access";
 
 import { Bool, TaggedRecommendationSchema, experimentQuery, filterQuery, filtersFrom, withMetadata } from "./schemas";
 
@@ -37,7 +39,7 @@ const recs = createRoute({
   path: "/{user_id}/recommendations",
   summary: "Recommendations for a user",
   description:
-    "The k items the user is most likely to want next, from their long-term GRU state. Never an unavailable item (once a catalog is loaded) or one the user purchased; recent items are shown unless exclude_recent=true (repeat views are common in shops; see models/README.md), and every item the user already had, in any session, is left out with exclude_seen=true (shops where an item is had once: films, books). New users and every degradation get popular items, with `source` and `reason`. Publishable or secret key.",
+    "The k items the user is most likely to want next, from their long-term GRU state. Never an unavailable item (once a catalog is loaded) or one the user purchased; recent items are shown unless exclude_recent=true (repeat views are common in shops; see models/README.md), and every item the user already had, in any session, is left out with exclude_seen=true (shops where an item is had once: films, books). New users and every degradation get popular items, with `source` and `reason`. Publishable or secret key; with a publishable key an identified user needs a signed user token (`X-User-Token`) when REQUIRE_USER_TOKEN names `recommendations`.",
   tags: ["recommendations"],
   request: {
     params: Params,
@@ -72,21 +74,33 @@ const summary = createRoute({
   method: "get",
   path: "/{user_id}",
   summary: "A user's state summary",
-  description: "Counts and times of the stored state (never the vector itself). Secret key.",
+  description:
+    "Counts and times of the stored state (never the vector itself). Secret key, or a publishable key with the user's signed token (`X-User-Token`; anonymous `anon-<uuid>` visitors need none).",
   tags: ["users"],
   request: { params: Params },
   responses: { 200: json(UserSummary, "The summary"), ...errors(403, 404, 409, 503) },
 });
 
+const ForgetResult = z
+  .object({
+    user_id: z.string(),
+    deleted: z.boolean().openapi({ description: "Whether the state store held anything of the user." }),
+    events_deleted: z.number().int().nullable().openapi({ description: "Logged events deleted (null while the log part is pending)." }),
+    log: z.enum(["deleted", "pending"]),
+  })
+  .openapi("ForgetResult");
+
 const remove = createRoute({
   method: "delete",
   path: "/{user_id}",
   summary: "Forget a user",
-  description: "Deletes the user's state, de-duplication memory, purchases and logged events. Secret key.",
+  description:
+    "Deletes the user's states (every model version), pending events, de-duplication memory, purchases, the events still waiting to be logged, the logged events, experiment exposures and list events; a later drain or rebuild never brings them back. With the event log (D1) unavailable the answer is 202 with `log: \"pending\"`: everything in Redis is gone at once, the log part is done by the next drain (cron or POST /v1/admin/eventlog/drain), and until then no rebuild replays the user's old events. Repeating the call is safe. Secret key.",
   tags: ["users"],
   request: { params: Params },
   responses: {
-    200: json(z.object({ user_id: z.string(), deleted: z.boolean(), events_deleted: z.number().int() }), "Forgotten"),
+    200: json(ForgetResult, "Forgotten"),
+    202: json(ForgetResult, "Forgotten in the state store; the event log's part is owed to the next drain"),
     ...errors(403, 503),
   },
 });
@@ -95,6 +109,7 @@ export const users = featureApp()
   .openapi(recs, async (c) => {
     const { user_id } = c.req.valid("param");
     const q = c.req.valid("query");
+    await requireUser(c, user_id, "recommendations");
     const f = filtersFrom(q, c.var.config.MAX_K);
     const rebuild = lazyRebuild(c.var.rebuildDeps, c.var.storeFor, c.var.background);
     const rec = await servingDeps(c, q.variant).serve({ placement: q.placement ?? "home", userId: user_id, forceVariant: q.variant }, async (strategy) => {
@@ -114,6 +129,7 @@ export const users = featureApp()
   })
   .openapi(summary, async (c) => {
     const { user_id: id } = c.req.valid("param");
+    await requireUser(c, id, "read");
     const snap = await c.var.store.read(id).catch((e) => unavailable(e, c.var.config.RETRY_AFTER_SECONDS));
     if (!snap.raw) throw new ApiError(404, "user_not_found", "no state is stored for this user", { field: "user_id" });
     if (!snap.state) throw new ApiError(409, "state_corrupt", snap.corrupt ?? "state unreadable", { field: "user_id" });
@@ -135,12 +151,7 @@ export const users = featureApp()
   })
   .openapi(remove, async (c) => {
     const { user_id: id } = c.req.valid("param");
-    const retry = c.var.config.RETRY_AFTER_SECONDS;
-    const [existed, eventsDeleted] = await Promise.all([
-      c.var.store.remove(id).catch((e) => unavailable(e, retry)),
-      deleteUserEvents(c.var.db, id).catch((e: Error) => {
-        throw new ApiError(503, "log_unavailable", `event log unavailable: ${e.message}`, { headers: { "Retry-After": String(retry) } });
-      }),
-    ]);
-    return c.json({ user_id: id, deleted: existed, events_deleted: eventsDeleted }, 200);
+    const deps = { store: c.var.store, db: c.var.db, liveVersions: c.var.live.rows.map((r) => r.version), timeoutMs: c.var.config.DB_TIMEOUT_MS };
+    const r = await forgetUser(deps, id).catch((e) => unavailable(e, c.var.config.RETRY_AFTER_SECONDS));
+    return c.json({ user_id: id, deleted: r.existed, events_deleted: r.eventsDeleted, log: r.log }, r.log === "deleted" ? 200 : 202);
   });

@@ -109,19 +109,21 @@ export function evalShared(redis: Redis, script: LuaScript, calls: readonly Scri
 }
 
 /**
- * State, purchases and the catalog stamp of one user (the read path's single round trip).
- * KEYS: state, purchased, catalog rev.
+ * State, purchases, the catalog stamp and an owed deletion of one user (the read path's single
+ * round trip). KEYS: state, purchased, catalog rev, owed-deletion HASH. ARGV: user id.
  */
 export const READ = new LuaScript(`
-return {redis.call('GET', KEYS[1]) or '', redis.call('SMEMBERS', KEYS[2]), redis.call('GET', KEYS[3]) or '0'}`);
+return {redis.call('GET', KEYS[1]) or '', redis.call('SMEMBERS', KEYS[2]), redis.call('GET', KEYS[3]) or '0', redis.call('HGET', KEYS[4], ARGV[1]) or ''}`);
 
 /**
  * Append + event_id check + purchases, then: done / take the lease (states + pending) / wait.
- * KEYS: 1 pending, 2 fold meta (HASH seq, folded), 3 dedup ZSET, 4 lease, 5 purchased, 6.. state per version
+ * KEYS: 1 pending, 2 fold meta (HASH seq, folded), 3 dedup ZSET, 4 lease, 5 purchased,
+ *       6 owed-deletion HASH, 7.. state per version
  * ARGV: 1 now, 2 dedup window ms, 3 lease ms, 4 token, 5 need (0: all pending after this call),
  *       6 max entries to fold, 7 state ttl ms, 8 events n, 9 purchases m, 10 want purchases (1/0),
- *       then n x (key, dedup 1/0, body), then m item ids.
- * Returns {seqs, phase, need, purchased, pending, state per version ('' when none)}.
+ *       11 user id, then n x (key, dedup 1/0, body), then m item ids.
+ * Returns {seqs, phase, need, purchased, pending, forgotten at ('' when not owed), state per
+ * version ('' when none)}.
  */
 export const ENTER = new LuaScript(`
 local now = tonumber(ARGV[1])
@@ -130,7 +132,7 @@ local ttl = ARGV[7]
 local n = tonumber(ARGV[8])
 local m = tonumber(ARGV[9])
 local seqs = {}
-local pos = 11
+local pos = 12
 local appended = false
 for i = 1, n do
   local key, dd, body = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2]
@@ -164,7 +166,8 @@ local folded = tonumber(redis.call('HGET', KEYS[2], 'folded') or '0')
 local need = tonumber(ARGV[5])
 if need == 0 then need = last end
 local function states(out)
-  for k = 6, #KEYS do out[#out + 1] = redis.call('GET', KEYS[k]) or '' end
+  out[#out + 1] = redis.call('HGET', KEYS[6], ARGV[11]) or ''
+  for k = 7, #KEYS do out[#out + 1] = redis.call('GET', KEYS[k]) or '' end
   return out
 end
 -- done; also when the counter went back (the user was forgotten meanwhile)
@@ -212,3 +215,33 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 en
 for i = 5, #ARGV do redis.call('ZADD', KEYS[2], ARGV[3], ARGV[i]) end
 if #ARGV > 4 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
 return 1`);
+
+/**
+ * Forget a user, atomically: every key of theirs, their rows still waiting in the outbox, and a
+ * record that their logged events are still to be deleted from D1 (the owed-deletion hash; it
+ * stays until the log confirms, so a drain or a rebuild never brings them back).
+ * KEYS: 1 outbox ZSET, 2 owed-deletion HASH, 3.. the user's keys (states of every version,
+ *       pending, fold, dedup, lease, purchased).
+ * ARGV: 1 user id, 2 now ms, 3 the outbox rows' prefix for this user (`{"user_id":<id>,`).
+ * Returns {keys deleted, outbox rows removed}. The outbox is read 1,000 rows at a time.
+ */
+export const FORGET = new LuaScript(`
+local deleted = 0
+for i = 3, #KEYS do deleted = deleted + redis.call('DEL', KEYS[i]) end
+local prefix, plen = ARGV[3], string.len(ARGV[3])
+local drop = {}
+local n = redis.call('ZCARD', KEYS[1])
+for start = 0, n - 1, 1000 do
+  for _, row in ipairs(redis.call('ZRANGE', KEYS[1], start, start + 999)) do
+    if string.sub(row, 1, plen) == prefix then drop[#drop + 1] = row end
+  end
+end
+for i = 1, #drop, 500 do redis.call('ZREM', KEYS[1], unpack(drop, i, math.min(i + 499, #drop))) end
+local prev = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > prev then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+return {deleted, #drop}`);
+
+/** Drop an owed deletion once the log confirmed it, unless a later deletion replaced it. KEYS: owed HASH. ARGV: user, time. */
+export const SETTLE_FORGET = new LuaScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0`);

@@ -10,13 +10,14 @@
  *   gru:{<user>}:lease                   the fold lease (SET NX PX, random token)
  *   gru:{<user>}:purchased               SET of purchased item ids, sliding TTL
  *   gru:outbox:eventlog                  ZSET event-log row JSON -> commit time ms (the outbox)
+ *   gru:forget:owed                      HASH user -> time forgotten (ms), until D1 deleted their log
  * The scripts are in redis-scripts.ts. Every call has a timeout (AbortSignal) and no client-side
  * retries: the caller decides.
  */
 import { decodeState, encodeState, fromBase64, StateCodecError, toBase64, type UserState } from "./codec";
 import { guarded, redisClient } from "./redis-client";
-import { COMMIT, ENTER, PUT_IF_ABSENT, READ, evalAll, evalShared } from "./redis-scripts";
-import type { CommitCall, EnterCall, EnterOptions, EnterReply, EventOutbox, ModelKey, PendingEvent, Snapshot, StateRead, UserStateStore } from "./store";
+import { COMMIT, ENTER, FORGET, PUT_IF_ABSENT, READ, SETTLE_FORGET, evalAll, evalShared } from "./redis-scripts";
+import type { CommitCall, EnterCall, EnterOptions, EnterReply, EventOutbox, ForgetLedger, ModelKey, PendingEvent, RemoveOptions, Removed, Snapshot, StateRead, UserStateStore } from "./store";
 
 export interface RedisStoreOptions {
   url: string;
@@ -34,6 +35,13 @@ export interface RedisStoreOptions {
 
 /** The outbox key (the former event-log spill list is drained beside it, see eventlog/outbox.ts). */
 export const OUTBOX_KEY = "gru:outbox:eventlog";
+/** Users forgotten whose logged events D1 has not confirmed deleting yet: HASH user -> forgotten at (ms). */
+export const OWED_FORGET_KEY = "gru:forget:owed";
+
+/** How every outbox row of a user starts (rows are `outboxEntry` JSON, `user_id` first). */
+export function outboxPrefix(userId: string): string {
+  return `{"user_id":${JSON.stringify(userId)},`;
+}
 const CATALOG_REV_KEY = "gru:catalog:rev";
 
 /** Decode a stored record; an unreadable one is reported, not thrown. */
@@ -54,7 +62,7 @@ function parsePending(entry: string): PendingEvent {
   return { seq: Number(entry.slice(0, sp)), ...(JSON.parse(entry.slice(sp + 1)) as Omit<PendingEvent, "seq">) };
 }
 
-export class RedisStateStore implements UserStateStore, EventOutbox {
+export class RedisStateStore implements UserStateStore, EventOutbox, ForgetLedger {
   readonly modelVersion: string;
   private readonly redis;
 
@@ -95,17 +103,20 @@ export class RedisStateStore implements UserStateStore, EventOutbox {
   }
 
   async read(userId: string): Promise<Snapshot> {
-    const [out] = await this.call("read", () => evalAll(this.redis, READ, [{ keys: [this.stateKey(userId), this.purchasedKey(userId), CATALOG_REV_KEY], args: [] }]));
-    const [raw, purchased, rev] = out as [unknown, unknown, unknown];
+    const [out] = await this.call("read", () =>
+      evalAll(this.redis, READ, [{ keys: [this.stateKey(userId), this.purchasedKey(userId), CATALOG_REV_KEY, OWED_FORGET_KEY], args: [userId] }]),
+    );
+    const [raw, purchased, rev, owed] = out as [unknown, unknown, unknown, unknown];
     return {
       ...decodeRead(str(raw), this.o.modelVersion, this.o.stateSize),
       purchased: new Set(Array.isArray(purchased) ? (purchased as string[]) : []),
       catalogRev: Number(rev) || 0,
+      forgottenAt: str(owed) === null ? null : Number(owed),
     };
   }
 
-  private userKeys(userId: string, fifth: string, versions: readonly ModelKey[]) {
-    return [this.pendingKey(userId), this.foldKey(userId), this.dedupKey(userId), this.leaseKey(userId), fifth, ...versions.map((v) => this.stateKey(userId, v.version))];
+  private userKeys(userId: string, extra: readonly string[], versions: readonly ModelKey[]) {
+    return [this.pendingKey(userId), this.foldKey(userId), this.dedupKey(userId), this.leaseKey(userId), ...extra, ...versions.map((v) => this.stateKey(userId, v.version))];
   }
 
   async enter(versions: readonly ModelKey[], calls: readonly EnterCall[], o: EnterOptions): Promise<EnterReply[]> {
@@ -115,7 +126,7 @@ export class RedisStateStore implements UserStateStore, EventOutbox {
         this.redis,
         ENTER,
         calls.map((c) => ({
-          keys: this.userKeys(c.userId, this.purchasedKey(c.userId), versions),
+          keys: this.userKeys(c.userId, [this.purchasedKey(c.userId), OWED_FORGET_KEY], versions),
           args: [
             String(Math.floor(o.nowMs)),
             String(this.o.dedupWindowSeconds * 1000),
@@ -127,6 +138,7 @@ export class RedisStateStore implements UserStateStore, EventOutbox {
             String(c.events.length),
             String(c.purchases.length),
             c.wantPurchased ? "1" : "0",
+            c.userId,
             ...c.events.flatMap((e) => [e.event.key, e.dedup ? "1" : "0", JSON.stringify(e.event)]),
             ...c.purchases,
           ],
@@ -134,13 +146,14 @@ export class RedisStateStore implements UserStateStore, EventOutbox {
       ),
     );
     return out.map((r) => {
-      const [seqs, phase, need, purchased, pending, ...states] = r as [unknown[], string, unknown, string[], string[], ...unknown[]];
+      const [seqs, phase, need, purchased, pending, owed, ...states] = r as [unknown[], string, unknown, string[], string[], unknown, ...unknown[]];
       return {
         seqs: seqs.map(Number),
         phase: phase as EnterReply["phase"],
         need: Number(need),
         purchased: new Set(purchased),
         pending: pending.map(parsePending),
+        forgottenAt: str(owed) === null ? null : Number(owed),
         states: phase === "wait" ? [] : versions.map((v, i) => decodeRead(str(states[i]), v.version, v.stateSize)),
       };
     });
@@ -152,7 +165,7 @@ export class RedisStateStore implements UserStateStore, EventOutbox {
         this.redis,
         COMMIT,
         calls.map((c) => ({
-          keys: this.userKeys(c.userId, OUTBOX_KEY, versions),
+          keys: this.userKeys(c.userId, [OUTBOX_KEY], versions),
           args: [
             c.token,
             String(c.count),
@@ -186,9 +199,10 @@ export class RedisStateStore implements UserStateStore, EventOutbox {
     return Number(r) === 1;
   }
 
-  async remove(userId: string): Promise<boolean> {
+  async remove(userId: string, o: RemoveOptions): Promise<Removed> {
+    const versions = [...new Set([this.o.modelVersion, ...o.versions])];
     const keys = [
-      this.stateKey(userId),
+      ...versions.map((v) => this.stateKey(userId, v)),
       this.dedupKey(userId),
       this.purchasedKey(userId),
       this.pendingKey(userId),
@@ -196,8 +210,35 @@ export class RedisStateStore implements UserStateStore, EventOutbox {
       this.leaseKey(userId),
       `gru:${this.o.modelVersion}:{${userId}}:dedup`, // where event ids were remembered before write combining
     ];
-    const n = await this.call("delete", () => this.redis.del(...keys));
-    return Number(n) > 0;
+    const [r] = await this.call("delete", () =>
+      evalAll(this.redis, FORGET, [{ keys: [OUTBOX_KEY, OWED_FORGET_KEY, ...keys], args: [userId, String(Math.floor(o.nowMs)), outboxPrefix(userId)] }]),
+    );
+    const [deleted, rows] = r as [number, number];
+    return { existed: Number(deleted) > 0, outboxRows: Number(rows), forgottenAt: Math.floor(o.nowMs) };
+  }
+
+  async dropStates(userId: string, versions: readonly string[]): Promise<void> {
+    if (versions.length) await this.call("delete", () => this.redis.del(...versions.map((v) => this.stateKey(userId, v))));
+  }
+
+  async owedForgets(n: number): Promise<{ userId: string; forgottenAt: number }[]> {
+    const out: { userId: string; forgottenAt: number }[] = [];
+    let cursor = "0";
+    do {
+      const [next, flat] = (await this.call("owed deletions", () => this.redis.hscan(OWED_FORGET_KEY, cursor, { count: 200 }))) as [string | number, unknown[]];
+      for (let i = 0; i + 1 < flat.length; i += 2) out.push({ userId: String(flat[i]), forgottenAt: Number(flat[i + 1]) });
+      cursor = String(next);
+    } while (cursor !== "0" && out.length < n);
+    return out.slice(0, n);
+  }
+
+  async settleForget(userId: string, forgottenAt: number): Promise<void> {
+    await this.call("owed deletion", () => evalAll(this.redis, SETTLE_FORGET, [{ keys: [OWED_FORGET_KEY], args: [userId, String(forgottenAt)] }]));
+  }
+
+  async forgottenAt(userId: string): Promise<number | null> {
+    const v = await this.call("owed deletion", () => this.redis.hget(OWED_FORGET_KEY, userId));
+    return v === null || v === undefined ? null : Number(v);
   }
 
   async ping(): Promise<number> {

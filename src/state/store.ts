@@ -27,6 +27,8 @@ export interface Snapshot extends StateRead {
   purchased: Set<string>;
   /** The shared catalog revision stamp read in the same round trip (0 when none). */
   catalogRev: number;
+  /** When the user was forgotten while the event log still owes that deletion (ForgetLedger), else null. */
+  forgottenAt: number | null;
 }
 
 /** A model version whose per-user state the write path maintains. */
@@ -83,6 +85,8 @@ export interface EnterReply {
   states: StateRead[];
   /** lease, or done when asked. */
   purchased: Set<string>;
+  /** done and lease: when the user was forgotten while the log still owes that deletion, else null. */
+  forgottenAt: number | null;
   /** lease: the oldest pending entries (at most `maxFold`), in order. */
   pending: PendingEvent[];
 }
@@ -133,10 +137,44 @@ export interface UserStateStore {
    * from the event log), remembering `eventIds` as accepted. False when one was there.
    */
   putIfAbsent(userId: string, state: UserState, eventIds: readonly string[], nowMs: number): Promise<boolean>;
-  /** Forget the user (states, pending events, de-duplication memory, purchases). Whether anything existed. */
-  remove(userId: string): Promise<boolean>;
+  /**
+   * Forget the user, atomically: states of this store's version and of `versions`, pending
+   * events, de-duplication memory, purchases, their rows waiting in the outbox; and record that
+   * their logged events are owed a deletion (`ForgetLedger`) until the log confirms it.
+   */
+  remove(userId: string, o: RemoveOptions): Promise<Removed>;
   /** Round-trip latency to the backend, milliseconds. */
   ping(): Promise<number>;
+}
+
+export interface RemoveOptions {
+  /** Every model version that may hold a state of the user (the registry's, retired ones too). */
+  versions: readonly string[];
+  nowMs: number;
+}
+
+export interface Removed {
+  /** Whether any key of the user existed. */
+  existed: boolean;
+  /** Rows of the user taken out of the outbox (never to be logged). */
+  outboxRows: number;
+  /** The time of the deletion (ms): logged events received up to then are deleted. */
+  forgottenAt: number;
+}
+
+/**
+ * Deletions the event log still owes: a user forgotten while D1 was down (or before it
+ * confirmed). Drains settle them; rebuilds replay nothing received before `forgottenAt`.
+ */
+export interface ForgetLedger {
+  /** Up to `n` owed deletions. */
+  owedForgets(n: number): Promise<{ userId: string; forgottenAt: number }[]>;
+  /** The log confirmed this deletion (kept when a later deletion of the user replaced it). */
+  settleForget(userId: string, forgottenAt: number): Promise<void>;
+  /** When the user was forgotten, while the log still owes the deletion; else null. */
+  forgottenAt(userId: string): Promise<number | null>;
+  /** Delete the user's states of these model versions (versions no event advances any more). */
+  dropStates(userId: string, versions: readonly string[]): Promise<void>;
 }
 
 /**

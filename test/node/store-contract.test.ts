@@ -176,13 +176,38 @@ describe("UserStateStore contract (Redis through the Upstash REST bridge)", () =
     const [r] = await store.enter([V1], [call(u, ["e"], { purchases: ["sku-1"] })], opts());
     await store.commit([V1], [commitOf(u, r!, [state(1)])]);
     await store.enter([V1], [call(u, ["f"], { token: "t2" })], opts());
-    expect(await store.remove(u)).toBe(true);
+    expect((await store.remove(u, { versions: [], nowMs: Date.now() })).existed).toBe(true);
     expect(await store.read(u)).toMatchObject({ raw: null, state: null, purchased: new Set() });
     const [again] = await store.enter([V1], [call(u, ["e"], { token: "t3" })], opts());
     expect(again).toMatchObject({ seqs: [1], phase: "lease" });
     expect(again!.pending.map((p) => p.key)).toEqual(["e"]);
-    await store.remove(u);
-    expect(await store.remove(u)).toBe(false);
+    await store.remove(u, { versions: [], nowMs: Date.now() });
+    expect((await store.remove(u, { versions: [], nowMs: Date.now() })).existed).toBe(false);
+  });
+
+  it("removes the user's states of every version named and their rows waiting in the outbox, and no one else's", async () => {
+    const [u, other] = [user(), user()];
+    const [r] = await store.enter([V1, V2], [call(u, ["e1", "e2"])], opts());
+    const row = (id: string, key: string) => JSON.stringify({ user_id: id, event_key: key, item_id: "i", type: "view", ts: 1, received_at: 1, in_model: true, model_version: "v", n: 1 });
+    await store.commit([V1, V2], [{ ...commitOf(u, r!, [state(1), state(2)]), logRows: [row(u, "e1"), row(u, "e2")] }]);
+    const before = await store.peekOutbox(100_000);
+    expect(before).toEqual(expect.arrayContaining([row(u, "e1"), row(u, "e2")]));
+    const other1 = row(other, "x1");
+    await raw(["ZADD", "gru:outbox:eventlog", "1", other1]);
+    const t = Date.now();
+    const removed = await store.remove(u, { versions: ["contract-v2"], nowMs: t });
+    expect(removed).toEqual({ existed: true, outboxRows: 2, forgottenAt: t });
+    expect(await store.peekOutbox(100_000)).not.toEqual(expect.arrayContaining([row(u, "e1")]));
+    expect(await store.peekOutbox(100_000)).toEqual(expect.arrayContaining([other1]));
+    expect(await raw(["EXISTS", store.stateKey(u, "contract-v1"), store.stateKey(u, "contract-v2")])).toBe(0);
+    // The ledger owes the log's part until it is settled, and a later deletion replaces it.
+    expect(await store.forgottenAt(u)).toBe(t);
+    expect(await store.owedForgets(100_000)).toEqual(expect.arrayContaining([{ userId: u, forgottenAt: t }]));
+    await store.settleForget(u, t - 1);
+    expect(await store.forgottenAt(u)).toBe(t);
+    await store.settleForget(u, t);
+    expect(await store.forgottenAt(u)).toBeNull();
+    await raw(["ZREM", "gru:outbox:eventlog", other1]);
   });
 
   it("remembers purchases for every model version, idempotently", async () => {

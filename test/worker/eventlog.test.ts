@@ -45,8 +45,52 @@ describe("event log", () => {
     await api("/v1/events", { body: [ev(u, ids[3]!), ev(u, ids[4]!)] });
     await logged(u, 2);
     const d = await api(`/v1/users/${u}`, { method: "DELETE" });
-    expect(d.body.events_deleted).toBe(2);
+    expect(d.status).toBe(200);
+    expect(d.body).toMatchObject({ events_deleted: 2, log: "deleted" });
     expect(await logged(u, 0, 0)).toEqual([]);
+  });
+
+  it("forgets a user with D1 down: the log part waits for the drain, and neither a rebuild nor a drain brings anything back", async () => {
+    const u = uid("forget-d1-down");
+    const logs = captureLogs();
+    await api("/v1/events", { body: [ev(u, ids[10]!, { event_id: "f1" }), ev(u, ids[11]!, { event_id: "f2", type: "purchase" })] });
+    await logged(u, 2);
+    await DB.exec("ALTER TABLE events RENAME TO events_away");
+    let d;
+    try {
+      // One more event, which cannot reach the log: it waits in the outbox.
+      expect((await api("/v1/events", { body: [ev(u, ids[12]!, { event_id: "f3" })] })).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 1500));
+      d = await api(`/v1/users/${u}`, { method: "DELETE" });
+    } finally {
+      await DB.exec("ALTER TABLE events_away RENAME TO events");
+    }
+    expect(d.status).toBe(202);
+    expect(d.body).toMatchObject({ user_id: u, deleted: true, events_deleted: null, log: "pending" });
+    expect(logs.text()).toMatch(/owed to the next drain/);
+    // D1 is back and still holds f1, f2: a rebuild (the user has no state any more) must not replay them.
+    const recs = await api(`/v1/users/${u}/recommendations?k=5`);
+    expect(recs.body).toMatchObject({ source: "popular", reason: "cold-user" });
+    expect((await api(`/v1/users/${u}`)).status).toBe(404);
+    // The drain deletes the logged events and never stores f3, which waited in the outbox.
+    await api("/v1/admin/eventlog/drain", { method: "POST" });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await logged(u, 0, 0)).toEqual([]);
+    expect((await DB.prepare("SELECT count(*) AS n FROM events WHERE user_id = ?").bind(u).first<{ n: number }>())!.n).toBe(0);
+    expect((await api(`/v1/users/${u}/recommendations?k=5`)).body.reason).toBe("cold-user");
+    // A row of theirs that reaches the log late (a request's own store after the response) is refused.
+    const late = { user_id: u, event_key: "f4", item_id: ids[13]!, type: "view", ts: Date.now() - 60_000, received_at: Date.now() - 60_000, in_model: true, model_version: manifest.version, n: 9 };
+    const redis = env as unknown as { UPSTASH_REDIS_REST_URL: string; UPSTASH_REDIS_REST_TOKEN: string };
+    await fetch(redis.UPSTASH_REDIS_REST_URL, {
+      method: "POST",
+      headers: { authorization: `Bearer ${redis.UPSTASH_REDIS_REST_TOKEN}` },
+      body: JSON.stringify(["ZADD", "gru:outbox:eventlog", String(Date.now()), JSON.stringify(late)]),
+    });
+    await api("/v1/admin/eventlog/drain", { method: "POST" });
+    expect(await logged(u, 0, 0)).toEqual([]);
+    // The same id coming back later is a new user, logged as usual.
+    await api("/v1/events", { body: [ev(u, ids[14]!, { event_id: "f1" })] });
+    expect((await logged(u, 1)).map((r) => r.event_id)).toEqual(["f1"]);
   });
 
   it("keeps events in the outbox while D1 refuses writes, and a drain stores them into the log", async () => {
