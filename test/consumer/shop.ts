@@ -4,7 +4,7 @@
  * The `@ts-expect-error` lines prove the types are real: if the client's types were lost
  * (`any`), those lines would no longer be errors and the check fails.
  */
-import { type Client, createClient } from "gru-edge-recommender/client";
+import { type Client, createClient, signUserToken } from "gru-edge-recommender/client";
 
 export async function forYou(gru: Client, userId: string): Promise<string[]> {
   const res = await gru.v1.users[":user_id"].recommendations.$get({ param: { user_id: userId }, query: { k: "5", include: "metadata" } });
@@ -31,3 +31,11 @@ export async function markSoldOut(gru: Client, itemId: string) {
 }
 
 export const gru = createClient("https://recs.example.com", { key: "sk_live_example" });
+
+/** After the shop's own login: the token the customer's browser sends with the publishable key. */
+export async function tokenForCustomer(secret: string, customerId: string): Promise<string> {
+  const token: string = await signUserToken(secret, customerId, 3600);
+  // @ts-expect-error the lifetime is a number of seconds
+  void signUserToken(secret, customerId, "1h");
+  return token;
+}

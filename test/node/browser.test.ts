@@ -34,7 +34,7 @@ beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium), as .ci/run does`);
   copyVendor();
   [stack, browser] = await Promise.all([
-    startStack({ port: await freePort(), apiKey: SK, publishableKey: PK, dataDir: dir }),
+    startStack({ port: await freePort(), apiKey: SK, publishableKey: PK, dataDir: dir, vars: { USER_TOKEN_SECRETS: "ut_browser", DEMO_LOGIN: "true" } }),
     chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true }),
   ]);
   const r = await fetch(`${stack.url}/v1/items/batch`, {
@@ -132,6 +132,23 @@ describe("the storefront", () => {
     expect(days).toBeLessThan(6.1);
     const recs = await (await fetch(`${stack.url}/v1/users/${uid}/recommendations?k=5`, { headers: { authorization: `Bearer ${PK}` } })).json() as any;
     expect(recs.source).toBe("model");
+    await p.context().close();
+  });
+});
+
+describe("the storefront's sign-in", () => {
+  it("signs a visitor in as a customer: their memory is read with the token the (demo) login signed, the publishable key alone reads nothing", async () => {
+    const p = await open("/");
+    const customer = `customer-browser-${process.pid}`;
+    p.once("dialog", (d) => void d.accept(customer));
+    await p.click("[data-testid=sign-in]");
+    await p.waitForFunction((c) => (globalThis as any).document.querySelector("[data-testid=uid]")?.textContent === c, customer);
+    expect(await p.evaluate(() => (globalThis as any).gru.userToken)).toMatch(/^ut1\./);
+    await view(p, "1", await forYou(p));
+    await p.waitForSelector("[data-testid=memory-events]");
+    expect(await p.textContent("[data-testid=memory-events]")).toBe("1");
+    const bare = await fetch(`${stack.url}/v1/users/${customer}/state`, { headers: { authorization: `Bearer ${PK}` } });
+    expect(bare.status).toBe(401);
     await p.context().close();
   });
 });

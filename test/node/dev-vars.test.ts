@@ -34,11 +34,13 @@ describe("npm start configuration", () => {
       port: 9000,
       secretKeys: "sk_dev",
       publishableKeys: "pk_file",
+      userTokenSecrets: "ut_dev",
+      demoLogin: "true",
       vars: { CORS_ORIGINS: "https://a.test", MAX_K: "9", MODEL_NAME: "other" },
       origin: { CORS_ORIGINS: "env", MAX_K: "env", MODEL_NAME: ".dev.vars", PUBLISHABLE_KEYS: ".dev.vars", PORT: ".dev.vars" },
     });
     const bare = localConfig({ names, env: {}, devVars: {} });
-    expect(bare).toEqual({ port: 8787, secretKeys: "sk_dev", publishableKeys: "pk_dev", vars: {}, origin: {} });
+    expect(bare).toEqual({ port: 8787, secretKeys: "sk_dev", publishableKeys: "pk_dev", userTokenSecrets: "ut_dev", demoLogin: "true", vars: {}, origin: {} });
   });
 
   it("lets an empty value in the environment override .dev.vars, and refuses a PORT that is not a port", () => {

@@ -16,7 +16,7 @@ import manifest from "../../models/ml-small/manifest.json";
 import { createRecommender } from "../../sdk/gru.js";
 import { freePort } from "../../local/redis-server.ts";
 import { type Stack, startStack } from "../../local/stack.ts";
-import { createClient } from "../../src/client.ts";
+import { createClient, signUserToken } from "../../src/client.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "gru-storefront-"));
 const SK = "sk_storefront";
@@ -25,9 +25,11 @@ let stack: Stack;
 const ids = manifest.items.ids.slice(0, 1500);
 const soldOut = new Set(ids.filter((_, i) => i % 5 === 2));
 const category = (i: number) => (i % 2 ? "Books" : "Music");
+/** The shop's user-token secret; its `$` parts must reach the worker literally (no expansion in the env file). */
+const TOKEN_SECRET = "shop-$HOME-${PATH}-secret";
 
 beforeAll(async () => {
-  stack = await startStack({ port: await freePort(), apiKey: SK, publishableKey: PK, dataDir: dir, vars: { CORS_ORIGINS: "https://shop.example" } });
+  stack = await startStack({ port: await freePort(), apiKey: SK, publishableKey: PK, dataDir: dir, vars: { CORS_ORIGINS: "https://shop.example", USER_TOKEN_SECRETS: TOKEN_SECRET } });
 });
 afterAll(async () => {
   await stack?.stop();
@@ -97,6 +99,32 @@ describe("a shop integrates the recommender", () => {
     expect(body.items.map((i) => i.item_id)).not.toContain(history[7]);
   });
 
+  it("lets a signed-in customer's browser read their own state with the token the shop's server signed, and nobody else's", async () => {
+    const customer = `customer-${process.pid}`;
+    const errors: Error[] = [];
+    const token = await signUserToken(TOKEN_SECRET, customer, 300); // on the shop's server, after its login
+    const gru = createRecommender({ endpoint: stack.url, key: PK, storage: null, flushIntervalMs: 50, onError: (e) => errors.push(e) });
+    gru.identify(customer, { token });
+    const bought = ids.filter((id) => !soldOut.has(id))[40]!;
+    gru.track("purchase", bought);
+    await gru.flush();
+    expect(errors).toEqual([]);
+    const own = await fetch(`${stack.url}/v1/users/${customer}/state`, { headers: { authorization: `Bearer ${PK}`, "x-user-token": token } });
+    expect(own.status).toBe(200);
+    expect(((await own.json()) as { purchased: string[] }).purchased).toEqual([bought]);
+    // An attacker with the page's publishable key and the customer's id, or their own token, reads nothing.
+    const attacker = await signUserToken(TOKEN_SECRET, "customer-attacker", 300);
+    for (const headers of [{} as Record<string, string>, { "x-user-token": attacker }, { "x-user-token": await signUserToken("guessed", customer, 300) }]) {
+      const r = await fetch(`${stack.url}/v1/users/${customer}/state`, { headers: { authorization: `Bearer ${PK}`, ...headers } });
+      expect([401, 403]).toContain(r.status);
+      expect(await r.text()).not.toContain(bought);
+    }
+    // The typed client carries the token too.
+    const browser = createClient(stack.url, { key: PK, userToken: token });
+    const summary = await browser.v1.users[":user_id"].$get({ param: { user_id: customer } });
+    expect(summary.status).toBe(200);
+  });
+
   it("gives a new shopper popular items", async () => {
     const gru = createRecommender({ endpoint: stack.url, key: PK, storage: null });
     const r = await gru.recommend({ k: 5 });
@@ -108,18 +136,20 @@ describe("a shop integrates the recommender", () => {
   it("exports the event log with `npm run export-events` in the format the training code reads", async () => {
     const out = join(dir, "events.ndjson");
     let lines: any[] = [];
-    for (let i = 0; i < 40 && lines.length < 9; i++) {
+    for (let i = 0; i < 40 && lines.length < 10; i++) {
       await promisify(execFile)(join(process.cwd(), "node_modules", ".bin", "tsx"), ["scripts/export-events.ts", "--url", stack.url, "--key", SK, "--out", out]);
       lines = readFileSync(out, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
-      if (lines.length < 9) await new Promise((r) => setTimeout(r, 250));
+      if (lines.length < 10) await new Promise((r) => setTimeout(r, 250));
     }
-    expect(lines.length).toBeGreaterThanOrEqual(9); // the shopper's 8 views and 1 purchase
+    expect(lines.length).toBeGreaterThanOrEqual(10); // the shopper's 8 views and 1 purchase, the customer's purchase
     for (const l of lines) {
       expect(typeof l.user_id).toBe("string");
       expect(typeof l.item_id).toBe("string");
       expect(Number.isInteger(l.timestamp)).toBe(true);
     }
-    expect(lines.filter((l) => l.type === "purchase")).toHaveLength(1);
+    const purchases = lines.filter((l) => l.type === "purchase");
+    expect(purchases).toHaveLength(2);
+    expect(purchases.filter((l) => l.user_id === `customer-${process.pid}`)).toHaveLength(1);
   });
 
   it("publishes an OpenAPI 3.1 document that validates, and a docs page", async () => {

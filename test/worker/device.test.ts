@@ -39,7 +39,8 @@ describe("the live model's files for the browser", () => {
 
 describe("GET /v1/users/{user_id}/state", () => {
   it("returns the state the worker stepped (equal to the golden vectors), recent items and purchases", async () => {
-    const u = uid();
+    // An anonymous visitor id (the snippet's own) needs no signed user token.
+    const u = `anon-${crypto.randomUUID()}`;
     // The golden sequence shifted to now (gaps kept, so the session rule gives the same flags).
     const shift = Date.now() - 3_600_000 - golden.events.at(-1)!.timestamp;
     const events = golden.events.map((e, i) => ({ event_id: `g${i}`, user_id: u, item_id: e.item_id, type: i === 2 ? "purchase" : "view", timestamp: e.timestamp + shift }));
@@ -66,7 +67,7 @@ describe("GET /v1/users/{user_id}/state", () => {
   });
 
   it("answers 404 user_not_found for a user without state", async () => {
-    const r = await api(`/v1/users/${uid()}/state`, { key: PK });
+    const r = await api(`/v1/users/anon-${crypto.randomUUID()}/state`, { key: PK });
     expect(r.status).toBe(404);
     expect(r.body.error.code).toBe("user_not_found");
   });
@@ -76,7 +77,7 @@ describe("the pages' config and the console's coverage", () => {
   it("gives the pages the first publishable key and never a secret key", async () => {
     const r = await api("/config.json", { key: null });
     expect(r.status).toBe(200);
-    expect(r.body).toEqual({ publishable_key: env.PUBLISHABLE_KEYS.split(",")[0], model: "ml-small" });
+    expect(r.body).toEqual({ publishable_key: env.PUBLISHABLE_KEYS.split(",")[0], model: "ml-small", demo_login: false });
     expect(JSON.stringify(r.body)).not.toContain(env.SECRET_KEYS.split(",")[0]);
   });
 

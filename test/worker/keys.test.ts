@@ -23,7 +23,6 @@ describe("key scopes", () => {
     ["DELETE", `/v1/items/${ids[0]}`],
     ["GET", `/v1/items/${ids[0]}`],
     ["GET", "/v1/events/export"],
-    ["GET", "/v1/users/someone"],
     ["DELETE", "/v1/users/someone"],
     ["POST", "/v1/admin/popular/refresh"],
   ];
@@ -34,6 +33,11 @@ describe("key scopes", () => {
       expect(r.body.error.code).toBe("insufficient_scope");
     });
   }
+
+  it("answers GET /v1/users/someone from a publishable key without a signed user token with 401", async () => {
+    const r = await api("/v1/users/someone", { key: PK });
+    expect([r.status, r.body.error.code]).toEqual([401, "user_token_required"]);
+  });
 
   it("left the catalog untouched after the refused writes", async () => {
     expect((await api(`/v1/items/${ids[0]}`)).status).toBe(404);

@@ -148,9 +148,18 @@ describe("regressions found by fuzzing", () => {
     expect(doc.components.schemas.ItemInput.properties.attributes).toMatchObject({ type: "object" });
   });
 
-  it("answers a batch of 60,000 invalid events with one 400 listing the first 20 problems", async () => {
+  it("answers a batch of 60,000 events with 413 batch_too_large before validating any of them", async () => {
     const raw = `[${Array.from({ length: 60_000 }, () => "{}").join(",")}]`;
     expect(raw.length).toBeLessThan(1024 * 1024);
+    const r = await api("/v1/events", { raw });
+    expect(r.status).toBe(413);
+    expect(r.body.error.code).toBe("batch_too_large");
+    expect(r.body.error.field).toBe("events");
+    expect((await api(`/v1/users/${u}`)).body).toEqual(before);
+  });
+
+  it("answers a full batch of 500 invalid events with one 400 listing the first 20 problems", async () => {
+    const raw = `[${Array.from({ length: 500 }, () => "{}").join(",")}]`;
     const r = await api("/v1/events", { raw });
     expect(r.status).toBe(400);
     expect(r.body.error.code).toBe("invalid_request");
