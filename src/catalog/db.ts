@@ -142,6 +142,10 @@ export interface ItemFactsRow {
   available: number;
   price: number | null;
   category_key: string;
+  /** When the item first entered the catalog, epoch ms. */
+  created_at: number;
+  /** The item's attributes as stored (JSON text). */
+  attributes: string | null;
   deleted: number;
   rev: number;
 }
@@ -149,7 +153,7 @@ export interface ItemFactsRow {
 /** Rows changed after (rev, id), in (rev, id) order, at most `limit`. */
 export async function itemsChangedSince(db: Db, rev: number, id: string, limit: number): Promise<ItemFactsRow[]> {
   return db.all<ItemFactsRow>(sql`
-    SELECT id, available, price, category_key, deleted_at IS NOT NULL AS deleted, rev FROM items
+    SELECT id, available, price, category_key, created_at, attributes, deleted_at IS NOT NULL AS deleted, rev FROM items
     WHERE rev > ${rev} OR (rev = ${rev} AND id > ${id})
     ORDER BY rev, id LIMIT ${limit}`);
 }

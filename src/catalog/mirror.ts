@@ -1,5 +1,6 @@
 /**
- * A per-isolate copy of what filtering needs from the catalog (availability, price, category),
+ * A per-isolate copy of what filtering and arranging need from the catalog (availability, price,
+ * category, arrival time, short scalar attributes),
  * kept in step with D1 by revision: `sync` reads only rows changed since the last one. It syncs
  * when the shared revision stamp (published by every catalog write) moved, and at least every
  * `maxStaleMs` in case a stamp was lost. Lookups are then memory reads on the request path.
@@ -13,6 +14,33 @@ export interface ItemFacts {
   /** NaN when the item has no price. */
   price: number;
   categoryKey: string;
+  /** When the item entered the catalog, epoch ms (0 when unknown). */
+  createdMs: number;
+  /** Scalar attributes (strings up to 100 characters, numbers, booleans) for boosts; absent when none. */
+  attrs?: Readonly<Record<string, string | number | boolean>>;
+}
+
+const MAX_ATTR_STRING = 100;
+
+/** The attributes boosts can match: scalars only, long strings dropped (memory per item stays small). */
+export function scalarAttributes(json: string | null | Record<string, unknown>): Record<string, string | number | boolean> | undefined {
+  if (!json) return undefined;
+  let parsed: unknown = json;
+  if (typeof json === "string") {
+    try {
+      parsed = JSON.parse(json);
+    } catch {
+      return undefined;
+    }
+  }
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) return undefined;
+  let out: Record<string, string | number | boolean> | undefined;
+  for (const [k, v] of Object.entries(parsed)) {
+    if (typeof v === "number" ? Number.isFinite(v) : typeof v === "boolean" || (typeof v === "string" && v.length <= MAX_ATTR_STRING)) {
+      (out ??= Object.create(null) as Record<string, string | number | boolean>)[k] = v as string | number | boolean;
+    }
+  }
+  return out;
 }
 
 /** Catalog facts aligned to one model's embedding rows (index = row). */
@@ -35,6 +63,7 @@ export class CatalogMirror {
   private syncedAt = 0;
   private changes = 0;
   private syncing: Promise<void> | undefined;
+  private newest: { changes: number; ids: string[] } | undefined;
   private views = new WeakMap<GruModel, { changes: number; view: RowView }>();
 
   /** Live (not deleted) items in the catalog. */
@@ -105,7 +134,10 @@ export class CatalogMirror {
       const rows = await itemsChangedSince(db, this.rev, this.lastId, PAGE);
       for (const r of rows) {
         if (r.deleted) this.facts.delete(r.id);
-        else this.facts.set(r.id, { available: !!r.available, price: r.price ?? Number.NaN, categoryKey: r.category_key });
+        else {
+          const attrs = scalarAttributes(r.attributes);
+          this.facts.set(r.id, { available: !!r.available, price: r.price ?? Number.NaN, categoryKey: r.category_key, createdMs: Number(r.created_at) || 0, ...(attrs ? { attrs } : {}) });
+        }
         this.rev = r.rev;
         this.lastId = r.id;
       }
@@ -121,6 +153,24 @@ export class CatalogMirror {
     if (facts) this.facts.set(id, facts);
     else this.facts.delete(id);
     this.changes++;
+  }
+
+  /**
+   * Live item ids that entered the catalog at or after `sinceMs`, newest first (the sorted list is
+   * rebuilt only after the catalog changed).
+   */
+  arrivedSince(sinceMs: number): string[] {
+    if (!this.newest || this.newest.changes !== this.changes) {
+      const ids = [...this.facts.entries()].sort((a, b) => b[1].createdMs - a[1].createdMs || (a[0] < b[0] ? -1 : 1)).map(([id]) => id);
+      this.newest = { changes: this.changes, ids };
+    }
+    const out: string[] = [];
+    for (const id of this.newest.ids) {
+      const f = this.facts.get(id);
+      if (!f || f.createdMs < sinceMs) break;
+      out.push(id);
+    }
+    return out;
   }
 
   /** Catalog facts per model row (rebuilt only after the catalog changed). */

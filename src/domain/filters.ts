@@ -5,6 +5,7 @@
  * explicit exclude list.
  */
 import type { CatalogMirror } from "../catalog/mirror";
+import type { Arrangement } from "./arrange";
 import { inCategory } from "../catalog/schemas";
 import type { GruModel } from "../model/runtime";
 import { maskSeenRows, rowPositions, type SeenFilter, seenHas } from "../state/seen";
@@ -17,6 +18,8 @@ export interface Filters {
   maxPrice?: number;
   /** Item ids never to return. */
   exclude?: readonly string[];
+  /** Boosts, a cap per category and an exploration share (arrange.ts); never changes what may be shown. */
+  arrange?: Arrangement;
 }
 
 /** Everything a candidate is checked against. */

@@ -15,20 +15,26 @@
  */
 import type { CatalogMirror } from "../catalog/mirror";
 import type { ModelHandle } from "../model/registry";
-import type { GruModel } from "../model/runtime";
+import type { GruModel, Moment } from "../model/runtime";
 import { type PopularLists, categoryList } from "../popular/lists";
 import type { UserState } from "../state/codec";
 import type { SeenFilter } from "../state/seen";
 import { StoreUnavailableError, type UserStateStore } from "../state/store";
+import { type Arrangement, type Candidate, type Picked, Picker, boosted, exploreSlots, interleave, isActive, pickBest, pickBestSync } from "./arrange";
 import { type Filters, type Rules, allowed, modelMask } from "./filters";
 
 export type Reason = "cold-user" | "state-corrupt" | "state-unavailable" | "model-unavailable" | "unknown-item" | "no-similar-graph" | "strategy";
 
 export interface RecItem {
   item_id: string;
-  /** Model score (logit or cosine) for model items; relative popularity in [0, 1] otherwise. */
+  /** Model score (logit or cosine) for model items; relative popularity in [0, 1] for popular ones; 0 for new arrivals the model does not know; plus `boost`. */
   score: number;
-  source: "model" | "popular";
+  /** `new`: a new arrival the model does not know, placed by the exploration share. */
+  source: "model" | "popular" | "new";
+  /** What the arrangement's boosts added to the score (absent when nothing). */
+  boost?: number;
+  /** Placed by the exploration share for new arrivals. */
+  explore?: true;
 }
 
 export interface Recommendation {
@@ -71,8 +77,9 @@ function* popularCandidates(ctx: RankContext, category: string | undefined): Gen
   for (const id of ctx.catalog.ids()) yield [id, 0];
 }
 
-/** Append popular items passing `rules` until `items` holds k. */
-export function fillPopular(items: RecItem[], k: number, ctx: RankContext, rules: Rules): RecItem[] {
+/** Append popular items passing `rules` until `items` holds k (boosted and capped by `rules.arrange`). */
+export function fillPopular(items: RecItem[], k: number, ctx: RankContext, rules: Rules, nowMs: number = Date.now()): RecItem[] {
+  if (isActive(rules.arrange)) return fillPopularArranged(items, k, ctx, rules, rules.arrange, nowMs);
   const taken = new Set(items.map((i) => i.item_id));
   for (const [id, score] of popularCandidates(ctx, rules.category)) {
     if (items.length >= k) break;
@@ -83,9 +90,72 @@ export function fillPopular(items: RecItem[], k: number, ctx: RankContext, rules
   return items;
 }
 
-/** Popular items only (cold users and every fallback). */
-export function popular(ctx: RankContext, rules: Rules, k: number, reason: Reason, modelVersion: string | null): Recommendation {
-  return { items: fillPopular([], k, ctx, rules), source: "popular", reason, model_version: modelVersion };
+/** Popular candidates are scanned at most this far for an arranged fill. */
+const POPULAR_SCAN = 50_000;
+
+/** Fill `picker` from the popular candidates passing `rules`, boosted and capped. */
+function pickPopular(picker: Picker, ctx: RankContext, rules: Rules, a: Arrangement, nowMs: number): void {
+  const gen = popularCandidates(ctx, rules.category);
+  const pool: Candidate[] = [];
+  const pooled = new Set<string>();
+  let scanned = 0;
+  let done = false;
+  const pull = (want: number) => {
+    while (pool.length < want && !done) {
+      const n = gen.next();
+      if (n.done || ++scanned > POPULAR_SCAN) {
+        done = true;
+        break;
+      }
+      const [id, score] = n.value;
+      if (picker.has(id) || pooled.has(id) || !allowed(rules, id)) continue;
+      pooled.add(id);
+      pool.push({ item_id: id, score: Math.round(score * 1e6) / 1e6, source: "popular" });
+    }
+    return pool.slice(0, want);
+  };
+  pickBestSync(pull, Number.MAX_SAFE_INTEGER, picker, a, ctx.catalog, nowMs);
+}
+
+function fillPopularArranged(items: RecItem[], k: number, ctx: RankContext, rules: Rules, a: Arrangement, nowMs: number): RecItem[] {
+  const picker = new Picker(k, a, ctx.catalog);
+  for (const it of items) picker.keep(it as Picked);
+  pickPopular(picker, ctx, rules, a, nowMs);
+  items.splice(0, items.length, ...picker.items);
+  return items;
+}
+
+/**
+ * The exploration picks: new arrivals passing the rules; those the model knows first, in the
+ * model's order (`rank`, boosted), then the others newest first.
+ */
+function offerNew(explore: Picker, ctx: RankContext, ids: readonly string[], ranked: readonly Candidate[], a: Arrangement, nowMs: number): Picker {
+  for (const c of boosted(ranked, a, ctx.catalog, nowMs)) if (!explore.full) explore.offer(c);
+  for (const id of ids) if (!explore.full) explore.offer({ item_id: id, score: 0, source: "new" });
+  return explore;
+}
+
+/** Popular items only (cold users and every fallback), with the exploration share for new arrivals. */
+export function popular(ctx: RankContext, rules: Rules, k: number, reason: Reason, modelVersion: string | null, nowMs: number = Date.now()): Recommendation {
+  const a = rules.arrange;
+  if (!isActive(a)) return { items: fillPopular([], k, ctx, rules, nowMs), source: "popular", reason, model_version: modelVersion };
+  const explore = new Picker(exploreSlots(a, k), a, ctx.catalog);
+  if (explore.k) offerNew(explore, ctx, newArrivals(ctx, rules, a, nowMs), [], a, nowMs);
+  const main = explore.next(k - explore.items.length);
+  pickPopular(main, ctx, rules, a, nowMs);
+  return { items: interleave(main.items, explore.items, k), source: "popular", reason, model_version: modelVersion };
+}
+
+const withIds = (never: ReadonlySet<string>, items: readonly { item_id: string }[]) => {
+  const s = new Set(never);
+  for (const i of items) s.add(i.item_id);
+  return s;
+};
+
+/** New arrivals passing the rules, newest first. */
+function newArrivals(ctx: RankContext, rules: Rules, a: Arrangement, nowMs: number): string[] {
+  const days = a.explore?.newDays ?? 30;
+  return ctx.catalog.arrivedSince(nowMs - days * 86_400_000).filter((id) => allowed(rules, id));
 }
 
 /** Rules for one user: their purchases and (optionally) recent or seen items are never shown. */
@@ -106,10 +176,58 @@ export async function rankFromState(
 ): Promise<Recommendation> {
   const rules = userRules(ctx, o, purchased, state.ring.map((r) => model.idOf(r)), state.seen);
   const at = model.moment(nowMs, state.eventCount === 0 ? undefined : state.lastEventMs);
+  if (isActive(o.arrange)) return rankArranged(model, state.vector, at, rules, ctx, o.k, o.arrange, nowMs);
   const top = await model.topKMasked(state.vector, at, o.k, modelMask(model, rules));
   const items: RecItem[] = top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" }));
   if (items.length < o.k) fillPopular(items, o.k, ctx, rules);
   return { items, source: "model", model_version: model.version };
+}
+
+/** The rows of `ids` the model knows. */
+function rowsOf(model: GruModel, ids: Iterable<string>): number[] {
+  const rows: number[] = [];
+  for (const id of ids) {
+    const r = model.rowOf(id);
+    if (r !== undefined) rows.push(r);
+  }
+  return rows;
+}
+
+/** Model ranking of only these ids (those the model knows), best first. */
+export async function rankOnly(model: GruModel, vector: Float32Array, at: Moment, ids: readonly string[]): Promise<Candidate[]> {
+  const rows = rowsOf(model, ids);
+  if (!rows.length) return [];
+  const mask = new Float32Array(model.rows).fill(1);
+  for (const r of rows) mask[r] = 0;
+  const top = await model.topKMasked(vector, at, rows.length, mask);
+  return top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" as const }));
+}
+
+/** Count of rows a mask leaves free. */
+function freeRows(mask: Float32Array): number {
+  let n = 0;
+  for (let i = 1; i < mask.length; i++) if (mask[i]! < 0.5) n++;
+  return n;
+}
+
+/** rankFromState under an arrangement: exploration picks, then the model's boosted and capped top, then popular. */
+async function rankArranged(model: GruModel, vector: Float32Array, at: Moment, rules: Rules, ctx: RankContext, k: number, a: Arrangement, nowMs: number): Promise<Recommendation> {
+  const explore = new Picker(exploreSlots(a, k), a, ctx.catalog);
+  if (explore.k) {
+    const ids = newArrivals(ctx, rules, a, nowMs);
+    offerNew(explore, ctx, ids, await rankOnly(model, vector, at, ids), a, nowMs);
+  }
+  const main = explore.next(k - explore.items.length);
+  const mask = modelMask(model, rules);
+  for (const r of rowsOf(model, main.takenIds())) mask[r] = 1;
+  mask[0] = 1;
+  const fetch = async (want: number) => {
+    const top = await model.topKMasked(vector, at, want, mask.slice());
+    return top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" as const }));
+  };
+  await pickBest(fetch, freeRows(mask), main, a, ctx.catalog, nowMs);
+  if (!main.full) pickPopular(main, ctx, rules, a, nowMs);
+  return { items: interleave(main.items, explore.items, k), source: "model", model_version: model.version };
 }
 
 export interface RecommendDeps {
@@ -131,7 +249,21 @@ export interface RecommendDeps {
   storeFor?: (v: { version: string; stateSize: number }) => UserStateStore;
 }
 
-export async function recommend(deps: RecommendDeps, userId: string, o: RecommendOptions, nowMs: number = Date.now()): Promise<Recommendation> {
+/** What a ranking needs of one user: their state (or why there is none), purchases, model and context. */
+export interface UserView {
+  ctx: RankContext;
+  purchased: ReadonlySet<string>;
+  /** The serving model version (also when it could not be loaded). */
+  version: string | null;
+  model: GruModel | null;
+  state: UserState | null;
+  /** Why there is no model ranking (state or model missing). */
+  reason?: Reason;
+  rebuilt?: { events: number; ms: number };
+}
+
+/** Read a user's state with the model and the ranking context; rebuild a missing state from the log. */
+export async function loadUser(deps: RecommendDeps, userId: string): Promise<UserView> {
   await deps.model.meta();
   const version = deps.model.known?.version ?? null;
   const reading = deps.store.read(userId).then(
@@ -144,7 +276,7 @@ export async function recommend(deps: RecommendDeps, userId: string, o: Recommen
   );
   const [loaded, ctx, read] = await Promise.all([deps.model.get(), deps.context(reading.then((r) => r.snap?.catalogRev ?? null)), reading]);
   const purchased = read.snap?.purchased ?? new Set<string>();
-  const cold = (reason: Reason) => popular(ctx, userRules(ctx, o, purchased, []), o.k, reason, version);
+  const cold = (reason: Reason): UserView => ({ ctx, purchased, version, model: loaded.ok ? loaded.model : null, state: null, reason });
   if (!loaded.ok) return cold("model-unavailable");
   if (!read.snap) return cold("state-unavailable");
   if (!read.snap.state && !read.snap.raw && deps.rebuild) {
@@ -152,8 +284,15 @@ export async function recommend(deps: RecommendDeps, userId: string, o: Recommen
       console.warn(`state rebuild from the event log failed, serving as a cold user: ${e.message}`);
       return null;
     });
-    if (r) return { ...(await rankFromState(loaded.model, r.state, purchased, ctx, o, nowMs)), rebuilt: { events: r.replayed, ms: r.ms } };
+    if (r) return { ctx, purchased, version: loaded.model.version, model: loaded.model, state: r.state, rebuilt: { events: r.replayed, ms: r.ms } };
   }
   if (!read.snap.state) return cold(read.snap.raw ? "state-corrupt" : "cold-user");
-  return rankFromState(loaded.model, read.snap.state, purchased, ctx, o, nowMs);
+  return { ctx, purchased, version: loaded.model.version, model: loaded.model, state: read.snap.state };
+}
+
+export async function recommend(deps: RecommendDeps, userId: string, o: RecommendOptions, nowMs: number = Date.now()): Promise<Recommendation> {
+  const u = await loadUser(deps, userId);
+  if (!u.model || !u.state) return popular(u.ctx, userRules(u.ctx, o, u.purchased, []), o.k, u.reason ?? "cold-user", u.version, nowMs);
+  const r = await rankFromState(u.model, u.state, u.purchased, u.ctx, o, nowMs);
+  return u.rebuilt ? { ...r, rebuilt: u.rebuilt } : r;
 }

@@ -5,6 +5,7 @@
  * items of the seed's category instead, with the reason.
  */
 import type { ModelHandle } from "../model/registry";
+import { Picker, isActive, pickBest } from "./arrange";
 import { type Filters, type Rules, modelMask } from "./filters";
 import { type RankContext, type RecItem, type Recommendation, fillPopular } from "./recommend";
 
@@ -26,6 +27,21 @@ export async function similarItems(deps: { model: ModelHandle; context: () => Pr
   const version = loaded.ok ? loaded.model.version : deps.model.known?.version ?? null;
   if (loaded.ok && row !== undefined && loaded.model.hasSimilar) {
     const m = loaded.model;
+    if (isActive(o.arrange)) {
+      // Boosts and the cap, exactly (arrange.ts); the exploration share is for user lists only.
+      const a = { ...o.arrange, explore: undefined };
+      const mask = modelMask(m, rules);
+      mask[0] = 1;
+      mask[row] = 1;
+      let free = 0;
+      for (let i = 0; i < mask.length; i++) if (mask[i]! < 0.5) free++;
+      const picker = new Picker(o.k, a, ctx.catalog);
+      const fetch = async (want: number) => (await m.similar(row, want, mask.slice())).map((t) => ({ item_id: m.idOf(t.row), score: t.score, source: "model" as const }));
+      await pickBest(fetch, free, picker, a, ctx.catalog, Date.now());
+      const items: RecItem[] = picker.items;
+      if (items.length < o.k) fillPopular(items, o.k, ctx, { ...rules, arrange: a });
+      return { items, source: "model", model_version: version };
+    }
     const top = await m.similar(row, o.k, modelMask(m, rules));
     const items: RecItem[] = top.map((t) => ({ item_id: m.idOf(t.row), score: t.score, source: "model" }));
     if (items.length < o.k) fillPopular(items, o.k, ctx, rules);

@@ -4,8 +4,11 @@
  * `popular` strategy (reason "strategy"), and the variant's rules preset on top of the request.
  */
 import { CATEGORY_SEPARATOR, parseCategory } from "../catalog/schemas";
+import { mergeArrangements } from "../domain/arrange";
 import type { Filters } from "../domain/filters";
+import { arrangementOf } from "../lib/arrange-input";
 import { type RankContext, type Recommendation, type RecommendDeps, type RecommendOptions, fillPopular, popular, recommend, userRules } from "../domain/recommend";
+import { type RankOptions, type Reranked, givenOrder, rerank, rerankPopular } from "../domain/rerank";
 import { type SimilarOptions, similarItems } from "../domain/similar";
 import { StoreUnavailableError } from "../state/store";
 import { resolveModel } from "./models";
@@ -20,6 +23,7 @@ export function withPreset<T extends Filters & { excludeRecent?: boolean; exclud
   if (out.category === undefined && preset.category !== undefined) out.category = parseCategory(preset.category).join(CATEGORY_SEPARATOR);
   if (out.minPrice === undefined && preset.min_price !== undefined) out.minPrice = preset.min_price;
   if (out.maxPrice === undefined && preset.max_price !== undefined) out.maxPrice = preset.max_price;
+  out.arrange = mergeArrangements(o.arrange, arrangementOf(preset));
   return out;
 }
 
@@ -35,6 +39,21 @@ export async function recommendWith(deps: RecommendDeps, strategy: Strategy | nu
   }
   const [ctx, purchased] = await Promise.all([deps.context(), purchasesOf(deps, userId)]);
   return popular(ctx, userRules(ctx, opts, purchased, []), opts.k, "strategy", deps.model.known?.version ?? null);
+}
+
+/** A shop's list re-ranked for a user under `strategy` (null: outside any experiment). */
+export async function rerankWith(deps: RecommendDeps, strategy: Strategy | null, userId: string, ids: readonly string[], o: RankOptions): Promise<Reranked> {
+  if (!strategy) return rerank(deps, userId, ids, o);
+  const opts = withPreset(o, strategy.rules);
+  if (strategy.type === "model") {
+    const resolved = await resolveModel(deps, strategy.model_version);
+    if (resolved) return rerank({ ...deps, model: resolved.model, store: resolved.store }, userId, ids, opts);
+    const [ctx, purchased] = await Promise.all([deps.context(), purchasesOf(deps, userId)]);
+    return rerankPopular(ctx, purchased, ids, opts, "model-unavailable", strategy.model_version ?? null, Date.now());
+  }
+  const [ctx, purchased] = await Promise.all([deps.context(), purchasesOf(deps, userId)]);
+  if (strategy.type === "given_order") return givenOrder(ctx, purchased, ids, opts, deps.model.known?.version ?? null);
+  return rerankPopular(ctx, purchased, ids, opts, "strategy", deps.model.known?.version ?? null, Date.now());
 }
 
 async function purchasesOf(deps: RecommendDeps, userId: string): Promise<ReadonlySet<string>> {

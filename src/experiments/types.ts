@@ -3,10 +3,12 @@
  * the D1 rows) and the strategies a variant can serve.
  *
  * A strategy is how a variant ranks: `model` (a model version, default the served one, resolved
- * by resolveModel in models.ts) or `popular` (the popularity fallback for everyone), either with
- * an optional rules preset (`rules`) applied on top of the request's own filters.
+ * by resolveModel in models.ts), `popular` (the popularity fallback for everyone) or
+ * `given_order` (re-ranking keeps the shop's order; other lists are popular), each with an
+ * optional rules preset (`rules`: filters and arrangement) applied on top of the request's own.
  */
 import { z } from "@hono/zod-openapi";
+import { arrangeFields } from "../lib/arrange-input";
 
 const Slug = z
   .string()
@@ -22,8 +24,9 @@ export const RulesPreset = z
     category: z.string().min(1).max(900).optional().openapi({ description: "Only items under this category, unless the request names one." }),
     min_price: z.number().finite().nonnegative().optional(),
     max_price: z.number().finite().nonnegative().optional(),
+    ...arrangeFields,
   })
-  .openapi("RulesPreset");
+  .openapi("RulesPreset", { description: "Rules and arrangement applied to every list served with it; the request's own category and prices win, its boosts add to the preset's, its cap and exploration share win." });
 export type RulesPreset = z.infer<typeof RulesPreset>;
 
 export const Strategy = z
@@ -39,8 +42,12 @@ export const Strategy = z
       rules: RulesPreset.optional(),
     }),
     z.strictObject({ type: z.literal("popular"), rules: RulesPreset.optional() }),
+    z.strictObject({ type: z.literal("given_order"), rules: RulesPreset.optional() }),
   ])
-  .openapi("Strategy", { description: "How a variant ranks: a model version, or the popularity fallback; either with a rules preset." });
+  .openapi("Strategy", {
+    description:
+      "How a variant ranks: a model version, the popularity fallback, or `given_order` (re-ranking keeps the shop's own order, the control of a personalised-ranking test; other lists get popular items); each with a rules preset.",
+  });
 export type Strategy = z.infer<typeof Strategy>;
 
 export const Variant = z

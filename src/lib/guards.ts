@@ -63,15 +63,16 @@ export function notFoundOrMethod(routes: () => readonly RouteSpec[]) {
 }
 
 /**
- * Route middleware: 413 `batch_too_large` for a JSON array body of more than `max(c)` elements,
- * before the route's schema looks at any element (a 60,000-element batch is refused in
- * milliseconds, not after seconds of parsing). Anything else passes on to the validator, which
- * reads the same parsed body (Hono caches it).
+ * Route middleware: 413 `batch_too_large` for a JSON array body (or the array at `body[key]`) of
+ * more than `max(c)` elements, before the route's schema looks at any element (a 60,000-element
+ * batch is refused in milliseconds, not after seconds of parsing). Anything else passes on to the
+ * validator, which reads the same parsed body (Hono caches it).
  */
-export function arrayLimit<E extends Env>(max: (c: Context<E>) => number, what: string, field: string): MiddlewareHandler<E> {
+export function arrayLimit<E extends Env>(max: (c: Context<E>) => number, what: string, field: string, key?: string): MiddlewareHandler<E> {
   return async (c, next) => {
     if (/^application\/(?:[\w.+-]+\+)?json/i.test(c.req.header("content-type") ?? "")) {
-      const body: unknown = await c.req.json().catch(() => undefined);
+      const parsed: unknown = await c.req.json().catch(() => undefined);
+      const body = key === undefined ? parsed : parsed && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as Record<string, unknown>)[key] : undefined;
       const limit = max(c);
       if (Array.isArray(body) && body.length > limit) {
         throw new ApiError(413, "batch_too_large", `a batch holds at most ${limit} ${what}, got ${body.length}`, { field });

@@ -9,6 +9,7 @@ import { CATEGORY_SEPARATOR, ItemMetadata, itemMetadata, parseCategory } from ".
 import type { Filters } from "../domain/filters";
 import type { Recommendation } from "../domain/recommend";
 import { ApiError } from "../errors";
+import { arrangeFromQuery, arrangeQuery, arrangementOf } from "../lib/arrange-input";
 
 /** Every list names the experiment and variant that served it and its own id (src/experiments). */
 export const experimentFields = {
@@ -19,8 +20,10 @@ export const experimentFields = {
 
 export const RecItemSchema = z.object({
   item_id: z.string(),
-  score: z.number().openapi({ description: "Model score for model items; relative popularity (0..1) for popular ones." }),
-  source: z.enum(["model", "popular"]),
+  score: z.number().openapi({ description: "Model score for model items; relative popularity (0..1) for popular ones; 0 for new arrivals the model does not know; each plus `boost`." }),
+  source: z.enum(["model", "popular", "new"]).openapi({ description: "`new`: a new arrival the model does not know, placed by the exploration share." }),
+  boost: z.number().optional().openapi({ description: "What the boosts added to the score (absent when nothing)." }),
+  explore: z.literal(true).optional().openapi({ description: "Placed by the exploration share for new arrivals." }),
   item: ItemMetadata.optional().openapi({ description: "Catalog fields, with include=metadata." }),
 });
 
@@ -71,11 +74,12 @@ export const filterQuery = {
   max_price: Price.optional(),
   exclude: z.string().max(26_000).optional().openapi({ description: "Comma-separated item ids never to return (at most 100)." }),
   include: z.enum(["metadata"]).optional().openapi({ description: "metadata: add each item's catalog fields." }),
+  ...arrangeQuery,
 };
 
 /** Filters from the parsed query, checked against the configured limits. */
 export function filtersFrom(
-  q: { k: number; category?: string; min_price?: number; max_price?: number; exclude?: string },
+  q: { k: number; category?: string; min_price?: number; max_price?: number; exclude?: string } & Parameters<typeof arrangeFromQuery>[0],
   maxK: number,
 ): Filters & { k: number } {
   if (q.k > maxK) throw new ApiError(400, "invalid_request", `query.k: must be at most ${maxK}`, { field: "query.k" });
@@ -91,7 +95,7 @@ export function filtersFrom(
   if (exclude && exclude.length > 100) throw new ApiError(400, "invalid_request", "query.exclude: at most 100 ids", { field: "query.exclude" });
   const category = q.category !== undefined ? parseCategory(q.category).join(CATEGORY_SEPARATOR) : undefined;
   if (category === "") throw new ApiError(400, "invalid_request", "query.category: names no category", { field: "query.category" });
-  return { k: q.k, category, minPrice: q.min_price, maxPrice: q.max_price, exclude };
+  return { k: q.k, category, minPrice: q.min_price, maxPrice: q.max_price, exclude, arrange: arrangementOf(arrangeFromQuery(q)) };
 }
 
 export { Bool };

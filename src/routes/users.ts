@@ -6,7 +6,17 @@ import { createRoute, z } from "@hono/zod-openapi";
 
 import { servingDeps } from "./experiment-serving";
 
-import { recommendWith } from "../experiments/strategies";
+import { recommendWith, rerankWith } from "../experiments/strategies";
+
+import { MAX_RANK_ITEMS } from "../domain/rerank";
+
+import { arrangeFields, arrangementOf } from "../lib/arrange-input";
+
+import { arrayLimit } from "../lib/guards";
+
+import type { AppEnv } from "../env";
+
+import { CATEGORY_SEPARATOR, parseCategory } from "../catalog/schemas";
 
 import { lazyRebuild } from "../domain/rebuild";
 
@@ -54,6 +64,41 @@ const recs = createRoute({
     }),
   },
   responses: { 200: json(TaggedRecommendationSchema.extend({ user_id: z.string() }), "Recommendations"), ...errors(403) },
+});
+
+const RankBody = z
+  .strictObject({
+    item_ids: z.array(Id).min(1).max(MAX_RANK_ITEMS).openapi({ description: `The shop's list (search results, a category page): at most ${MAX_RANK_ITEMS} ids; repeats count once.`, example: ["sku-1", "sku-2", "sku-3"] }),
+    category: z.string().min(1).max(900).optional().openapi({ description: 'Only items under this category ("Shoes > Running"); the others go to `excluded`.' }),
+    min_price: z.number().finite().nonnegative().optional(),
+    max_price: z.number().finite().nonnegative().optional(),
+    exclude: z.array(Id).max(100).optional().openapi({ description: "Item ids never to return (they go to `excluded`)." }),
+    exclude_recent: z.boolean().default(false).openapi({ description: "Leave out the user's recent items (default false)." }),
+    exclude_seen: z.boolean().default(false).openapi({ description: "Leave out every item of the user's seen filter (default false)." }),
+    include: z.enum(["metadata"]).optional().openapi({ description: "metadata: add each item's catalog fields." }),
+    ...arrangeFields,
+  })
+  .openapi("RankRequest");
+
+const RankResponse = TaggedRecommendationSchema.extend({
+  user_id: z.string(),
+  excluded: z.array(z.string()).openapi({ description: "Given items the rules leave out (unavailable, purchased, excluded or outside the filters), in the given order." }),
+}).openapi("RankedList");
+
+const rank = createRoute({
+  method: "post",
+  path: "/{user_id}/rank",
+  summary: "Re-rank a shop's list for a user",
+  description:
+    `Personalized ranking of the shop's own items (search results, a category page; at most ${MAX_RANK_ITEMS}): every given item that passes the rules, in the model's order with its score, items the model does not know after them in popularity order (source \`popular\`), items the rules leave out in \`excluded\`. Boosts, the cap per category (over-cap items follow the capped list, none is dropped) and the exploration share apply as on recommendations. A new or unknown user, and every degradation, gets popularity order with the reason. Lists are served in experiments on placement \`rank\` by default (a variant's strategy ranks: a model version, popular, or \`given_order\`: the shop's own order). Publishable or secret key, as recommendations.`,
+  tags: ["recommendations"],
+  request: {
+    params: Params,
+    query: z.strictObject(experimentQuery),
+    body: { required: true, content: { "application/json": { schema: RankBody } } },
+  },
+  middleware: [arrayLimit<AppEnv>(() => MAX_RANK_ITEMS, "items to rank", "item_ids", "item_ids")] as const,
+  responses: { 200: json(RankResponse, "The list re-ranked"), ...errors(403, 413, 415) },
 });
 
 const UserSummary = z
@@ -124,6 +169,36 @@ export const users = featureApp()
         delete r.rebuilt;
       }
       return q.include === "metadata" ? withMetadata(c.var.db, r, c.var.config.DB_TIMEOUT_MS) : r;
+    });
+    return c.json({ user_id, ...rec }, 200);
+  })
+  .openapi(rank, async (c) => {
+    const { user_id } = c.req.valid("param");
+    const q = c.req.valid("query");
+    const b = c.req.valid("json");
+    await requireUser(c, user_id, "recommendations");
+    if (b.min_price !== undefined && b.max_price !== undefined && b.min_price > b.max_price) {
+      throw new ApiError(400, "invalid_request", "body.min_price: must not exceed max_price", { field: "body.min_price" });
+    }
+    const category = b.category !== undefined ? parseCategory(b.category).join(CATEGORY_SEPARATOR) : undefined;
+    if (category === "") throw new ApiError(400, "invalid_request", "body.category: names no category", { field: "body.category" });
+    const rebuild = lazyRebuild(c.var.rebuildDeps, c.var.storeFor, c.var.background);
+    const rec = await servingDeps(c, q.variant).serve({ placement: q.placement ?? "rank", userId: user_id, forceVariant: q.variant }, async (strategy) => {
+      const deps = { store: c.var.store, model: c.var.model, context: c.var.rankContext, rebuild, live: c.var.live.all, storeFor: c.var.storeFor };
+      const r = await rerankWith(deps, strategy, user_id, b.item_ids, {
+        category,
+        minPrice: b.min_price,
+        maxPrice: b.max_price,
+        exclude: b.exclude,
+        excludeRecent: b.exclude_recent,
+        excludeSeen: b.exclude_seen,
+        arrange: arrangementOf(b),
+      });
+      if (r.rebuilt) {
+        c.header("Server-Timing", `rebuild;dur=${r.rebuilt.ms};desc="${r.rebuilt.events} events replayed from the log"`);
+        delete r.rebuilt;
+      }
+      return b.include === "metadata" ? withMetadata(c.var.db, r, c.var.config.DB_TIMEOUT_MS) : r;
     });
     return c.json({ user_id, ...rec }, 200);
   })

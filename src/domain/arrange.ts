@@ -1,0 +1,277 @@
+/**
+ * Business arrangement of a ranked list: additive boosts (by catalog attribute, category or
+ * recency of arrival), a cap per category (diversity) and an exploration share for new arrivals.
+ *
+ * Applied inside the one masked ranking, exactly: the model's candidates come best-first, a boost
+ * only adds at most `maxBoost` to a score, so once the k-th pick's boosted score is at least the
+ * last fetched raw score + maxBoost no unfetched item could enter the list (recommend.ts fetches
+ * more until that holds). The same code arranges popular lists and re-ranked shop lists.
+ */
+import type { CatalogMirror, ItemFacts } from "../catalog/mirror";
+import { CATEGORY_SEPARATOR, inCategory } from "../catalog/schemas";
+
+/** One additive boost. Exactly one of attribute / category / newWithinDays is set. */
+export interface Boost {
+  /** Added to the score (model scores are logits: +1 multiplies an item's odds by e). May be negative. */
+  weight: number;
+  /** Items whose catalog attribute `name` equals `value` (strings, numbers and booleans compared as given). */
+  attribute?: { name: string; value: string | number | boolean };
+  /** Items under this category key prefix. */
+  category?: string;
+  /** Items that entered the catalog within this many days: the full weight at arrival, falling linearly to 0 at `newWithinDays`. */
+  newWithinDays?: number;
+}
+
+export interface Arrangement {
+  boosts: readonly Boost[];
+  /** At most this many items of one category (at `categoryLevel`) in a list; items without a category are not capped. */
+  maxPerCategory?: number;
+  /** How many levels of the category path make "one category" for the cap (default 1: the top level). */
+  categoryLevel?: number;
+  /** A share of the list (0..1, rounded, at least one slot when > 0) kept for items that arrived within `newDays` (default 30). */
+  explore?: { share: number; newDays: number };
+}
+
+/**
+ * A request's arrangement on top of a preset's: boosts add up, the request's cap, level and
+ * exploration share win.
+ */
+export function mergeArrangements(request: Arrangement | undefined, preset: Arrangement | undefined): Arrangement | undefined {
+  if (!preset) return request;
+  if (!request) return preset;
+  const out: Arrangement = { boosts: [...preset.boosts, ...request.boosts] };
+  const cap = request.maxPerCategory ?? preset.maxPerCategory;
+  if (cap !== undefined) out.maxPerCategory = cap;
+  const level = request.categoryLevel ?? preset.categoryLevel;
+  if (level !== undefined) out.categoryLevel = level;
+  const explore = request.explore ?? preset.explore;
+  if (explore) out.explore = explore;
+  return out;
+}
+
+export const NO_ARRANGEMENT: Arrangement = { boosts: [] };
+export const DEFAULT_NEW_DAYS = 30;
+const DAY_MS = 86_400_000;
+
+/** Whether an arrangement changes anything. */
+export function isActive(a: Arrangement | undefined): a is Arrangement {
+  return !!a && (a.boosts.length > 0 || a.maxPerCategory !== undefined || (a.explore !== undefined && a.explore.share > 0));
+}
+
+/** The most any item's score can rise by (the sum of the positive weights). */
+export function maxBoost(a: Arrangement): number {
+  let m = 0;
+  for (const b of a.boosts) if (b.weight > 0) m += b.weight;
+  return m;
+}
+
+/** What the boosts add to one item's score. */
+export function boostOf(a: Arrangement, f: ItemFacts | undefined, nowMs: number): number {
+  if (!f || a.boosts.length === 0) return 0;
+  let add = 0;
+  for (const b of a.boosts) {
+    if (b.attribute) {
+      if (f.attrs && Object.hasOwn(f.attrs, b.attribute.name) && String(f.attrs[b.attribute.name]) === String(b.attribute.value)) add += b.weight;
+    } else if (b.category !== undefined) {
+      if (inCategory(f.categoryKey, b.category)) add += b.weight;
+    } else if (b.newWithinDays !== undefined && f.createdMs > 0) {
+      const age = Math.max(0, nowMs - f.createdMs) / (b.newWithinDays * DAY_MS);
+      if (age < 1) add += b.weight * (1 - age);
+    }
+  }
+  return add;
+}
+
+/** The category an item counts against for the cap ("" = none, never capped). */
+export function capGroup(f: ItemFacts | undefined, level = 1): string {
+  if (!f || !f.categoryKey) return "";
+  return f.categoryKey.split(CATEGORY_SEPARATOR).slice(0, level).join(CATEGORY_SEPARATOR);
+}
+
+/** Did the item arrive within `days` of `nowMs`? */
+export function isNew(f: ItemFacts | undefined, days: number, nowMs: number): boolean {
+  return !!f && f.createdMs > 0 && f.createdMs >= nowMs - days * DAY_MS;
+}
+
+/** How many slots of a k-list the exploration share keeps for new arrivals. */
+export function exploreSlots(a: Arrangement, k: number): number {
+  const s = a.explore?.share ?? 0;
+  if (s <= 0 || k <= 0) return 0;
+  return Math.min(k, Math.max(1, Math.round(s * k)));
+}
+
+/** A candidate with its raw score (model logit, or relative popularity) and where it came from. */
+export interface Candidate {
+  item_id: string;
+  score: number;
+  source: "model" | "popular" | "new";
+}
+
+/** A picked item: its final score (raw + boost) and the boost when there is one. */
+export interface Picked extends Candidate {
+  boost?: number;
+  explore?: true;
+}
+
+/**
+ * Picks items in order under the cap. `offer` them best-first (by their final score); each
+ * returns whether it was taken.
+ */
+export class Picker {
+  readonly items: Picked[] = [];
+  private readonly taken = new Set<string>();
+  private readonly perGroup = new Map<string, number>();
+
+  constructor(
+    readonly k: number,
+    private readonly a: Arrangement,
+    private readonly catalog: CatalogMirror,
+  ) {}
+
+  get full(): boolean {
+    return this.items.length >= this.k;
+  }
+
+  /** Every id taken so far (this part's and the earlier parts'). */
+  takenIds(): IterableIterator<string> {
+    return this.taken.values();
+  }
+
+  has(id: string): boolean {
+    return this.taken.has(id);
+  }
+
+  /** Would the cap let this item in? */
+  fits(id: string): boolean {
+    if (this.a.maxPerCategory === undefined) return true;
+    const g = capGroup(this.catalog.get(id), this.a.categoryLevel);
+    return g === "" || (this.perGroup.get(g) ?? 0) < this.a.maxPerCategory;
+  }
+
+  /** A picker for the next part of the list: the same taken items and cap counts, no items, room for k. */
+  next(k: number): Picker {
+    const p = new Picker(k, this.a, this.catalog);
+    for (const id of this.taken) p.taken.add(id);
+    for (const [g, n] of this.perGroup) p.perGroup.set(g, n);
+    return p;
+  }
+
+  /** A copy to try picks on (adopt it with `adopt`). */
+  fork(): Picker {
+    const p = this.next(this.k);
+    p.items.push(...this.items);
+    return p;
+  }
+
+  adopt(p: Picker): void {
+    this.items.splice(0, this.items.length, ...p.items);
+    this.taken.clear();
+    for (const id of p.taken) this.taken.add(id);
+    this.perGroup.clear();
+    for (const [g, n] of p.perGroup) this.perGroup.set(g, n);
+  }
+
+  /** Count an item already in the list (its place is kept; caps count it). */
+  keep(p: Picked): void {
+    this.taken.add(p.item_id);
+    if (this.a.maxPerCategory !== undefined) {
+      const g = capGroup(this.catalog.get(p.item_id), this.a.categoryLevel);
+      if (g !== "") this.perGroup.set(g, (this.perGroup.get(g) ?? 0) + 1);
+    }
+    this.items.push(p);
+  }
+
+  offer(p: Picked): boolean {
+    if (this.full || this.taken.has(p.item_id) || !this.fits(p.item_id)) return false;
+    this.keep(p);
+    return true;
+  }
+}
+
+/** Boost a best-first candidate list and sort it by final score (stable: ties keep their order). */
+export function boosted(cands: readonly Candidate[], a: Arrangement, catalog: CatalogMirror, nowMs: number): Picked[] {
+  const out = cands.map((c, i) => {
+    const b = boostOf(a, catalog.get(c.item_id), nowMs);
+    const p: Picked & { i: number } = { ...c, i, score: round(c.score + b) };
+    if (b !== 0) p.boost = round(b);
+    return p;
+  });
+  out.sort((x, y) => y.score - x.score || x.i - y.i);
+  return out.map(({ i: _i, ...p }) => p);
+}
+
+const round = (x: number) => Math.round(x * 1e6) / 1e6;
+
+/**
+ * Place the exploration picks into the main list: slot i of n goes at position
+ * floor((i + 1) * k / (n + 1)), the main items keep their order around them.
+ */
+export function interleave(main: readonly Picked[], explore: readonly Picked[], k: number): Picked[] {
+  const n = explore.length;
+  if (n === 0) return main.slice(0, k);
+  if (n >= k) return explore.slice(0, k).map((p) => ({ ...p, explore: true as const }));
+  const total = Math.min(k, main.length + n);
+  const at = new Set<number>();
+  for (let i = 0; i < n; i++) at.add(Math.min(total - 1, Math.floor(((i + 1) * total) / (n + 1))));
+  const out: Picked[] = [];
+  let m = 0;
+  let e = 0;
+  for (let pos = 0; pos < total; pos++) {
+    if ((at.has(pos) && e < n) || m >= main.length) out.push({ ...explore[e++]!, explore: true });
+    else out.push(main[m++]!);
+  }
+  return out;
+}
+
+/** How many candidates to fetch first for `need` more picks. */
+function firstWant(need: number, free: number, a: Arrangement): number {
+  return Math.min(free, a.boosts.length || a.maxPerCategory !== undefined ? Math.max(need * 3, need + 20) : need);
+}
+
+/**
+ * One round of pickBest: pick from the `want` best candidates `got`; true (and the picks adopted)
+ * when no candidate beyond them could change the list.
+ */
+function tryPick(got: readonly Candidate[], want: number, free: number, picker: Picker, a: Arrangement, catalog: CatalogMirror, nowMs: number): boolean {
+  const trial = picker.fork();
+  for (const c of boosted(got, a, catalog, nowMs)) {
+    if (trial.full) break;
+    trial.offer(c);
+  }
+  const exhausted = want >= free || got.length < want;
+  const floor = got.length ? got[got.length - 1]!.score + maxBoost(a) : -Infinity;
+  const last = trial.items[trial.items.length - 1];
+  if (!exhausted && !(trial.full && last !== undefined && last.score >= floor)) return false;
+  picker.adopt(trial);
+  return true;
+}
+
+/**
+ * Fill `picker` from a best-first source under the arrangement, exactly: `fetch(want)` returns
+ * the `want` best candidates by raw score (fewer when there are no more). Fetches more (x4) until
+ * the last pick's boosted score is at least the last fetched raw score + maxBoost, or the source
+ * is exhausted (`free`: how many it can give at most).
+ */
+export async function pickBest(
+  fetch: (want: number) => Promise<Candidate[]>,
+  free: number,
+  picker: Picker,
+  a: Arrangement,
+  catalog: CatalogMirror,
+  nowMs: number,
+): Promise<void> {
+  const need = picker.k - picker.items.length;
+  if (need <= 0 || free <= 0) return;
+  for (let want = firstWant(need, free, a); ; want = Math.min(free, want * 4)) {
+    if (tryPick(await fetch(want), want, free, picker, a, catalog, nowMs)) return;
+  }
+}
+
+/** pickBest for a synchronous source (popular lists). */
+export function pickBestSync(fetch: (want: number) => Candidate[], free: number, picker: Picker, a: Arrangement, catalog: CatalogMirror, nowMs: number): void {
+  const need = picker.k - picker.items.length;
+  if (need <= 0 || free <= 0) return;
+  for (let want = firstWant(need, free, a); ; want = Math.min(free, want * 4)) {
+    if (tryPick(fetch(want), want, free, picker, a, catalog, nowMs)) return;
+  }
+}

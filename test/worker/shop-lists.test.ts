@@ -1,0 +1,195 @@
+/**
+ * What shops do with lists beyond recommendations: re-ranking their own lists for a shopper
+ * (POST /v1/users/{id}/rank), boosts, a cap per category and an exploration share for new
+ * arrivals, per request and as an experiment variant's preset. Real workerd, Redis and D1; the
+ * catalog holds every model item (three categories, brands, every seventh sold out), most of them
+ * arrived 90 days ago, six of them (three the model knows, three only the catalog knows) today.
+ */
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { api, ev, manifest, uid } from "./helpers";
+
+const ids = manifest.items.ids;
+const CATS = ["Drama", "Comedy", "Action"];
+const cat = (i: number) => CATS[i % 3]!;
+const brand = (i: number) => (i % 5 === 0 ? "Acme" : "Other");
+const soldOut = (i: number) => i % 7 === 3;
+const catalogOnly = ["arrival-a", "arrival-b", "arrival-c"];
+const DAY = 86_400_000;
+
+beforeAll(async () => {
+  const rows = ids.map((id, i) => ({ id, title: `Film ${id}`, category_path: ["Films", cat(i)], price: (i % 50) + 1, currency: "EUR", available: !soldOut(i), attributes: { brand: brand(i) } }));
+  rows.push(...catalogOnly.map((id) => ({ id, title: `New ${id}`, category_path: ["Films", "Drama"], price: 5, currency: "EUR", available: true, attributes: { brand: "Acme" } })));
+  expect((await api("/v1/items/batch", { body: rows })).body).toMatchObject({ stored: ids.length + 3, rejected: 0 });
+  // Everything arrived 90 days ago except the catalog-only items and three model items (a new revision, so every isolate's copy re-reads them).
+  const fresh = JSON.stringify([...catalogOnly, ...newModelItems]);
+  await env.DB.prepare(`UPDATE items SET created_at = ?1, rev = (SELECT max(rev) + 1 FROM items) WHERE id NOT IN (SELECT value FROM json_each(?2))`)
+    .bind(Date.now() - 90 * DAY, fresh)
+    .run();
+  // A write through the API publishes the new catalog stamp.
+  expect((await api(`/v1/items/${ids[1]}`, { method: "PATCH", body: { title: "Film touched" } })).status).toBe(200);
+});
+
+const index = new Map(ids.map((id, i) => [id, i]));
+const newModelItems = [ids[200]!, ids[400]!, ids[600]!];
+const catOf = (id: string) => (index.has(id) ? cat(index.get(id)!) : "Drama");
+const brandOf = (id: string) => (index.has(id) ? brand(index.get(id)!) : "Acme");
+const itemIds = (r: { body: { items: { item_id: string }[] } }) => r.body.items.map((i) => i.item_id);
+
+async function userWithHistory(n = 8) {
+  const u = uid();
+  const r = await api("/v1/events", { body: ids.slice(30, 30 + n).map((id, j) => ev(u, id, { event_id: `h${j}` })) });
+  expect(r.status).toBe(200);
+  return u;
+}
+
+describe("re-ranking a shop's list", () => {
+  it("returns the given items in the model's order with its scores, the rules applied, unknown items after them by popularity", async () => {
+    const u = await userWithHistory();
+    const top = (await api(`/v1/users/${u}/recommendations?k=100`)).body.items as { item_id: string; score: number }[];
+    const picked = top.filter((_, j) => j % 4 === 1).slice(0, 20);
+    const shuffled = [...picked].reverse();
+    const sold = ids.find((_, i) => soldOut(i) && !picked.some((p) => p.item_id === ids[i]))!;
+    const bought = picked[5]!.item_id;
+    await api("/v1/events", { body: ev(u, bought, { type: "purchase", event_id: "buy" }) });
+    const body = { item_ids: [...shuffled.map((p) => p.item_id), sold, "arrival-b", "no-such-item", shuffled[0]!.item_id] };
+    const r = await api(`/v1/users/${u}/rank`, { body });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body).toMatchObject({ user_id: u, source: "model", experiment: null });
+    const expected = picked.map((p) => p.item_id).filter((id) => id !== bought);
+    const modelItems = r.body.items.filter((i: any) => i.source === "model");
+    // The model's order: the same as in the user's full recommendations (after the purchase the state moved: compare the order of these items only).
+    const after = (await api(`/v1/users/${u}/recommendations?k=100`)).body.items.map((i: any) => i.item_id) as string[];
+    const inAfter = expected.filter((id) => after.includes(id));
+    expect(modelItems.map((i: any) => i.item_id).filter((id: string) => after.includes(id))).toEqual([...inAfter].sort((a, b) => after.indexOf(a) - after.indexOf(b)));
+    expect(modelItems.map((i: any) => i.item_id).sort()).toEqual([...expected].sort());
+    for (let j = 1; j < modelItems.length; j++) expect(modelItems[j - 1].score).toBeGreaterThanOrEqual(modelItems[j].score);
+    expect(r.body.items.at(-1)).toMatchObject({ item_id: "arrival-b", source: "popular" });
+    expect(r.body.excluded).toEqual([sold, bought, "no-such-item"].sort((a, b) => body.item_ids.indexOf(a) - body.item_ids.indexOf(b)));
+    expect(r.body.items).toHaveLength(expected.length + 1);
+  });
+
+  it("gives a new shopper the list in popularity order, with the reason", async () => {
+    const u = uid();
+    const popular = itemIds(await api(`/v1/users/${u}/recommendations?k=30`));
+    const given = [...popular].reverse();
+    const r = await api(`/v1/users/${u}/rank`, { body: { item_ids: given } });
+    expect(r.body).toMatchObject({ source: "popular", reason: "cold-user", excluded: [] });
+    expect(itemIds(r)).toEqual(popular);
+  });
+
+  it("applies filters from the body and refuses bad requests with clear errors", async () => {
+    const u = await userWithHistory();
+    const given = ids.slice(100, 160);
+    const r = await api(`/v1/users/${u}/rank`, { body: { item_ids: given, category: "Films > Comedy", exclude: [ids[101]] } });
+    expect(r.status).toBe(200);
+    for (const i of r.body.items) expect(catOf(i.item_id)).toBe("Comedy");
+    expect(r.body.excluded).toContain(ids[101]);
+    expect(r.body.items.length + r.body.excluded.length).toBe(60);
+    const tooMany = await api(`/v1/users/${u}/rank`, { body: { item_ids: ids.slice(0, 501) } });
+    expect(tooMany.status).toBe(413);
+    expect(tooMany.body.error.code).toBe("batch_too_large");
+    for (const bad of [{}, { item_ids: [] }, { item_ids: ["a"], boosts: [{ brand: "x" }] }, { item_ids: ["a"], min_price: 5, max_price: 1 }, { item_ids: ["a"], explore: 2 }]) {
+      const x = await api(`/v1/users/${u}/rank`, { body: bad });
+      expect(x.status, JSON.stringify(bad)).toBe(400);
+      expect(x.body.error.code).toBeTypeOf("string");
+    }
+  });
+});
+
+describe("boosts, the cap per category and the exploration share", () => {
+  it("boosts exactly: the boosted list is the top of the whole ranking re-scored, even past the first fetch", async () => {
+    const u = await userWithHistory();
+    const full = (await api(`/v1/users/${u}/recommendations?k=100`)).body.items as { item_id: string; score: number }[];
+    const w = 2.5;
+    const r = await api(`/v1/users/${u}/recommendations?k=10&boost=${encodeURIComponent(`brand:Acme^${w}`)}`);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    const reference = full
+      .map((i) => ({ id: i.item_id, s: i.score + (brandOf(i.item_id) === "Acme" ? w : 0) }))
+      .sort((a, b) => b.s - a.s)
+      .slice(0, 10);
+    // The reference is exact only if nothing outside the top 100 could reach it.
+    expect(reference.at(-1)!.s).toBeGreaterThanOrEqual(full.at(-1)!.score + w);
+    expect(itemIds(r)).toEqual(reference.map((x) => x.id));
+    for (const i of r.body.items) if (brandOf(i.item_id) === "Acme") expect(i.boost).toBeCloseTo(w, 6);
+    // A boosted item came from beyond the first 40 candidates (the first fetch for k=10): the over-fetch had to grow.
+    const rawRank = (id: string) => full.findIndex((x) => x.item_id === id);
+    expect(Math.max(...itemIds(r).map(rawRank))).toBeGreaterThan(39);
+  });
+
+  it("caps items per category and still fills the list from the next best", async () => {
+    const u = await userWithHistory();
+    const r = await api(`/v1/users/${u}/recommendations?k=10&max_per_category=4&category_level=2`);
+    expect(r.body.items).toHaveLength(10);
+    const counts = new Map<string, number>();
+    for (const id of itemIds(r)) counts.set(catOf(id), (counts.get(catOf(id)) ?? 0) + 1);
+    for (const n of counts.values()) expect(n).toBeLessThanOrEqual(4);
+    const full = itemIds(await api(`/v1/users/${u}/recommendations?k=100`));
+    const greedy: string[] = [];
+    const seen = new Map<string, number>();
+    for (const id of full) {
+      if ((seen.get(catOf(id)) ?? 0) >= 4) continue;
+      seen.set(catOf(id), (seen.get(catOf(id)) ?? 0) + 1);
+      greedy.push(id);
+      if (greedy.length === 10) break;
+    }
+    expect(itemIds(r)).toEqual(greedy);
+  });
+
+  it("keeps the exploration share for new arrivals, the model's new items before the catalog-only ones", async () => {
+    const u = await userWithHistory();
+    const r = await api(`/v1/users/${u}/recommendations?k=10&explore=0.3&new_days=7`);
+    expect(r.status).toBe(200);
+    const explored = r.body.items.filter((i: any) => i.explore);
+    expect(explored).toHaveLength(3);
+    expect(explored.map((i: any) => i.item_id).sort()).toEqual([...newModelItems].sort());
+    expect(r.body.items.map((i: any, j: number) => (i.explore ? j : -1)).filter((j: number) => j >= 0)).toEqual([2, 5, 7]);
+    const more = await api(`/v1/users/${u}/recommendations?k=10&explore=0.6&new_days=7`);
+    const six = more.body.items.filter((i: any) => i.explore);
+    expect(six.map((i: any) => i.item_id).slice(3).sort()).toEqual([...catalogOnly].sort());
+    expect(six.slice(3).every((i: any) => i.source === "new")).toBe(true);
+    // a cold shopper gets them too, newest first, among popular items
+    const cold = await api(`/v1/users/${uid()}/recommendations?k=10&explore=0.2&new_days=7`);
+    expect(cold.body.items.filter((i: any) => i.explore)).toHaveLength(2);
+  });
+
+  it("boosts a cold shopper's popular list and caps similar items", async () => {
+    const cold = await api(`/v1/users/${uid()}/recommendations?k=10&boost=${encodeURIComponent("brand:Acme^5")}`);
+    expect(cold.body.source).toBe("popular");
+    expect(itemIds(cold).every((id) => brandOf(id) === "Acme")).toBe(true);
+    const sim = await api(`/v1/items/${ids[30]}/similar?k=12&max_per_category=2&category_level=2`);
+    expect(sim.body.source).toBe("model");
+    const counts = new Map<string, number>();
+    for (const id of itemIds(sim)) counts.set(catOf(id), (counts.get(catOf(id)) ?? 0) + 1);
+    expect([...counts.values()].every((n) => n <= 2)).toBe(true);
+    expect(sim.body.items.length).toBe(6);
+    expect((await api(`/v1/users/x/recommendations?boost=${encodeURIComponent("brand")}`)).status).toBe(400);
+  });
+
+  it("serves a rank experiment: the shop's own order against the model with a preset cap and boost", async () => {
+    const where = `rank-${crypto.randomUUID().slice(0, 8)}`;
+    const exp = {
+      id: where,
+      name: "personalised search",
+      placement: where,
+      variants: [
+        { key: "shop", strategy: { type: "given_order" } },
+        { key: "model", strategy: { type: "model", rules: { max_per_category: 2, category_level: 2, boosts: [{ attribute: "brand", value: "Acme", weight: 0.5 }] } } },
+      ],
+    };
+    expect((await api("/v1/admin/experiments", { body: exp })).status).toBe(201);
+    expect((await api(`/v1/admin/experiments/${where}/start`, { method: "POST" })).status).toBe(200);
+    const u = await userWithHistory();
+    const given = ids.slice(300, 330);
+    const shop = await api(`/v1/users/${u}/rank?placement=${where}&variant=shop`, { body: { item_ids: given } });
+    expect(shop.body).toMatchObject({ experiment: where, variant: "shop", source: "popular", reason: "strategy" });
+    expect(itemIds(shop)).toEqual(given.filter((id) => !soldOut(index.get(id)!)));
+    const model = await api(`/v1/users/${u}/rank?placement=${where}&variant=model`, { body: { item_ids: given } });
+    expect(model.body).toMatchObject({ experiment: where, variant: "model", source: "model" });
+    // Capped at two per category first; over-cap items follow, none dropped.
+    const firstSix = itemIds(model).slice(0, 6);
+    for (const c of CATS) expect(firstSix.filter((id) => catOf(id) === c)).toHaveLength(2);
+    expect(itemIds(model).sort()).toEqual(itemIds(shop).sort());
+    expect(model.body.items.some((i: any) => i.boost === 0.5)).toBe(true);
+  });
+});
