@@ -17,7 +17,7 @@ export default defineConfig({
           cloudflareTest(({ inject }) => ({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
-              r2Buckets: ["MODEL_BUCKET"],
+              r2Buckets: ["MODEL_BUCKET", "BATCH_BUCKET"],
               d1Databases: ["DB"],
               bindings: {
                 SECRET_KEYS: "test-key,second-key",

@@ -193,3 +193,42 @@ export const models = sqliteTable(
 );
 
 export type ModelRow = typeof models.$inferSelect;
+
+// ---------------------------------------------------------------------------------------------
+// Batch recommendations (src/batch): a job lists the users active in a period, split into parts;
+// a Cloudflare Queue delivers one message per part, whose consumer writes the part's NDJSON to R2
+// (BATCH_BUCKET, `batch/<job>/part-<n>.ndjson`) and marks it done. A part is redone until it is
+// done (queue retries, or POST .../resume), and a done part is never redone.
+
+export const batchJobs = sqliteTable("batch_jobs", {
+  id: text("id").primaryKey(),
+  /** queued -> running -> done (every part written). */
+  status: text("status").notNull(),
+  /** The period's start (ms): users with an event at or after it. */
+  sinceMs: integer("since_ms").notNull(),
+  /** Options of every list (k, rules, arrangement) as JSON. */
+  options: text("options").notNull(),
+  users: integer("users").notNull(),
+  parts: integer("parts").notNull(),
+  doneParts: integer("done_parts").notNull().default(0),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+  finishedAt: integer("finished_at"),
+});
+
+export const batchParts = sqliteTable(
+  "batch_parts",
+  {
+    jobId: text("job_id").notNull(),
+    part: integer("part").notNull(),
+    /** The part's user ids (JSON array). */
+    users: text("users").notNull(),
+    /** pending | done */
+    status: text("status").notNull(),
+    /** Lines written (users with a list). */
+    written: integer("written"),
+    attempts: integer("attempts").notNull().default(0),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [uniqueIndex("batch_parts_job_part").on(t.jobId, t.part)],
+);

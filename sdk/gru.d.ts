@@ -26,7 +26,28 @@ export interface RecommenderOptions {
   onTrack?: (e: { event_id: string; user_id: string; item_id: string; type: string; timestamp: number }) => void;
 }
 
-export interface RecommendOptions {
+/** A boost: `key:value^weight` text ("brand:Acme^0.5", "category:Shoes^1", "new:14^1") or an object. */
+export type Boost =
+  | string
+  | { attribute: string; value: string | number | boolean; weight?: number }
+  | { category: string; weight?: number }
+  /** Items that arrived within this many days: the full weight at arrival, fading to 0. */
+  | { newWithinDays: number; weight?: number };
+
+export interface ArrangeOptions {
+  /** Additive boosts (model scores are logits: +1 multiplies the odds by e). At most 10. */
+  boost?: Boost | Boost[];
+  /** At most this many items of one category. */
+  maxPerCategory?: number;
+  /** Category levels that make "one category" for maxPerCategory. Default 1. */
+  categoryLevel?: number;
+  /** Share of the list kept for new arrivals (0..1). */
+  explore?: number;
+  /** Days an item counts as a new arrival for `explore`. Default 30. */
+  newDays?: number;
+}
+
+export interface RecommendOptions extends ArrangeOptions {
   k?: number;
   category?: string;
   minPrice?: number;
@@ -43,7 +64,14 @@ export interface RecommendOptions {
 export interface RecItem {
   item_id: string;
   score: number;
-  source: "model" | "popular";
+  /** "new": a new arrival the model cannot score, placed by the exploration share. */
+  source: "model" | "popular" | "new";
+  /** What boosts added to the score. */
+  boost?: number;
+  /** Placed by the exploration share. */
+  explore?: true;
+  /** Scored with a warm-start row (a catalog item the model was not trained on yet). */
+  warm?: true;
   item?: { title: string; category_path: string[]; price: number | null; currency: string | null; url: string | null; image_url: string | null; available: boolean; attributes: Record<string, unknown> };
 }
 
@@ -65,6 +93,8 @@ export interface Recommender {
   click(itemId: string, recId: string, extra?: { timestamp?: number; eventId?: string }): void;
   flush(): Promise<void>;
   recommend(o?: RecommendOptions): Promise<Recommendations & { user_id: string }>;
+  /** Re-rank your own list (at most 500 ids) for this shopper; items the rules leave out are in `excluded`. */
+  rank(itemIds: string[], o?: Omit<RecommendOptions, "k"> & { variant?: string }): Promise<Recommendations & { user_id: string; excluded: string[] }>;
   similar(itemId: string, o?: Omit<RecommendOptions, "excludeRecent" | "excludeSeen">): Promise<Recommendations & { item_id: string }>;
   /** Switch to a known customer id (after login), with the signed user token your server made for them. */
   identify(userId: string, opts?: { token?: string }): void;

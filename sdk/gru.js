@@ -7,6 +7,7 @@
  *   gru.track("view", "sku-123");                       // batched, retried, sent in the background
  *   const { items, rec_id } = await gru.recommend({ k: 8, category: "Shoes" });
  *   gru.click(items[0].item_id, rec_id);                 // a click on a recommended item (experiments)
+ *   const ranked = await gru.rank(searchResultIds, { boost: [{ attribute: "brand", value: "Acme", weight: 0.5 }], maxPerCategory: 3 });
  *
  * Events are queued and sent in batches (every `flushIntervalMs`, or as soon as `maxBatch` are
  * queued, and when the page is hidden, with `keepalive`). Each event gets an `event_id`, so a
@@ -112,19 +113,59 @@ export function createRecommender(o) {
     schedule();
   }
 
+  const NAMES = {
+    minPrice: "min_price",
+    maxPrice: "max_price",
+    excludeRecent: "exclude_recent",
+    excludeSeen: "exclude_seen",
+    maxPerCategory: "max_per_category",
+    categoryLevel: "category_level",
+    newDays: "new_days",
+  };
+
+  /** A boost as the query string writes it: `key:value^weight`. */
+  function boostText(b) {
+    if (typeof b === "string") return b;
+    const w = b.weight ?? 1;
+    if (b.attribute !== undefined) return `${b.attribute}:${b.value}^${w}`;
+    if (b.category !== undefined) return `category:${b.category}^${w}`;
+    return `new:${b.newWithinDays}^${w}`;
+  }
+
+  /** A boost as JSON bodies write it. */
+  function boostJson(b) {
+    if (typeof b !== "string") {
+      const w = b.weight ?? 1;
+      if (b.attribute !== undefined) return { attribute: b.attribute, value: b.value, weight: w };
+      if (b.category !== undefined) return { category: b.category, weight: w };
+      return { new_within_days: b.newWithinDays, weight: w };
+    }
+    const caret = b.lastIndexOf("^");
+    const w = caret >= 0 ? Number(b.slice(caret + 1)) : 1;
+    const [key, ...rest] = (caret >= 0 ? b.slice(0, caret) : b).split(":");
+    const value = rest.join(":");
+    if (key === "new") return { new_within_days: Number(value), weight: w };
+    if (key === "category") return { category: value, weight: w };
+    return { attribute: key, value, weight: w };
+  }
+
   function query(opts) {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(opts ?? {})) {
       if (v === undefined || v === null) continue;
-      const name = { minPrice: "min_price", maxPrice: "max_price", excludeRecent: "exclude_recent", excludeSeen: "exclude_seen" }[k] ?? k;
+      if (k === "boost") {
+        q.set("boost", (Array.isArray(v) ? v : [v]).map(boostText).join(","));
+        continue;
+      }
+      const name = NAMES[k] ?? k;
       q.set(name, Array.isArray(v) ? v.join(",") : String(v));
     }
     const s = q.toString();
     return s ? `?${s}` : "";
   }
 
-  async function get(path) {
-    const res = await doFetch(`${base}${path}`, { headers: authHeaders() });
+  async function get(path, init) {
+    const res = await doFetch(`${base}${path}`, init ?? { headers: authHeaders() });
     const body = await res.json();
     if (!res.ok) {
       const err = new Error(`request failed (${res.status}): ${body?.error?.message ?? res.statusText}`);
@@ -139,6 +180,24 @@ export function createRecommender(o) {
   async function recommend(opts = {}) {
     await flush();
     return get(`/v1/users/${encodeURIComponent(userId)}/recommendations${query(opts)}`);
+  }
+
+  /**
+   * Your own list (search results, a category page; at most 500 ids) in this shopper's order, with
+   * the same options as `recommend` (filters, boost, maxPerCategory, explore) and `placement`
+   * (default "rank"). Items the rules leave out come back in `excluded`.
+   */
+  async function rank(itemIds, opts = {}) {
+    await flush();
+    const { placement, variant, boost, ...rest } = opts;
+    const body = { item_ids: itemIds.map(String) };
+    for (const [k, v] of Object.entries(rest)) if (v !== undefined && v !== null) body[NAMES[k] ?? k] = v;
+    if (boost !== undefined) body.boosts = (Array.isArray(boost) ? boost : [boost]).map(boostJson);
+    return get(`/v1/users/${encodeURIComponent(userId)}/rank${query({ placement, variant })}`, {
+      method: "POST",
+      headers: { ...authHeaders(), "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
   }
 
   /** Items similar to `itemId`, leaving out what the shopper purchased. */
@@ -180,6 +239,7 @@ export function createRecommender(o) {
     click,
     flush: () => flush(),
     recommend,
+    rank,
     similar,
     identify,
     setUserToken,

@@ -47,6 +47,7 @@ function digests(keys: string | undefined): Promise<Uint8Array[]> {
 const PUBLISHABLE: [string, RegExp][] = [
   ["POST", /^\/v1\/events\/?$/],
   ["GET", /^\/v1\/users\/[^/]+\/recommendations\/?$/],
+  ["POST", /^\/v1\/users\/[^/]+\/rank\/?$/],
   ["GET", /^\/v1\/items\/[^/]+\/similar\/?$/],
   // A user's summary and, for on-device scoring, state: with a signed user token (src/user-access.ts).
   ["GET", /^\/v1\/users\/[^/]+\/?$/],

@@ -20,6 +20,9 @@ export type AppEnv = {
   /** `Env` plus optional bindings not declared in wrangler.toml (see README). */
   Bindings: Env & {
     MODEL_BUCKET?: R2Bucket;
+    /** Batch recommendations (src/batch): one message per part of a job, and where parts are written. */
+    BATCH_QUEUE?: Queue<import("./batch/jobs").PartMessage>;
+    BATCH_BUCKET?: R2Bucket;
     /** Secret(s) that sign user tokens (src/lib/user-token.ts), comma-separated: the first signs, all verify. */
     USER_TOKEN_SECRETS?: string;
     /** "true": the demo storefront may sign in as a customer (POST /demo/login); `npm start` only. */

@@ -29,6 +29,9 @@ import { items } from "./routes/items";
 import { models } from "./routes/models";
 import { demo, pages } from "./routes/pages";
 import { users } from "./routes/users";
+import { batch } from "./routes/batch";
+import { type PartMessage, runPart } from "./batch/jobs";
+import { lazyRebuild } from "./domain/rebuild";
 import { popularOptions, services } from "./services";
 
 const app = new OpenAPIHono<AppEnv>({ defaultHook: hook() });
@@ -104,7 +107,9 @@ const routes = app
   .route("/config.json", pages)
   .route("/demo", demo)
   // A/B experiments (src/experiments).
-  .route("/v1/admin/experiments", experimentsApp);
+  .route("/v1/admin/experiments", experimentsApp)
+  // Batch recommendations (src/batch).
+  .route("/v1/admin/batch", batch);
 
 app.openAPIRegistry.registerComponent("securitySchemes", "apiKey", {
   type: "http",
@@ -139,5 +144,23 @@ async function scheduled(_event: ScheduledController, env: AppEnv["Bindings"], c
   await refreshPopular({ ...deps, catalog: s.catalog, options: popularOptions(cfg) }).catch((e) => console.error("popularity refresh failed", e));
 }
 
+/** Queue consumer: one part of a batch job per message (src/batch/jobs.ts); a failed part is retried. */
+async function queue(batchOf: MessageBatch<PartMessage>, env: AppEnv["Bindings"], ctx: ExecutionContext) {
+  const cfg = loadConfig(env as unknown as Record<string, unknown>);
+  const bucket = env.BATCH_BUCKET;
+  const s = await services(env, cfg, (p) => ctx.waitUntil(p));
+  const deps = { store: s.store, model: s.model, context: s.rankContext, rebuild: lazyRebuild(s.rebuildDeps, s.storeFor, (p) => ctx.waitUntil(p)) };
+  for (const m of batchOf.messages) {
+    try {
+      if (!bucket) throw new Error("BATCH_BUCKET is not bound");
+      await runPart(s.db, bucket, deps, m.body);
+      m.ack();
+    } catch (e) {
+      console.error(`batch ${m.body.job} part ${m.body.part} failed (attempt ${m.attempts}), retried: ${(e as Error).message}`);
+      m.retry({ delaySeconds: Math.min(60, 2 ** m.attempts) });
+    }
+  }
+}
+
 export { app };
-export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<AppEnv["Bindings"]>;
+export default { fetch: app.fetch, scheduled, queue } satisfies ExportedHandler<AppEnv["Bindings"], PartMessage>;

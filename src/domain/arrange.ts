@@ -105,6 +105,8 @@ export interface Candidate {
   item_id: string;
   score: number;
   source: "model" | "popular" | "new";
+  /** Scored with a warm-start row: a catalog item the model was not trained on (new-items.ts). */
+  warm?: true;
 }
 
 /** A picked item: its final score (raw + boost) and the boost when there is one. */
@@ -232,9 +234,10 @@ function firstWant(need: number, free: number, a: Arrangement): number {
  * One round of pickBest: pick from the `want` best candidates `got`; true (and the picks adopted)
  * when no candidate beyond them could change the list.
  */
-function tryPick(got: readonly Candidate[], want: number, free: number, picker: Picker, a: Arrangement, catalog: CatalogMirror, nowMs: number): boolean {
+function tryPick(got: readonly Candidate[], want: number, free: number, picker: Picker, a: Arrangement, catalog: CatalogMirror, nowMs: number, extra: readonly Candidate[] = []): boolean {
   const trial = picker.fork();
-  for (const c of boosted(got, a, catalog, nowMs)) {
+  const pool = extra.length ? [...got, ...extra].sort((x, y) => y.score - x.score) : got;
+  for (const c of boosted(pool, a, catalog, nowMs)) {
     if (trial.full) break;
     trial.offer(c);
   }
@@ -250,7 +253,8 @@ function tryPick(got: readonly Candidate[], want: number, free: number, picker: 
  * Fill `picker` from a best-first source under the arrangement, exactly: `fetch(want)` returns
  * the `want` best candidates by raw score (fewer when there are no more). Fetches more (x4) until
  * the last pick's boosted score is at least the last fetched raw score + maxBoost, or the source
- * is exhausted (`free`: how many it can give at most).
+ * is exhausted (`free`: how many it can give at most). `extra`: candidates scored apart (new
+ * items' warm rows), all of them known, merged into every round.
  */
 export async function pickBest(
   fetch: (want: number) => Promise<Candidate[]>,
@@ -259,11 +263,16 @@ export async function pickBest(
   a: Arrangement,
   catalog: CatalogMirror,
   nowMs: number,
+  extra: readonly Candidate[] = [],
 ): Promise<void> {
   const need = picker.k - picker.items.length;
-  if (need <= 0 || free <= 0) return;
+  if (need <= 0) return;
+  if (free <= 0) {
+    tryPick([], 0, 0, picker, a, catalog, nowMs, extra);
+    return;
+  }
   for (let want = firstWant(need, free, a); ; want = Math.min(free, want * 4)) {
-    if (tryPick(await fetch(want), want, free, picker, a, catalog, nowMs)) return;
+    if (tryPick(await fetch(want), want, free, picker, a, catalog, nowMs, extra)) return;
   }
 }
 

@@ -22,6 +22,7 @@ import type { SeenFilter } from "../state/seen";
 import { StoreUnavailableError, type UserStateStore } from "../state/store";
 import { type Arrangement, type Candidate, type Picked, Picker, boosted, exploreSlots, interleave, isActive, pickBest, pickBestSync } from "./arrange";
 import { type Filters, type Rules, allowed, modelMask } from "./filters";
+import { warmIds, warmScores } from "./new-items";
 
 export type Reason = "cold-user" | "state-corrupt" | "state-unavailable" | "model-unavailable" | "unknown-item" | "no-similar-graph" | "strategy";
 
@@ -35,6 +36,8 @@ export interface RecItem {
   boost?: number;
   /** Placed by the exploration share for new arrivals. */
   explore?: true;
+  /** Scored by the model with a warm-start row: a catalog item it was not trained on (new-items.ts). */
+  warm?: true;
 }
 
 export interface Recommendation {
@@ -178,7 +181,9 @@ export async function rankFromState(
   const at = model.moment(nowMs, state.eventCount === 0 ? undefined : state.lastEventMs);
   if (isActive(o.arrange)) return rankArranged(model, state.vector, at, rules, ctx, o.k, o.arrange, nowMs);
   const top = await model.topKMasked(state.vector, at, o.k, modelMask(model, rules));
-  const items: RecItem[] = top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" }));
+  let items: RecItem[] = top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" }));
+  const fresh = await newItemScores(model, ctx, rules, state.vector, at);
+  if (fresh.length) items = [...items, ...fresh].sort((a, b) => b.score - a.score).slice(0, o.k);
   if (items.length < o.k) fillPopular(items, o.k, ctx, rules);
   return { items, source: "model", model_version: model.version };
 }
@@ -203,6 +208,19 @@ export async function rankOnly(model: GruModel, vector: Float32Array, at: Moment
   return top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" as const }));
 }
 
+/** Warm-row scores of the catalog items the model does not know that pass the rules, best first. */
+function newItemScores(model: GruModel, ctx: RankContext, rules: Rules, vector: Float32Array, at: Moment): Promise<Candidate[]> {
+  if (!ctx.catalog.restricts) return Promise.resolve([]);
+  const ids = warmIds(model, ctx.catalog).filter((id) => allowed(rules, id));
+  return warmScores(model, ctx.catalog, vector, at, ids);
+}
+
+/** Model ranking (trained rows and warm rows) of only these ids, best first. */
+export async function rankWithWarm(model: GruModel, ctx: RankContext, vector: Float32Array, at: Moment, ids: readonly string[]): Promise<Candidate[]> {
+  const [known, fresh] = await Promise.all([rankOnly(model, vector, at, ids), ctx.catalog.restricts ? warmScores(model, ctx.catalog, vector, at, ids) : []]);
+  return fresh.length ? [...known, ...fresh].sort((a, b) => b.score - a.score) : known;
+}
+
 /** Count of rows a mask leaves free. */
 function freeRows(mask: Float32Array): number {
   let n = 0;
@@ -215,7 +233,7 @@ async function rankArranged(model: GruModel, vector: Float32Array, at: Moment, r
   const explore = new Picker(exploreSlots(a, k), a, ctx.catalog);
   if (explore.k) {
     const ids = newArrivals(ctx, rules, a, nowMs);
-    offerNew(explore, ctx, ids, await rankOnly(model, vector, at, ids), a, nowMs);
+    offerNew(explore, ctx, ids, await rankWithWarm(model, ctx, vector, at, ids), a, nowMs);
   }
   const main = explore.next(k - explore.items.length);
   const mask = modelMask(model, rules);
@@ -225,7 +243,8 @@ async function rankArranged(model: GruModel, vector: Float32Array, at: Moment, r
     const top = await model.topKMasked(vector, at, want, mask.slice());
     return top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" as const }));
   };
-  await pickBest(fetch, freeRows(mask), main, a, ctx.catalog, nowMs);
+  const fresh = (await newItemScores(model, ctx, rules, vector, at)).filter((c) => !main.has(c.item_id));
+  await pickBest(fetch, freeRows(mask), main, a, ctx.catalog, nowMs, fresh);
   if (!main.full) pickPopular(main, ctx, rules, a, nowMs);
   return { items: interleave(main.items, explore.items, k), source: "model", model_version: model.version };
 }

@@ -10,7 +10,7 @@ import { type Arrangement, type Candidate, type Picked, Picker, boosted, explore
 import { allowed } from "./filters";
 import type { GruModel } from "../model/runtime";
 import type { UserState } from "../state/codec";
-import { type RankContext, type Reason, type RecItem, type RecommendOptions, type RecommendDeps, type Recommendation, loadUser, rankOnly, userRules } from "./recommend";
+import { type RankContext, type Reason, type RecItem, type RecommendOptions, type RecommendDeps, type Recommendation, loadUser, rankWithWarm, userRules } from "./recommend";
 
 /** At most this many items per re-rank request. */
 export const MAX_RANK_ITEMS = 500;
@@ -90,7 +90,7 @@ export async function rerankFromState(
   const rules = userRules(ctx, { ...o, k: ids.length }, purchased, state.ring.map((r) => model.idOf(r)), state.seen);
   const { ok, excluded } = split(ctx, ids, rules);
   const at = model.moment(nowMs, state.eventCount === 0 ? undefined : state.lastEventMs);
-  const ranked = await rankOnly(model, state.vector, at, ok);
+  const ranked = await rankWithWarm(model, ctx, state.vector, at, ok);
   const known = new Set(ranked.map((c) => c.item_id));
   const rest = popularityOrder(
     ctx,

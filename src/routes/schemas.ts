@@ -24,6 +24,7 @@ export const RecItemSchema = z.object({
   source: z.enum(["model", "popular", "new"]).openapi({ description: "`new`: a new arrival the model does not know, placed by the exploration share." }),
   boost: z.number().optional().openapi({ description: "What the boosts added to the score (absent when nothing)." }),
   explore: z.literal(true).optional().openapi({ description: "Placed by the exploration share for new arrivals." }),
+  warm: z.literal(true).optional().openapi({ description: "Scored by the model with a warm-start row: a catalog item it was not trained on gets the mean row of its category's items until a retrain." }),
   item: ItemMetadata.optional().openapi({ description: "Catalog fields, with include=metadata." }),
 });
 

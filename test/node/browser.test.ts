@@ -158,6 +158,8 @@ describe("on-device scoring (/?device=1)", () => {
     it(`runs on ${backend}${backend === "webgpu" ? " (SwiftShader)" : ""}, matches the golden vectors within 1e-4 and ranks exactly as the worker`, async () => {
       const p = await open(`/?device=1${backend === "wasm" ? "&backend=wasm" : ""}`);
       expect(await p.textContent("[data-testid=backend]")).toBe(backend);
+      // before its first step the panel shows "–", never "NaN"
+      expect(await p.textContent("#device-info")).not.toContain("NaN");
       const parity = await p.evaluate((g) => (globalThis as any).gruDevice.checkGolden(g), golden);
       expect(parity.max_state_diff).toBeLessThan(1e-4);
       expect(parity.max_score_diff).toBeLessThan(1e-4);

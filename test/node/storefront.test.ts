@@ -91,6 +91,12 @@ describe("a shop integrates the recommender", () => {
     }
     const similar = await gru.similar(history[0]!, { k: 5 });
     expect(similar.items).toHaveLength(5);
+    // the shop's own list re-ranked for this shopper, capped per category, an over-cap item after the others
+    const search = ids.filter((id) => !soldOut.has(id)).slice(60, 72);
+    const ranked = await gru.rank([...search, history[7]!], { maxPerCategory: 3, categoryLevel: 2, boost: [{ attribute: "brand", value: "none", weight: 1 }] });
+    expect(ranked.source).toBe("model");
+    expect(ranked.excluded).toEqual([history[7]]);
+    expect(ranked.items.map((i) => i.item_id).sort()).toEqual([...search].sort());
     // the typed client reads the same shopper's recommendations with the secret key
     const client = createClient(stack.url, { key: SK });
     const res = await client.v1.users[":user_id"].recommendations.$get({ param: { user_id: gru.userId }, query: { k: "5" } });

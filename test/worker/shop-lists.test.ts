@@ -44,7 +44,7 @@ async function userWithHistory(n = 8) {
 }
 
 describe("re-ranking a shop's list", () => {
-  it("returns the given items in the model's order with its scores, the rules applied, unknown items after them by popularity", async () => {
+  it("returns the given items in the model's order with its scores, the rules applied, a new arrival scored by its warm row", async () => {
     const u = await userWithHistory();
     const top = (await api(`/v1/users/${u}/recommendations?k=100`)).body.items as { item_id: string; score: number }[];
     const picked = top.filter((_, j) => j % 4 === 1).slice(0, 20);
@@ -57,14 +57,15 @@ describe("re-ranking a shop's list", () => {
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(r.body).toMatchObject({ user_id: u, source: "model", experiment: null });
     const expected = picked.map((p) => p.item_id).filter((id) => id !== bought);
-    const modelItems = r.body.items.filter((i: any) => i.source === "model");
+    const trained = r.body.items.filter((i: any) => !i.warm);
     // The model's order: the same as in the user's full recommendations (after the purchase the state moved: compare the order of these items only).
     const after = (await api(`/v1/users/${u}/recommendations?k=100`)).body.items.map((i: any) => i.item_id) as string[];
     const inAfter = expected.filter((id) => after.includes(id));
-    expect(modelItems.map((i: any) => i.item_id).filter((id: string) => after.includes(id))).toEqual([...inAfter].sort((a, b) => after.indexOf(a) - after.indexOf(b)));
-    expect(modelItems.map((i: any) => i.item_id).sort()).toEqual([...expected].sort());
-    for (let j = 1; j < modelItems.length; j++) expect(modelItems[j - 1].score).toBeGreaterThanOrEqual(modelItems[j].score);
-    expect(r.body.items.at(-1)).toMatchObject({ item_id: "arrival-b", source: "popular" });
+    expect(trained.map((i: any) => i.item_id).filter((id: string) => after.includes(id))).toEqual([...inAfter].sort((a, b) => after.indexOf(a) - after.indexOf(b)));
+    expect(trained.map((i: any) => i.item_id).sort()).toEqual([...expected].sort());
+    for (let j = 1; j < r.body.items.length; j++) expect(r.body.items[j - 1].score).toBeGreaterThanOrEqual(r.body.items[j].score);
+    expect(r.body.items.every((i: any) => i.source === "model")).toBe(true);
+    expect(r.body.items.filter((i: any) => i.warm).map((i: any) => i.item_id)).toEqual(["arrival-b"]);
     expect(r.body.excluded).toEqual([sold, bought, "no-such-item"].sort((a, b) => body.item_ids.indexOf(a) - body.item_ids.indexOf(b)));
     expect(r.body.items).toHaveLength(expected.length + 1);
   });
@@ -136,21 +137,22 @@ describe("boosts, the cap per category and the exploration share", () => {
     expect(itemIds(r)).toEqual(greedy);
   });
 
-  it("keeps the exploration share for new arrivals, the model's new items before the catalog-only ones", async () => {
+  it("keeps the exploration share for new arrivals, ranked by the model (warm rows for the catalog-only ones)", async () => {
     const u = await userWithHistory();
     const r = await api(`/v1/users/${u}/recommendations?k=10&explore=0.3&new_days=7`);
     expect(r.status).toBe(200);
     const explored = r.body.items.filter((i: any) => i.explore);
     expect(explored).toHaveLength(3);
-    expect(explored.map((i: any) => i.item_id).sort()).toEqual([...newModelItems].sort());
     expect(r.body.items.map((i: any, j: number) => (i.explore ? j : -1)).filter((j: number) => j >= 0)).toEqual([2, 5, 7]);
     const more = await api(`/v1/users/${u}/recommendations?k=10&explore=0.6&new_days=7`);
     const six = more.body.items.filter((i: any) => i.explore);
-    expect(six.map((i: any) => i.item_id).slice(3).sort()).toEqual([...catalogOnly].sort());
-    expect(six.slice(3).every((i: any) => i.source === "new")).toBe(true);
+    expect(six.map((i: any) => i.item_id).sort()).toEqual([...newModelItems, ...catalogOnly].sort());
+    for (let j = 1; j < six.length; j++) expect(six[j - 1].score).toBeGreaterThanOrEqual(six[j].score);
+    expect(explored.map((i: any) => i.item_id)).toEqual(six.slice(0, 3).map((i: any) => i.item_id));
+    expect(six.filter((i: any) => i.warm).map((i: any) => i.item_id).sort()).toEqual([...catalogOnly].sort());
     // a cold shopper gets them too, newest first, among popular items
     const cold = await api(`/v1/users/${uid()}/recommendations?k=10&explore=0.2&new_days=7`);
-    expect(cold.body.items.filter((i: any) => i.explore)).toHaveLength(2);
+    expect(cold.body.items.filter((i: any) => i.explore && i.source === "new")).toHaveLength(2);
   });
 
   it("boosts a cold shopper's popular list and caps similar items", async () => {
@@ -191,5 +193,29 @@ describe("boosts, the cap per category and the exploration share", () => {
     for (const c of CATS) expect(firstSix.filter((id) => catOf(id) === c)).toHaveLength(2);
     expect(itemIds(model).sort()).toEqual(itemIds(shop).sort());
     expect(model.body.items.some((i: any) => i.boost === 0.5)).toBe(true);
+  });
+});
+
+describe("new arrivals before a retrain", () => {
+  it("ranks and recommends a new arrival at once with its category's warm row, walking up the category path", async () => {
+    const tiny = [ids[700]!, ids[701]!, ids[702]!];
+    for (const id of tiny) expect((await api(`/v1/items/${id}`, { method: "PATCH", body: { category_path: ["Films", "Tiny"] } })).status).toBe(200);
+    expect((await api("/v1/items/batch", { body: [{ id: "arrival-d", title: "Short", category_path: ["Films", "Tiny", "Shorts"], price: 3, currency: "EUR", available: true }] })).status).toBe(200);
+    try {
+      const u = await userWithHistory();
+      const r = await api(`/v1/users/${u}/rank`, { body: { item_ids: [...tiny, "arrival-d"] } });
+      const score = new Map(r.body.items.map((i: any) => [i.item_id, i.score]));
+      const mean = tiny.reduce((s, id) => s + (score.get(id) as number), 0) / 3;
+      expect(r.body.items.find((i: any) => i.item_id === "arrival-d")).toMatchObject({ source: "model", warm: true });
+      expect(score.get("arrival-d")).toBeCloseTo(mean, 4);
+      const recs = await api(`/v1/users/${u}/recommendations?k=4&category=${encodeURIComponent("Films > Tiny")}`);
+      expect(recs.body.source).toBe("model");
+      expect(itemIds(recs).sort()).toEqual([...tiny, "arrival-d"].sort());
+      expect(recs.body.items.every((i: any) => i.source === "model")).toBe(true);
+      expect(recs.body.items.map((i: any) => i.item_id)).toEqual(r.body.items.map((i: any) => i.item_id));
+    } finally {
+      for (const id of tiny) await api(`/v1/items/${id}`, { method: "PATCH", body: { category_path: ["Films", catOf(id)] } });
+      await api("/v1/items/arrival-d", { method: "DELETE" });
+    }
   });
 });
