@@ -34,7 +34,9 @@
  * target in the denominator), paired bootstrap 95% intervals of the Recall@20 and NDCG@20
  * differences against no arrangement (resamples of targets, fixed seed), and over the lists
  * built: mean distinct genres in the top-20, mean share of the most frequent genre, catalog
- * coverage (distinct items served / model items), mean new arrivals per list.
+ * coverage (distinct items served / model items), mean new arrivals per list, the model's score
+ * runs per list (pickBest fetches more rounds when the cap or a boost needs them), and how many
+ * exploration picks were already in the unarranged top-20 (and were placed lower than there).
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -157,6 +159,14 @@ function relativeAt(ms: number) {
 }
 const FIXED_NOW = Date.UTC(maxYear, 0, 1);
 
+/** Count the model's score runs (pickBest fetches more rounds when a cap or boost needs them). */
+let scoreRuns = 0;
+const topKMasked = model.topKMasked.bind(model);
+model.topKMasked = (...a: Parameters<GruModel["topKMasked"]>) => {
+  scoreRuns++;
+  return topKMasked(...a);
+};
+
 const popular = model.manifest.popular as { ids: string[]; counts: number[] };
 const ctxOf = (catalog: CatalogMirror): RankContext => ({ catalog, lists: null, trained: popular });
 const fixedCtx = ctxOf(fixedCatalog);
@@ -201,6 +211,12 @@ class Tally {
   topShare = 0;
   newFixed = 0;
   newRel = 0;
+  /** Model score runs (topKMasked calls) spent on the lists. */
+  runs = 0;
+  /** Exploration picks, those already in the unarranged top-20, those placed lower than there. */
+  explored = 0;
+  exploredInNone = 0;
+  exploredDemoted = 0;
   served = new Set<string>();
   add(rank: number) {
     this.ranks.push(rank);
@@ -231,6 +247,8 @@ let listsDiffer = 0;
 let momentDiffers = 0;
 let targetsNewFixed = 0;
 let targetsNewRel = 0;
+/** The unarranged list of the current target (variant 0 runs first). */
+let noneIds: string[] = [];
 
 // ---------------------------------------------------------------- replay (as scripts/eval.ts, memory, nothing left out)
 
@@ -272,8 +290,18 @@ outer: for (const s of seqs) {
           us.eventCount = count;
           us.lastEventMs = nowMs - (t - lastKeptMs);
           us.ring = ring;
+          const runsBefore = scoreRuns;
           const rec = await rankFromState(model, us, new Set(), va.rel ? relCtx : fixedCtx, { k: K, ...(va.arrange ? { arrange: va.arrange } : {}) }, nowMs);
+          tallies[v]!.runs += scoreRuns - runsBefore;
           const ids = rec.items.map((x) => x.item_id);
+          if (v === 0) noneIds = ids;
+          rec.items.forEach((x, pos) => {
+            if (!x.explore) return;
+            const was = noneIds.indexOf(x.item_id);
+            tallies[v]!.explored++;
+            if (was >= 0) tallies[v]!.exploredInNone++;
+            if (was >= 0 && was < pos) tallies[v]!.exploredDemoted++;
+          });
           tallies[v]!.add(ids.indexOf(s.items[i]!) + 1);
           tallies[v]!.list(ids, t);
           if (v === 0 && ids.join() !== ref.map((x) => model.idOf(x.row)).join()) listsDiffer++;
@@ -365,9 +393,15 @@ tallies.forEach((t, v) => {
   console.log(`| ${variants[v]!.name} | ${mean(t.ranks, recall).toFixed(4)} | ${mean(t.ranks, ndcg).toFixed(4)} | ${mean(t.ranks, rr).toFixed(4)} | ${diffCell(v, dRecall[v]!, boot[v]!.recall)} | ${diffCell(v, dNdcg[v]!, boot[v]!.ndcg)} |`);
 });
 console.log("");
-console.log(`| arrangement | distinct genres in top-20 | share of the top genre | coverage (items served / ${modelIds.length}) | new arrivals in top-20, fixed | new arrivals in top-20, relative |`);
-console.log("|---|---|---|---|---|---|");
+console.log(`| arrangement | distinct genres in top-20 | share of the top genre | coverage (items served / ${modelIds.length}) | new arrivals in top-20, fixed | new arrivals in top-20, relative | score runs per list |`);
+console.log("|---|---|---|---|---|---|---|");
 tallies.forEach((t, v) => {
   const l = t.lists || 1;
-  console.log(`| ${variants[v]!.name} | ${(t.distinct / l).toFixed(2)} | ${(t.topShare / l).toFixed(3)} | ${(t.served.size / modelIds.length).toFixed(3)} (${t.served.size}) | ${(t.newFixed / l).toFixed(2)} | ${(t.newRel / l).toFixed(2)} |`);
+  console.log(`| ${variants[v]!.name} | ${(t.distinct / l).toFixed(2)} | ${(t.topShare / l).toFixed(3)} | ${(t.served.size / modelIds.length).toFixed(3)} (${t.served.size}) | ${(t.newFixed / l).toFixed(2)} | ${(t.newRel / l).toFixed(2)} | ${(t.runs / l).toFixed(2)} |`);
+});
+console.log("");
+tallies.forEach((t, v) => {
+  if (!t.explored) return;
+  const l = t.lists || 1;
+  console.log(`${variants[v]!.name}: ${(t.explored / l).toFixed(2)} exploration picks per list; ${((100 * t.exploredInNone) / t.explored).toFixed(1)}% of them were already in the unarranged top-20, ${((100 * t.exploredDemoted) / t.explored).toFixed(1)}% placed lower than there`);
 });

@@ -132,7 +132,7 @@ async function showCoverage() {
   const pct = (a, b) => (b ? `${((100 * a) / b).toFixed(1)}%` : "—");
   el.className = "body";
   el.innerHTML = `<p data-testid="coverage-summary"><b>${pct(c.in_model, c.catalog_items)}</b> of the catalog's ${fmt(c.catalog_items)} items are known to the model
-      (${fmt(c.in_model)}); the rest reach shoppers through popularity only. ${fmt(c.available)} available, ${fmt(c.available_in_model)} of them rankable by the model.
+      (${fmt(c.in_model)}); the rest are ranked with warm-start rows from their category until a retrain. ${fmt(c.available)} available, ${fmt(c.available_in_model)} of them rankable by the model.
       ${fmt(c.model_items_not_in_catalog)} of the model's ${fmt(c.model_items)} items are not in the catalog.</p>
     <div class="scroll"><table><tr><th>category</th><th class="num">items</th><th>known to the model</th><th class="num">available</th></tr>${c.by_category
       .map((b) => `<tr><td>${esc(b.category.replaceAll(">", " › "))}</td><td class="num">${fmt(b.items)}</td><td class="bar-cell"><span style="width:${(100 * b.in_model) / Math.max(1, b.items)}%"></span><b>${pct(b.in_model, b.items)}</b></td><td class="num">${fmt(b.available)}</td></tr>`)

@@ -30,12 +30,13 @@ const UPSERT_SQL = `
   SELECT json_extract(j.value, '$.id'), json_extract(j.value, '$.title'), json_extract(j.value, '$.category_path'),
          json_extract(j.value, '$.category_key'), json_extract(j.value, '$.price'), json_extract(j.value, '$.currency'),
          json_extract(j.value, '$.available'), json_extract(j.value, '$.url'), json_extract(j.value, '$.image_url'),
-         json_extract(j.value, '$.attributes'), ?1, ?2, NULL, ${NEXT_REV}
+         json_extract(j.value, '$.attributes'), coalesce(json_extract(j.value, '$.created_at'), ?1), ?2, NULL, ${NEXT_REV}
   FROM json_each(?3) AS j WHERE true
   ON CONFLICT(id) DO UPDATE SET
     title = excluded.title, category_path = excluded.category_path, category_key = excluded.category_key,
     price = excluded.price, currency = excluded.currency, available = excluded.available, url = excluded.url,
     image_url = excluded.image_url, attributes = excluded.attributes, updated_at = excluded.updated_at,
+    created_at = CASE WHEN excluded.created_at <> ?1 THEN excluded.created_at ELSE items.created_at END,
     deleted_at = NULL, rev = excluded.rev`;
 
 const keep = (f: string) => `CASE WHEN json_type(p.value, '$.${f}') IS NULL THEN items.${f} ELSE json_extract(p.value, '$.${f}') END`;
@@ -43,7 +44,7 @@ const PATCH_SQL = `
   UPDATE items SET
     title = ${keep("title")}, category_path = ${keep("category_path")}, category_key = ${keep("category_key")},
     price = ${keep("price")}, currency = ${keep("currency")}, available = ${keep("available")}, url = ${keep("url")},
-    image_url = ${keep("image_url")}, attributes = ${keep("attributes")}, updated_at = ?1, rev = ${NEXT_REV}
+    image_url = ${keep("image_url")}, attributes = ${keep("attributes")}, created_at = ${keep("created_at")}, updated_at = ?1, rev = ${NEXT_REV}
   FROM json_each(?2) AS p
   WHERE items.id = json_extract(p.value, '$.id') AND items.deleted_at IS NULL`;
 
@@ -72,6 +73,7 @@ export async function upsertItems(db: Db, rows: (ItemInput & { id: string })[], 
         url: r.url,
         image_url: r.image_url,
         attributes: r.attributes,
+        created_at: r.created_at ?? null,
       })),
     );
     return db.$client.prepare(UPSERT_SQL).bind(nowMs, nowMs, payload);

@@ -49,6 +49,10 @@ const fields = {
   url: Url.nullable(),
   image_url: Url.nullable(),
   attributes: Attributes.openapi({ example: { brand: "Acme", color: "blue" } }),
+  created_at: z
+    .union([z.number().int().min(0).max(1e14), z.string().max(40).refine((s) => !Number.isNaN(Date.parse(s)), "must be an ISO 8601 time")])
+    .transform((v) => (typeof v === "number" ? v : Date.parse(v)))
+    .openapi({ description: "When the item arrived in the shop (ISO 8601, or ms since the epoch); default: when it was first stored. `new:` boosts and the exploration share read it.", example: "2026-11-20T00:00:00Z" }),
 };
 
 /** A full item (PUT, bulk upsert). Only `title` is required. */
@@ -63,6 +67,7 @@ export const ItemInput = z
     url: fields.url.optional().default(null),
     image_url: fields.image_url.optional().default(null),
     attributes: fields.attributes.default({}),
+    created_at: fields.created_at.optional(),
   })
   .openapi("ItemInput");
 export type ItemInput = z.infer<typeof ItemInput>;
@@ -79,6 +84,7 @@ export const ItemPatch = z
     url: fields.url.optional(),
     image_url: fields.image_url.optional(),
     attributes: fields.attributes.optional(),
+    created_at: fields.created_at.optional(),
   })
   .openapi("ItemPatch");
 export type ItemPatch = z.infer<typeof ItemPatch>;
@@ -94,7 +100,7 @@ export const ItemSchema = z
     url: z.string().nullable(),
     image_url: z.string().nullable(),
     attributes: z.record(z.string(), z.unknown()),
-    in_model: z.boolean().openapi({ description: "Whether the serving model knows the item (false: reached through popularity only)." }),
+    in_model: z.boolean().openapi({ description: "Whether the serving model was trained on the item (false: ranked with a warm-start row from its category until a retrain)." }),
     created_at: z.string(),
     updated_at: z.string(),
   })

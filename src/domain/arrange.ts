@@ -26,7 +26,7 @@ export interface Arrangement {
   boosts: readonly Boost[];
   /** At most this many items of one category (at `categoryLevel`) in a list; items without a category are not capped. */
   maxPerCategory?: number;
-  /** How many levels of the category path make "one category" for the cap (default 1: the top level). */
+  /** How many levels of the category path make "one category" for the cap (default: the item's whole path, its leaf category). */
   categoryLevel?: number;
   /** A share of the list (0..1, rounded, at least one slot when > 0) kept for items that arrived within `newDays` (default 30). */
   explore?: { share: number; newDays: number };
@@ -52,6 +52,8 @@ export function mergeArrangements(request: Arrangement | undefined, preset: Arra
 export const NO_ARRANGEMENT: Arrangement = { boosts: [] };
 export const DEFAULT_NEW_DAYS = 30;
 const DAY_MS = 86_400_000;
+/** An arrival date up to this far in the future counts as now (clock skew); later ones have not arrived (replays, backfills). */
+const SKEW_MS = 3_600_000;
 
 /** Whether an arrangement changes anything. */
 export function isActive(a: Arrangement | undefined): a is Arrangement {
@@ -74,7 +76,7 @@ export function boostOf(a: Arrangement, f: ItemFacts | undefined, nowMs: number)
       if (f.attrs && Object.hasOwn(f.attrs, b.attribute.name) && String(f.attrs[b.attribute.name]) === String(b.attribute.value)) add += b.weight;
     } else if (b.category !== undefined) {
       if (inCategory(f.categoryKey, b.category)) add += b.weight;
-    } else if (b.newWithinDays !== undefined && f.createdMs > 0) {
+    } else if (b.newWithinDays !== undefined && f.createdMs > 0 && f.createdMs <= nowMs + SKEW_MS) {
       const age = Math.max(0, nowMs - f.createdMs) / (b.newWithinDays * DAY_MS);
       if (age < 1) add += b.weight * (1 - age);
     }
@@ -83,14 +85,15 @@ export function boostOf(a: Arrangement, f: ItemFacts | undefined, nowMs: number)
 }
 
 /** The category an item counts against for the cap ("" = none, never capped). */
-export function capGroup(f: ItemFacts | undefined, level = 1): string {
+export function capGroup(f: ItemFacts | undefined, level?: number): string {
   if (!f || !f.categoryKey) return "";
+  if (level === undefined) return f.categoryKey;
   return f.categoryKey.split(CATEGORY_SEPARATOR).slice(0, level).join(CATEGORY_SEPARATOR);
 }
 
 /** Did the item arrive within `days` of `nowMs`? */
 export function isNew(f: ItemFacts | undefined, days: number, nowMs: number): boolean {
-  return !!f && f.createdMs > 0 && f.createdMs >= nowMs - days * DAY_MS;
+  return !!f && f.createdMs > 0 && f.createdMs >= nowMs - days * DAY_MS && f.createdMs <= nowMs + SKEW_MS;
 }
 
 /** How many slots of a k-list the exploration share keeps for new arrivals. */
@@ -205,6 +208,38 @@ export function boosted(cands: readonly Candidate[], a: Arrangement, catalog: Ca
 const round = (x: number) => Math.round(x * 1e6) / 1e6;
 
 /**
+ * Make sure a list holds at least `n` new arrivals: the main list (best first, capped) keeps the
+ * new arrivals it earned where they are; the missing ones, the best of `fresh` (new arrivals not
+ * in it, best first) that fit the cap, replace its lowest items that are not new, and are placed
+ * at evenly spaced slots (flagged `explore`). Returns the list (at most k).
+ */
+export function withExploration(main: readonly Picked[], k: number, n: number, fresh: Iterable<Picked>, isNewItem: (id: string) => boolean, a: Arrangement, catalog: CatalogMirror): Picked[] {
+  const top = main.slice(0, k);
+  const need = Math.max(0, n - top.filter((p) => isNewItem(p.item_id)).length);
+  if (!need) return top;
+  // Room: free slots first, then the lowest items that are not new.
+  const dropCount = Math.max(0, need - (k - top.length));
+  const dropped: number[] = [];
+  for (let i = top.length - 1; i >= 0 && dropped.length < dropCount; i--) if (!isNewItem(top[i]!.item_id)) dropped.push(i);
+  const kept = top.filter((_, i) => !dropped.includes(i));
+  const picker = new Picker(k, a, catalog);
+  for (const p of kept) picker.keep(p);
+  const picks: Picked[] = [];
+  for (const c of fresh) {
+    if (picks.length >= need) break;
+    if (picker.has(c.item_id) || !picker.fits(c.item_id)) continue;
+    picker.keep(c);
+    picks.push(c);
+  }
+  // Fewer new arrivals than slots: the dropped items the picks do not need come back, best first
+  // (`dropped` holds indices from the bottom up).
+  const usedDrops = Math.max(0, picks.length - (k - top.length));
+  const restore = new Set(dropped.slice(usedDrops));
+  const base = top.filter((_, i) => !dropped.includes(i) || restore.has(i));
+  return interleave(base, picks, k);
+}
+
+/**
  * Place the exploration picks into the main list: slot i of n goes at position
  * floor((i + 1) * k / (n + 1)), the main items keep their order around them.
  */
@@ -242,7 +277,8 @@ function tryPick(got: readonly Candidate[], want: number, free: number, picker: 
     trial.offer(c);
   }
   const exhausted = want >= free || got.length < want;
-  const floor = got.length ? got[got.length - 1]!.score + maxBoost(a) : -Infinity;
+  // Rounded as the picks' scores are (boosted), so that an unboosted pick never looks below its own raw score.
+  const floor = got.length ? round(got[got.length - 1]!.score + maxBoost(a)) : -Infinity;
   const last = trial.items[trial.items.length - 1];
   if (!exhausted && !(trial.full && last !== undefined && last.score >= floor)) return false;
   picker.adopt(trial);

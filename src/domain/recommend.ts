@@ -20,7 +20,7 @@ import { type PopularLists, categoryList } from "../popular/lists";
 import type { UserState } from "../state/codec";
 import type { SeenFilter } from "../state/seen";
 import { StoreUnavailableError, type UserStateStore } from "../state/store";
-import { type Arrangement, type Candidate, type Picked, Picker, boosted, exploreSlots, interleave, isActive, pickBest, pickBestSync } from "./arrange";
+import { type Arrangement, type Candidate, DEFAULT_NEW_DAYS, type Picked, Picker, boosted, exploreSlots, isActive, isNew, pickBest, pickBestSync, withExploration } from "./arrange";
 import { type Filters, type Rules, allowed, modelMask } from "./filters";
 import { warmIds, warmScores } from "./new-items";
 
@@ -129,35 +129,40 @@ function fillPopularArranged(items: RecItem[], k: number, ctx: RankContext, rule
 }
 
 /**
- * The exploration picks: new arrivals passing the rules; those the model knows first, in the
- * model's order (`rank`, boosted), then the others newest first.
+ * Candidates for the exploration share: new arrivals passing the rules that are not in the list
+ * yet; those the model scores first (trained or warm rows, `ranked`, boosted), then the others
+ * newest first.
  */
-function offerNew(explore: Picker, ctx: RankContext, ids: readonly string[], ranked: readonly Candidate[], a: Arrangement, nowMs: number): Picker {
-  for (const c of boosted(ranked, a, ctx.catalog, nowMs)) if (!explore.full) explore.offer(c);
-  for (const id of ids) if (!explore.full) explore.offer({ item_id: id, score: 0, source: "new" });
-  return explore;
+function* exploreCandidates(ctx: RankContext, ids: readonly string[], ranked: readonly Candidate[], a: Arrangement, nowMs: number): Generator<Picked> {
+  const scored = new Set<string>();
+  for (const c of boosted(ranked, a, ctx.catalog, nowMs)) {
+    scored.add(c.item_id);
+    yield c;
+  }
+  for (const id of ids) if (!scored.has(id)) yield { item_id: id, score: 0, source: "new" };
+}
+
+/** The list with the exploration share applied (arrange.ts withExploration). */
+function explored(items: Picked[], k: number, ctx: RankContext, a: Arrangement, ids: readonly string[], ranked: readonly Candidate[], nowMs: number): Picked[] {
+  const n = exploreSlots(a, k);
+  if (!n) return items;
+  const days = a.explore!.newDays;
+  return withExploration(items, k, n, exploreCandidates(ctx, ids, ranked, a, nowMs), (id) => isNew(ctx.catalog.get(id), days, nowMs), a, ctx.catalog);
 }
 
 /** Popular items only (cold users and every fallback), with the exploration share for new arrivals. */
 export function popular(ctx: RankContext, rules: Rules, k: number, reason: Reason, modelVersion: string | null, nowMs: number = Date.now()): Recommendation {
   const a = rules.arrange;
   if (!isActive(a)) return { items: fillPopular([], k, ctx, rules, nowMs), source: "popular", reason, model_version: modelVersion };
-  const explore = new Picker(exploreSlots(a, k), a, ctx.catalog);
-  if (explore.k) offerNew(explore, ctx, newArrivals(ctx, rules, a, nowMs), [], a, nowMs);
-  const main = explore.next(k - explore.items.length);
+  const main = new Picker(k, a, ctx.catalog);
   pickPopular(main, ctx, rules, a, nowMs);
-  return { items: interleave(main.items, explore.items, k), source: "popular", reason, model_version: modelVersion };
+  const ids = exploreSlots(a, k) ? newArrivals(ctx, rules, a, nowMs).filter((id) => !main.has(id)) : [];
+  return { items: explored(main.items, k, ctx, a, ids, [], nowMs), source: "popular", reason, model_version: modelVersion };
 }
-
-const withIds = (never: ReadonlySet<string>, items: readonly { item_id: string }[]) => {
-  const s = new Set(never);
-  for (const i of items) s.add(i.item_id);
-  return s;
-};
 
 /** New arrivals passing the rules, newest first. */
 function newArrivals(ctx: RankContext, rules: Rules, a: Arrangement, nowMs: number): string[] {
-  const days = a.explore?.newDays ?? 30;
+  const days = a.explore?.newDays ?? DEFAULT_NEW_DAYS;
   return ctx.catalog.arrivedSince(nowMs - days * 86_400_000).filter((id) => allowed(rules, id));
 }
 
@@ -228,25 +233,24 @@ function freeRows(mask: Float32Array): number {
   return n;
 }
 
-/** rankFromState under an arrangement: exploration picks, then the model's boosted and capped top, then popular. */
+/** rankFromState under an arrangement: the model's boosted and capped top (warm rows of new items among it), popular fill, then the exploration share. */
 async function rankArranged(model: GruModel, vector: Float32Array, at: Moment, rules: Rules, ctx: RankContext, k: number, a: Arrangement, nowMs: number): Promise<Recommendation> {
-  const explore = new Picker(exploreSlots(a, k), a, ctx.catalog);
-  if (explore.k) {
-    const ids = newArrivals(ctx, rules, a, nowMs);
-    offerNew(explore, ctx, ids, await rankWithWarm(model, ctx, vector, at, ids), a, nowMs);
-  }
-  const main = explore.next(k - explore.items.length);
+  const main = new Picker(k, a, ctx.catalog);
   const mask = modelMask(model, rules);
-  for (const r of rowsOf(model, main.takenIds())) mask[r] = 1;
   mask[0] = 1;
   const fetch = async (want: number) => {
     const top = await model.topKMasked(vector, at, want, mask.slice());
     return top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" as const }));
   };
-  const fresh = (await newItemScores(model, ctx, rules, vector, at)).filter((c) => !main.has(c.item_id));
+  const fresh = await newItemScores(model, ctx, rules, vector, at);
   await pickBest(fetch, freeRows(mask), main, a, ctx.catalog, nowMs, fresh);
   if (!main.full) pickPopular(main, ctx, rules, a, nowMs);
-  return { items: interleave(main.items, explore.items, k), source: "model", model_version: model.version };
+  let items: Picked[] = main.items;
+  if (exploreSlots(a, k)) {
+    const ids = newArrivals(ctx, rules, a, nowMs).filter((id) => !main.has(id));
+    items = explored(items, k, ctx, a, ids, await rankWithWarm(model, ctx, vector, at, ids), nowMs);
+  }
+  return { items, source: "model", model_version: model.version };
 }
 
 export interface RecommendDeps {

@@ -6,7 +6,7 @@
  * a cold user or any degradation gets the whole list in popularity order with the reason.
  * Over-cap items are not dropped (the shop asked for all of them): they follow the capped list.
  */
-import { type Arrangement, type Candidate, type Picked, Picker, boosted, exploreSlots, interleave, isNew } from "./arrange";
+import { type Arrangement, type Candidate, type Picked, Picker, boosted, exploreSlots, isNew, withExploration } from "./arrange";
 import { allowed } from "./filters";
 import type { GruModel } from "../model/runtime";
 import type { UserState } from "../state/codec";
@@ -41,21 +41,27 @@ export function popularityOrder(ctx: RankContext, ids: readonly string[]): Candi
     .map(({ id, s }) => ({ item_id: id, score: Math.round(s * 1e6) / 1e6, source: "popular" as const }));
 }
 
-/** Order candidates (already best-first) under the arrangement: exploration slots, the cap, over-cap items last. */
+/** The exploration share of a re-ranked list applies to its first page: this many positions. */
+export const RANK_EXPLORE_PAGE = 20;
+
+/**
+ * Order candidates (already best-first) under the arrangement: the cap (over-cap items follow the
+ * capped list, none is dropped), then the exploration share on the first page (new arrivals from
+ * further down move up to evenly spaced slots when the page has fewer than its share).
+ */
 export function arrangeAll(ordered: readonly Candidate[], a: Arrangement, ctx: RankContext, nowMs: number): RecItem[] {
-  const n = ordered.length;
-  const explore = new Picker(exploreSlots(a, n), a, ctx.catalog);
-  if (explore.k) {
-    const days = a.explore!.newDays;
-    for (const c of ordered) if (!explore.full && isNew(ctx.catalog.get(c.item_id), days, nowMs)) explore.offer(c as Picked);
-  }
-  const main = explore.next(n - explore.items.length);
+  const main = new Picker(ordered.length, a, ctx.catalog);
   const over: Picked[] = [];
-  for (const c of ordered) {
-    if (explore.has(c.item_id)) continue;
-    if (!main.offer(c as Picked)) over.push(c as Picked);
-  }
-  return [...interleave(main.items, explore.items, main.items.length + explore.items.length), ...over];
+  for (const c of ordered) if (!main.offer(c as Picked)) over.push(c as Picked);
+  const all = [...main.items, ...over];
+  const page = Math.min(RANK_EXPLORE_PAGE, all.length);
+  const n = exploreSlots(a, page);
+  if (!n) return all;
+  const days = a.explore!.newDays;
+  const fresh = all.slice(page).filter((p) => isNew(ctx.catalog.get(p.item_id), days, nowMs));
+  const head = withExploration(all.slice(0, page), page, n, fresh, (id) => isNew(ctx.catalog.get(id), days, nowMs), { ...a, maxPerCategory: undefined }, ctx.catalog);
+  const inHead = new Set(head.map((p) => p.item_id));
+  return [...head, ...all.filter((p) => !inHead.has(p.item_id))];
 }
 
 /** Boost each source's candidates (model items first, then the others), then arrange them. */

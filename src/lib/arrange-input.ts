@@ -11,7 +11,7 @@ import { ApiError } from "../errors";
 export const MAX_BOOSTS = 10;
 const D = {
   cap: "At most this many items of one category in the list (items without a category are not capped).",
-  level: "How many levels of the category path count as one category for max_per_category (default 1).",
+  level: "How many levels of the category path count as one category for max_per_category (default: the whole path, the item's own leaf category).",
   explore: "Share of the list kept for new arrivals (rounded, at least one slot when above 0).",
   newDays: `An item is a new arrival for \`explore\` this many days after it entered the catalog (default ${DEFAULT_NEW_DAYS}).`,
 };

@@ -14,7 +14,7 @@ const Coverage = z
     model_items: z.number().int().openapi({ description: "Items the model has an embedding for." }),
     catalog_items: z.number().int(),
     available: z.number().int(),
-    in_model: z.number().int().openapi({ description: "Catalog items the model knows (the rest reach shoppers through popularity only)." }),
+    in_model: z.number().int().openapi({ description: "Catalog items the model was trained on (the rest are ranked with warm-start rows from their category until a retrain)." }),
     available_in_model: z.number().int(),
     model_items_not_in_catalog: z.number().int(),
     by_category: z.array(z.object({ category: z.string(), items: z.number().int(), in_model: z.number().int(), available: z.number().int() })),

@@ -110,7 +110,7 @@ const BatchResult = z
     stored: z.number().int().openapi({ description: "Rows written (a repeated id counts once: the last row wins)." }),
     rejected: z.number().int(),
     errors: z.array(RowError).openapi({ description: "One entry per rejected row (at most 1000 listed)." }),
-    not_in_model: z.number().int().openapi({ description: "Stored items the serving model does not know (served through popularity)." }),
+    not_in_model: z.number().int().openapi({ description: "Stored items the serving model was not trained on (ranked with a warm-start row from their category until a retrain)." }),
     catalog_revision: z.number().int(),
   })
   .openapi("CatalogBatchResult");

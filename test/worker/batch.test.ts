@@ -71,7 +71,7 @@ describe("batch recommendations", () => {
     const job = await jobWhen(start.body.id, (j) => j.status === "done");
     const before = await output(job.id);
     // lose part 0: its object is gone and it is pending again, as if its message ran out of retries
-    await env.BATCH_BUCKET.delete(`batch/${job.id}/part-000000.ndjson`);
+    await (env as unknown as { BATCH_BUCKET: R2Bucket }).BATCH_BUCKET.delete(`batch/${job.id}/part-000000.ndjson`);
     await env.DB.prepare("UPDATE batch_parts SET status = 'pending' WHERE job_id = ?1 AND part = 0").bind(job.id).run();
     await env.DB.prepare("UPDATE batch_jobs SET status = 'running', done_parts = done_parts - 1 WHERE id = ?1").bind(job.id).run();
     const attempts = async () => (await env.DB.prepare("SELECT part, attempts FROM batch_parts WHERE job_id = ?1 ORDER BY part").bind(job.id).all<{ part: number; attempts: number }>()).results;

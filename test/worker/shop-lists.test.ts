@@ -5,7 +5,6 @@
  * catalog holds every model item (three categories, brands, every seventh sold out), most of them
  * arrived 90 days ago, six of them (three the model knows, three only the catalog knows) today.
  */
-import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { api, ev, manifest, uid } from "./helpers";
 
@@ -16,22 +15,30 @@ const brand = (i: number) => (i % 5 === 0 ? "Acme" : "Other");
 const soldOut = (i: number) => i % 7 === 3;
 const catalogOnly = ["arrival-a", "arrival-b", "arrival-c"];
 const DAY = 86_400_000;
+const newModelItems = [ids[200]!, ids[400]!, ids[600]!];
 
 beforeAll(async () => {
-  const rows = ids.map((id, i) => ({ id, title: `Film ${id}`, category_path: ["Films", cat(i)], price: (i % 50) + 1, currency: "EUR", available: !soldOut(i), attributes: { brand: brand(i) } }));
+  // Everything arrived 90 days ago (the shop sends arrival dates) except the catalog-only items and three model items (arriving now).
+  const arrived = new Date(Date.now() - 90 * DAY).toISOString();
+  const rows = ids.map((id, i) => ({
+    id,
+    title: `Film ${id}`,
+    category_path: ["Films", cat(i)],
+    price: (i % 50) + 1,
+    currency: "EUR",
+    available: !soldOut(i),
+    attributes: { brand: brand(i) },
+    ...(newModelItems.includes(id) ? {} : { created_at: arrived }),
+  }));
   rows.push(...catalogOnly.map((id) => ({ id, title: `New ${id}`, category_path: ["Films", "Drama"], price: 5, currency: "EUR", available: true, attributes: { brand: "Acme" } })));
   expect((await api("/v1/items/batch", { body: rows })).body).toMatchObject({ stored: ids.length + 3, rejected: 0 });
-  // Everything arrived 90 days ago except the catalog-only items and three model items (a new revision, so every isolate's copy re-reads them).
-  const fresh = JSON.stringify([...catalogOnly, ...newModelItems]);
-  await env.DB.prepare(`UPDATE items SET created_at = ?1, rev = (SELECT max(rev) + 1 FROM items) WHERE id NOT IN (SELECT value FROM json_each(?2))`)
-    .bind(Date.now() - 90 * DAY, fresh)
-    .run();
-  // A write through the API publishes the new catalog stamp.
-  expect((await api(`/v1/items/${ids[1]}`, { method: "PATCH", body: { title: "Film touched" } })).status).toBe(200);
+  expect((await api(`/v1/items/${ids[1]}`)).body.created_at).toBe(arrived);
+  // A full replace without a date keeps the arrival date; a patch can set it.
+  await api(`/v1/items/${ids[2]}`, { method: "PUT", body: { title: "Film again", category_path: ["Films", cat(2)], price: 3, available: true, attributes: { brand: brand(2) } } });
+  expect((await api(`/v1/items/${ids[2]}`)).body.created_at).toBe(arrived);
 });
 
 const index = new Map(ids.map((id, i) => [id, i]));
-const newModelItems = [ids[200]!, ids[400]!, ids[600]!];
 const catOf = (id: string) => (index.has(id) ? cat(index.get(id)!) : "Drama");
 const brandOf = (id: string) => (index.has(id) ? brand(index.get(id)!) : "Acme");
 const itemIds = (r: { body: { items: { item_id: string }[] } }) => r.body.items.map((i) => i.item_id);
@@ -150,6 +157,10 @@ describe("boosts, the cap per category and the exploration share", () => {
     for (let j = 1; j < six.length; j++) expect(six[j - 1].score).toBeGreaterThanOrEqual(six[j].score);
     expect(explored.map((i: any) => i.item_id)).toEqual(six.slice(0, 3).map((i: any) => i.item_id));
     expect(six.filter((i: any) => i.warm).map((i: any) => i.item_id).sort()).toEqual([...catalogOnly].sort());
+    // new arrivals that earn their place keep it, unflagged: only the missing share is explored
+    const boosted = await api(`/v1/users/${u}/recommendations?k=10&explore=0.3&new_days=7&boost=${encodeURIComponent("new:7^20")}`);
+    expect(itemIds(boosted).slice(0, 6).sort()).toEqual([...newModelItems, ...catalogOnly].sort());
+    expect(boosted.body.items.some((i: any) => i.explore)).toBe(false);
     // a cold shopper gets them too, newest first, among popular items
     const cold = await api(`/v1/users/${uid()}/recommendations?k=10&explore=0.2&new_days=7`);
     expect(cold.body.items.filter((i: any) => i.explore && i.source === "new")).toHaveLength(2);
