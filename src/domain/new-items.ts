@@ -5,9 +5,10 @@
  * known items, else the mean of every known row. Scores are q·e + b, linear in the row, so its
  * score for a user is exactly the mean score of those items: one masked score run over the
  * categories in use gives every new item's score, and new items compete with the model's items in
- * the same ranking (recommendations, re-ranking, the exploration share). Similar items need the
- * row itself (a cosine), which the graphs do not expose: a new item's similar list stays the
- * popular items of its category, and it is not found in other items' similar lists until a retrain.
+ * the same ranking (recommendations, re-ranking, the exploration share). Similar items are a
+ * cosine, not linear in the row: there a new item takes the mean direction of its category's most
+ * trained items (SIMILAR_SAMPLE), computed from the similar graph's own cosines, so it has a
+ * similar list and is found in trained items' similar lists before a retrain.
  */
 import type { CatalogMirror, RowView } from "../catalog/mirror";
 import { CATEGORY_SEPARATOR } from "../catalog/schemas";
@@ -113,6 +114,111 @@ export async function warmScores(model: GruModel, catalog: CatalogMirror, vector
   for (const id of ids) {
     const g = w.group.get(id);
     if (g !== undefined) out.push({ item_id: id, score: Math.fround(mean.get(g)!), source: "model", warm: true });
+  }
+  return out.sort((a, b) => b.score - a.score);
+}
+
+/** Items of a category whose directions make a new item's direction (its most trained ones). */
+export const SIMILAR_SAMPLE = 64;
+const BATCH = 8;
+
+/**
+ * A new item's place for similarity: the mean direction of (up to SIMILAR_SAMPLE of) its group's
+ * most trained items, w = Σ ê_i / |Σ ê_i|. `sum[j]` = Σ_i cos(i, j) over the sample, so
+ * cos(w, e_j) = sum[j] / norm with norm = |Σ ê_i| = sqrt(Σ_{i,l} cos(i, l)).
+ */
+interface Direction {
+  sample: number[];
+  sum: Float64Array;
+  norm: number;
+}
+
+const directions = new WeakMap<GruModel, { view: RowView; byGroup: Map<string, Promise<Direction>>; rank: Map<number, number> }>();
+
+function directionCache(model: GruModel, w: Warm) {
+  let c = directions.get(model);
+  if (!c || c.view !== w.view) {
+    const rank = new Map<number, number>();
+    model.manifest.popular.ids.forEach((id, i) => {
+      const r = model.rowOf(id);
+      if (r !== undefined && !rank.has(r)) rank.set(r, i);
+    });
+    c = { view: w.view, byGroup: new Map(), rank };
+    directions.set(model, c);
+  }
+  return c;
+}
+
+/** The direction of a warm group (computed once per model and catalog version, in batches of the similar graph). */
+function groupDirection(model: GruModel, w: Warm, g: string): Promise<Direction> {
+  const c = directionCache(model, w);
+  let d = c.byGroup.get(g);
+  if (!d) {
+    d = (async () => {
+      const rows = w.rows.get(g) ?? [];
+      const sample = [...rows].sort((a, b) => (c.rank.get(a) ?? Number.MAX_SAFE_INTEGER) - (c.rank.get(b) ?? Number.MAX_SAFE_INTEGER) || a - b).slice(0, SIMILAR_SAMPLE);
+      const sum = new Float64Array(model.rows);
+      for (let i = 0; i < sample.length; i += BATCH) {
+        for (const cos of await model.similarityRows(sample.slice(i, i + BATCH))) for (let j = 1; j < model.rows; j++) sum[j] = sum[j]! + cos[j]!;
+      }
+      let n2 = 0;
+      for (const l of sample) n2 += sum[l]!;
+      return { sample, sum, norm: Math.sqrt(Math.max(n2, 1e-12)) };
+    })();
+    d.catch(() => c.byGroup.delete(g));
+    c.byGroup.set(g, d);
+  }
+  return d;
+}
+
+/**
+ * Similar items of a new item (one the model was not trained on): trained rows by cosine with its
+ * direction, best first, never a masked row (1 = never return). Null when it has no warm group or
+ * the model has no similar graph.
+ */
+export async function similarOfNew(model: GruModel, catalog: CatalogMirror, id: string, mask: Float32Array): Promise<Candidate[] | null> {
+  if (!model.hasSimilar || model.rowOf(id) !== undefined) return null;
+  const w = warmGroups(model, catalog);
+  const g = w.group.get(id);
+  if (g === undefined) return null;
+  const d = await groupDirection(model, w, g);
+  const out: Candidate[] = [];
+  for (let j = 1; j < model.rows; j++) if (mask[j]! < 0.5) out.push({ item_id: model.idOf(j), score: Math.fround(d.sum[j]! / d.norm), source: "model" });
+  return out.sort((a, b) => b.score - a.score);
+}
+
+/**
+ * New items (ids the model does not know) as similar items of a trained seed row: cosine of the
+ * seed with each one's direction, Σ_{i in sample} cos(seed, i) / norm. Best first.
+ */
+export async function newInSimilar(model: GruModel, catalog: CatalogMirror, seedRow: number, ids: readonly string[]): Promise<Candidate[]> {
+  if (!model.hasSimilar || !ids.length) return [];
+  const w = warmGroups(model, catalog);
+  const groups = new Set<string>();
+  for (const id of ids) {
+    const g = w.group.get(id);
+    if (g !== undefined) groups.add(g);
+  }
+  if (!groups.size) return [];
+  const dirs = new Map<string, Direction>();
+  for (const g of groups) dirs.set(g, await groupDirection(model, w, g));
+  // The seed's cosine with every sampled row: one similar run over those rows only.
+  const mask = new Float32Array(model.rows).fill(1);
+  let n = 0;
+  for (const d of dirs.values()) for (const r of d.sample) if (mask[r] === 1 && r !== seedRow) (mask[r] = 0), n++;
+  const seed = new Float64Array(model.rows);
+  for (const t of await model.similar(seedRow, n, mask)) seed[t.row] = t.score;
+  seed[seedRow] = 1;
+  const cos = new Map<string, number>();
+  for (const [g, d] of dirs) {
+    let s = 0;
+    for (const i of d.sample) s += seed[i]!;
+    cos.set(g, s / d.norm);
+  }
+  const out: Candidate[] = [];
+  for (const id of ids) {
+    const g = w.group.get(id);
+    if (g !== undefined) out.push({ item_id: id, score: Math.fround(cos.get(g)!), source: "model", warm: true });
   }
   return out.sort((a, b) => b.score - a.score);
 }

@@ -1,12 +1,14 @@
 /**
  * Similar items ("customers also viewed"): the items whose embeddings are closest (cosine) to the
- * seed item's, under the same rules as recommendations. An item the model does not know (new in
- * the catalog), or a model without the similar graph or one that failed to load, gets popular
+ * seed item's, under the same rules as recommendations. An item the model was not trained on (new
+ * in the catalog) takes its category's direction, and new items join trained seeds' lists the same
+ * way (new-items.ts). A model without the similar graph or one that failed to load gets popular
  * items of the seed's category instead, with the reason.
  */
 import type { ModelHandle } from "../model/registry";
-import { Picker, isActive, pickBest } from "./arrange";
-import { type Filters, type Rules, modelMask } from "./filters";
+import { NO_ARRANGEMENT, Picker, isActive, pickBest } from "./arrange";
+import { type Filters, type Rules, allowed, modelMask } from "./filters";
+import { newInSimilar, similarOfNew, warmIds } from "./new-items";
 import { type RankContext, type RecItem, type Recommendation, fillPopular } from "./recommend";
 
 export interface SimilarOptions extends Filters {
@@ -25,27 +27,29 @@ export async function similarItems(deps: { model: ModelHandle; context: () => Pr
   never.add(itemId);
   const rules: Rules = { ...o, catalog: ctx.catalog, never };
   const version = loaded.ok ? loaded.model.version : deps.model.known?.version ?? null;
-  if (loaded.ok && row !== undefined && loaded.model.hasSimilar) {
+  if (loaded.ok && loaded.model.hasSimilar) {
     const m = loaded.model;
-    if (isActive(o.arrange)) {
+    const mask = modelMask(m, rules);
+    mask[0] = 1;
+    if (row !== undefined) mask[row] = 1;
+    // A new seed: its whole list from its category's direction; a trained seed: new items join by theirs (new-items.ts).
+    const whole = row === undefined ? await similarOfNew(m, ctx.catalog, itemId, mask) : null;
+    const fresh =
+      row !== undefined && ctx.catalog.restricts ? await newInSimilar(m, ctx.catalog, row, warmIds(m, ctx.catalog).filter((id) => id !== itemId && allowed(rules, id))) : [];
+    if (row !== undefined || whole) {
       // Boosts and the cap, exactly (arrange.ts); the exploration share is for user lists only.
-      const a = { ...o.arrange, explore: undefined };
-      const mask = modelMask(m, rules);
-      mask[0] = 1;
-      mask[row] = 1;
-      let free = 0;
-      for (let i = 0; i < mask.length; i++) if (mask[i]! < 0.5) free++;
+      const a = isActive(o.arrange) ? { ...o.arrange, explore: undefined } : NO_ARRANGEMENT;
+      let free = whole?.length ?? 0;
+      if (!whole) for (let i = 0; i < mask.length; i++) if (mask[i]! < 0.5) free++;
       const picker = new Picker(o.k, a, ctx.catalog);
-      const fetch = async (want: number) => (await m.similar(row, want, mask.slice())).map((t) => ({ item_id: m.idOf(t.row), score: t.score, source: "model" as const }));
-      await pickBest(fetch, free, picker, a, ctx.catalog, Date.now());
+      const fetch = whole
+        ? async (want: number) => whole.slice(0, want)
+        : async (want: number) => (await m.similar(row!, want, mask.slice())).map((t) => ({ item_id: m.idOf(t.row), score: t.score, source: "model" as const }));
+      await pickBest(fetch, free, picker, a, ctx.catalog, Date.now(), fresh);
       const items: RecItem[] = picker.items;
-      if (items.length < o.k) fillPopular(items, o.k, ctx, { ...rules, arrange: a });
+      if (items.length < o.k) fillPopular(items, o.k, ctx, { ...rules, arrange: isActive(o.arrange) ? a : undefined });
       return { items, source: "model", model_version: version };
     }
-    const top = await m.similar(row, o.k, modelMask(m, rules));
-    const items: RecItem[] = top.map((t) => ({ item_id: m.idOf(t.row), score: t.score, source: "model" }));
-    if (items.length < o.k) fillPopular(items, o.k, ctx, rules);
-    return { items, source: "model", model_version: version };
   }
   // Fallback: popular items from the seed's own category unless a category was asked for.
   const category = o.category ?? (facts?.categoryKey || undefined);

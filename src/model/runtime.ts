@@ -215,6 +215,39 @@ export class GruModel {
     });
   }
 
+  /**
+   * Cosine of each of `rows` with every row (one similar-graph run for the batch, nothing masked
+   * but the padding row): one array per given row, indexed by row (index 0 unused).
+   */
+  similarityRows(rows: readonly number[]): Promise<Float32Array[]> {
+    const session = this.similarSession;
+    if (!session) return Promise.reject(new Error(`model ${this.version} has no similar graph`));
+    if (!rows.length) return Promise.resolve([]);
+    const T = this.ort.Tensor;
+    const B = rows.length;
+    const N = this.rows;
+    const mask = new Float32Array(B * N);
+    for (let b = 0; b < B; b++) mask[b * N] = 1;
+    return this.serial(async () => {
+      const out = await session.run({
+        item: new T("int64", BigInt64Array.from(rows, (r) => BigInt(r)), [B]),
+        mask: new T("float32", mask, [B, N]),
+        k: new T("int64", BigInt64Array.of(BigInt(N - 1)), [1]),
+      });
+      const scores = out.scores!.data as Float32Array;
+      const indices = out.indices!.data as BigInt64Array;
+      const result: Float32Array[] = [];
+      for (let b = 0; b < B; b++) {
+        const row = new Float32Array(N);
+        for (let j = 0; j < N - 1; j++) row[Number(indices[b * (N - 1) + j]!)] = scores[b * (N - 1) + j]!;
+        result.push(row);
+      }
+      out.scores!.dispose();
+      out.indices!.dispose();
+      return result;
+    });
+  }
+
   private clampK(k: number, mask: Float32Array): number {
     let masked = 0;
     for (let i = 0; i < mask.length; i++) if (mask[i]! > 0.5) masked++;

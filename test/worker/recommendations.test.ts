@@ -210,11 +210,15 @@ describe("similar items", () => {
     }
   });
 
-  it("answers popular items of the same category for an item only the catalog knows, 404 for an unknown one", async () => {
-    const r = await api(`/v1/items/${extras[2]}/similar?k=5`);
-    expect(r.body).toMatchObject({ source: "popular", reason: "unknown-item" });
+  it("answers the model's items for an item only the catalog knows (by its category's direction, under the rules), 404 for an unknown one", async () => {
+    const r = await api(`/v1/items/${extras[2]}/similar?k=5&category=${encodeURIComponent("Films > Drama")}`);
+    expect(r.body.source).toBe("model");
+    expect(r.body.reason).toBeUndefined();
     expect(r.body.items).toHaveLength(5);
-    for (const i of r.body.items) expect(facts(i.item_id).cat).toBe("Drama");
+    for (const i of r.body.items) {
+      expect(facts(i.item_id).cat).toBe("Drama");
+      expect(facts(i.item_id).soldOut).toBe(false);
+    }
     expect(r.body.items.map((i: any) => i.item_id)).not.toContain(extras[2]);
     const none = await api(`/v1/items/ghost-${uid()}/similar`);
     expect(none.status).toBe(404);

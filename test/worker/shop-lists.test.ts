@@ -208,7 +208,7 @@ describe("boosts, the cap per category and the exploration share", () => {
 });
 
 describe("new arrivals before a retrain", () => {
-  it("ranks and recommends a new arrival at once with its category's warm row, walking up the category path", async () => {
+  it("ranks, recommends and finds as similar a new arrival at once from its category's items, walking up the category path", async () => {
     const tiny = [ids[700]!, ids[701]!, ids[702]!];
     for (const id of tiny) expect((await api(`/v1/items/${id}`, { method: "PATCH", body: { category_path: ["Films", "Tiny"] } })).status).toBe(200);
     expect((await api("/v1/items/batch", { body: [{ id: "arrival-d", title: "Short", category_path: ["Films", "Tiny", "Shorts"], price: 3, currency: "EUR", available: true }] })).status).toBe(200);
@@ -224,6 +224,27 @@ describe("new arrivals before a retrain", () => {
       expect(itemIds(recs).sort()).toEqual([...tiny, "arrival-d"].sort());
       expect(recs.body.items.every((i: any) => i.source === "model")).toBe(true);
       expect(recs.body.items.map((i: any) => i.item_id)).toEqual(r.body.items.map((i: any) => i.item_id));
+      // Similar items: the new item takes the mean direction of its category's items, w = Σ ê_i / |Σ ê_i|,
+      // so cos(w, e_j) = Σ_i cos(i, j) / sqrt(Σ_i Σ_l cos(i, l)); the pairwise cosines come from the API itself.
+      const tinyQ = `category=${encodeURIComponent("Films > Tiny")}`;
+      const cos = new Map<string, number>();
+      for (const i of tiny) {
+        cos.set(`${i}|${i}`, 1);
+        const sim = await api(`/v1/items/${i}/similar?k=3&${tinyQ}`);
+        for (const it of sim.body.items) if (it.item_id !== "arrival-d") cos.set(`${i}|${it.item_id}`, it.score);
+      }
+      const norm = Math.sqrt(tiny.reduce((s, i) => s + tiny.reduce((t, l) => t + cos.get(`${i}|${l}`)!, 0), 0));
+      const expected = (j: string) => tiny.reduce((s, i) => s + cos.get(`${i}|${j}`)!, 0) / norm;
+      const ofNew = await api(`/v1/items/arrival-d/similar?k=3&${tinyQ}`);
+      expect(ofNew.body).toMatchObject({ source: "model" });
+      expect(itemIds(ofNew).sort()).toEqual([...tiny].sort());
+      for (const it of ofNew.body.items) expect(it.score).toBeCloseTo(expected(it.item_id), 4);
+      expect((await api("/v1/items/arrival-d/similar?k=10")).body.items.filter((i: any) => i.source === "model")).toHaveLength(10);
+      // ... and it is found as a similar item of a trained one, with cos(seed, w) = Σ_i cos(seed, i) / norm
+      const seedList = await api(`/v1/items/${tiny[0]}/similar?k=3&${tinyQ}`);
+      const found = seedList.body.items.find((i: any) => i.item_id === "arrival-d");
+      expect(found).toMatchObject({ source: "model", warm: true });
+      expect(found.score).toBeCloseTo(tiny.reduce((s, i) => s + cos.get(`${tiny[0]}|${i}`)!, 0) / norm, 4);
     } finally {
       for (const id of tiny) await api(`/v1/items/${id}`, { method: "PATCH", body: { category_path: ["Films", catOf(id)] } });
       await api("/v1/items/arrival-d", { method: "DELETE" });
