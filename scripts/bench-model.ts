@@ -3,82 +3,247 @@
  * (advance a state by an event) and one ranking (score every item, mask, top-k) of a model folder,
  * after a warm-up; plus the memory the loaded model takes in what counts against a Workers isolate's
  * 128 MB: the JS heap, array buffers and ORT's wasm linear memory (which only grows), measured
- * after loading and again after the timed runs.
+ * before ORT starts, once ORT runs with no model (its base), at the end of the load (the peak: the
+ * files and the expanded weights are still alive) and settled after the timed runs; and next to
+ * each, what the registry's `memoryEstimate` (src/domain/models.ts) says for the same files.
  *
- *   npx tsx scripts/bench-model.ts models/amazon-beauty [--runs 2000]
+ *   node --expose-gc --import tsx scripts/bench-model.ts models/amazon-beauty [--runs 2000]
+ *
+ * The memory table (one fresh process per model, since wasm memory never shrinks): synthetic
+ * models of the given sizes built with the project's own export (`export.py --fp16 --int8-table`
+ * from a randomly initialised GRURec; `+similar` / `-similar` force the similar graph on or off,
+ * `/float32` exports without --fp16), plus any model folders, estimate vs measured and the ratio:
+ *
+ *   node --import tsx scripts/bench-model.ts --table 10000x64,100000x64 --models models/diginetica \
+ *     [--runs 100] [--out test/fixtures/model-memory.json]
  */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import * as ort from "onnxruntime-web/wasm";
+import { memoryEstimate } from "../src/model/memory";
 import { compileOrtWasm, readModelFolder } from "../src/model/node-files";
-import { GruModel } from "../src/model/runtime";
+import { withOrt } from "../src/model/ort";
+import { GruModel, type ModelFiles } from "../src/model/runtime";
 
-const dir = process.argv[2] ?? "models/ml-small";
-const runsAt = process.argv.indexOf("--runs");
-const runs = runsAt > 0 ? Number(process.argv[runsAt + 1]) : 2000;
-
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+const arg = (name: string) => {
+  const at = process.argv.indexOf(name);
+  return at > 0 ? process.argv[at + 1] : undefined;
+};
+const runs = Number(arg("--runs") ?? 2000);
 const mb = (b: number) => (b / 2 ** 20).toFixed(1);
 
-// Record every wasm Memory ORT's instance exports, so its linear memory can be read after the runs.
-const wasmMemories: WebAssembly.Memory[] = [];
-const wa = WebAssembly as unknown as { instantiate: (...a: unknown[]) => Promise<unknown> };
-const realInstantiate = wa.instantiate;
-wa.instantiate = async (...a: unknown[]) => {
-  const out = (await realInstantiate.apply(WebAssembly, a)) as WebAssembly.Instance | { instance: WebAssembly.Instance };
-  const instance = out instanceof WebAssembly.Instance ? out : out.instance;
-  const imported = Object.values((a[1] ?? {}) as Record<string, Record<string, unknown>>).flatMap((ns) => Object.values(ns ?? {}));
-  for (const v of [...Object.values(instance.exports), ...imported])
-    if (v instanceof WebAssembly.Memory && !wasmMemories.includes(v)) wasmMemories.push(v);
-  return out;
-};
-const gc = (globalThis as { gc?: () => void }).gc;
-const isolate = () => {
-  gc?.();
-  const m = process.memoryUsage();
-  const wasm = wasmMemories.reduce((s, x) => s + x.buffer.byteLength, 0);
-  return { heap: m.heapUsed, buffers: m.arrayBuffers, wasm, total: m.heapUsed + m.arrayBuffers + wasm };
-};
-const base = isolate();
-const before = process.memoryUsage();
-const t0 = performance.now();
-const model = await GruModel.load(await compileOrtWasm(), readModelFolder(dir));
-const loadMs = performance.now() - t0;
-const after = process.memoryUsage();
-const loaded = isolate();
+/** The files of a model folder the registry would store, name -> bytes. */
+function folderSizes(dir: string): { manifest: any; files: Record<string, { bytes: number }> } {
+  const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+  const names = ["manifest.json", manifest.graphs.step.file, manifest.graphs.score.file, manifest.graphs.similar?.file, manifest.weights.file, manifest.golden];
+  const files: Record<string, { bytes: number }> = {};
+  for (const n of names) if (n && existsSync(join(dir, n))) files[n] = { bytes: statSync(join(dir, n)).size };
+  return { manifest, files };
+}
 
-let state = model.initialState();
-const rows = Math.min(model.rows - 1, 50);
-for (let i = 1; i <= rows; i++) state = await model.step(state, i, { newSession: i === 1, gapHours: 0.01 });
-const step: number[] = [];
-const score: number[] = [];
-const similar: number[] = [];
-for (let i = 0; i < runs; i++) {
-  const row = 1 + (i % (model.rows - 1));
-  let t = performance.now();
-  const next = await model.step(state, row, { newSession: false, gapHours: 0.01 });
-  step.push(performance.now() - t);
-  const mask = model.mask([row]);
-  t = performance.now();
-  await model.topKMasked(next, { newSession: false, gapHours: 0.01 }, 10, mask);
-  score.push(performance.now() - t);
-  if (model.hasSimilar) {
-    t = performance.now();
-    await model.similar(row, 10);
-    similar.push(performance.now() - t);
+// A randomly initialised GRURec exported by export.py (golden vectors from a small event log).
+const SYNTHETIC_PY = `
+import json, os, sys
+root, n, d, kind, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+sys.path.insert(0, os.path.join(root, "models", "training"))
+import torch, export
+from model import ModelConfig, build
+os.makedirs(out, exist_ok=True)
+torch.manual_seed(0)
+cfg = ModelConfig(n_items=n + 1, dim=d, **({"kind": "seq", "attn": 20} if kind == "seq" else {}))
+ids = [f"i{k}" for k in range(1, n + 1)]
+ev = os.path.join(out, "events.ndjson")
+with open(ev, "w") as f:
+    for u in range(4):
+        for j in range(16):
+            f.write(json.dumps({"user_id": f"u{u}", "item_id": ids[(u * 16 + j) % n], "timestamp": 1700000000000 + j * 60000 + (j // 8) * 7200000}) + "\\n")
+ck = {"config": cfg.to_dict(), "state_dict": build(cfg).state_dict(), "item_ids": ids, "item_counts": list(range(n, 0, -1)),
+      "args": {"idle_gap": 1800.0}, "dataset": "synthetic", "events_path": ev, "train_seconds": 0.0, "history": [], "metrics": {}}
+torch.save(ck, os.path.join(out, "ckpt.pt"))
+export.main(["--ckpt", os.path.join(out, "ckpt.pt"), "--out", out, "--name", f"synthetic-{n}x{d}", *sys.argv[6:]])
+os.remove(os.path.join(out, "ckpt.pt"))
+os.remove(ev)
+`;
+
+/** Build (or reuse) a synthetic model folder for a spec like `100000x64`, `31000x64+similar`,
+ * `50000x64/float32`, `18000x64/seq` (SeqRec with attention over 20 recent items, as the committed
+ * shop models; GRURec otherwise). */
+function synthetic(spec: string): string {
+  const m = /^(\d+)x(\d+)([+-]similar)?(\/float32)?(\/seq)?$/.exec(spec);
+  if (!m) throw new Error(`bad size ${spec}: items x dim, e.g. 100000x64, 43000x128+similar, 50000x64/float32, 18000x64/seq`);
+  const dir = join(tmpdir(), "gru-bench-model", spec.replace("+", "_with_").replace("-", "_without_").replaceAll("/", "_"));
+  if (existsSync(join(dir, "manifest.json"))) return dir;
+  mkdirSync(dir, { recursive: true });
+  const flags = [...(m[4] ? [] : ["--fp16", "--int8-table"]), ...(m[3] ? ["--similar", m[3][0] === "+" ? "yes" : "no"] : [])];
+  const py = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  console.error(`building ${spec} (export.py ${flags.join(" ")}) in ${dir} ...`);
+  execFileSync(py, ["-W", "ignore", "-c", SYNTHETIC_PY, resolve("."), m[1]!, m[2]!, m[5] ? "seq" : "hrnn", dir, ...flags], { stdio: ["ignore", "ignore", "inherit"] });
+  return dir;
+}
+
+interface Measured {
+  /** ORT started, no model: its JS and its initial wasm memory (bytes above "before ORT"). */
+  runtime: number;
+  /** End of the load, the files still held: the isolate's peak for this model. */
+  peak: number;
+  /** After the timed runs, files dropped, collected. */
+  settled: number;
+}
+
+/** The memory table: each model measured in a fresh process, estimate beside it. */
+async function table(): Promise<void> {
+  const specs = (arg("--table") ?? "").split(",").filter(Boolean);
+  const dirs = [...specs.map((s) => ({ label: s, dir: synthetic(s) })), ...(arg("--models") ?? "").split(",").filter(Boolean).map((d) => ({ label: d, dir: d }))];
+  const rows: any[] = [];
+  for (const { label, dir } of dirs) {
+    const out = execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", process.argv[1]!, dir, "--runs", String(Math.min(runs, 200)), "--json"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+      maxBuffer: 64 << 20,
+    });
+    const measured = JSON.parse(out.trim().split("\n").pop()!) as Measured & { items: number; dim: number | null };
+    const { manifest, files } = folderSizes(dir);
+    const est = memoryEstimate(files, manifest);
+    const m = manifest;
+    rows.push({
+      model: label,
+      items: m.items.rows - 1,
+      dim: m.weights.int8_rows?.[0]?.cols ?? m.training?.config?.dim ?? null,
+      kind: m.training?.config?.kind ?? "hrnn",
+      similar: Boolean(m.graphs.similar),
+      // What memoryEstimate reads: the files' sizes and the manifest without its item ids.
+      files,
+      manifest: { graphs: Object.fromEntries(Object.entries(m.graphs).map(([g, s]: [string, any]) => [g, { file: s.file }])), weights: { ...m.weights, sha256: undefined }, items: { rows: m.items.rows }, state: { size: m.state.size, layout: m.state.layout.map((p: any) => ({ name: p.name, size: p.size })) } },
+      measured_mib: { runtime: +mb(measured.runtime), settled: +mb(measured.settled), peak: +mb(measured.peak) },
+      estimate_mib: { settled: +mb(est.runtime + est.resident), peak: +mb(est.runtime + est.resident + est.transient) },
+    });
+    const r = rows[rows.length - 1];
+    console.error(`${label}: settled ${r.estimate_mib.settled} est / ${r.measured_mib.settled} measured, peak ${r.estimate_mib.peak} / ${r.measured_mib.peak}`);
+  }
+  console.log("\n| model | items x dim | similar | estimate settled | measured settled | ratio | estimate peak (load) | measured peak | ratio |\n|---|---|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    const ratio = (a: number, b: number) => (a / b).toFixed(2);
+    console.log(
+      `| ${r.model} | ${r.items.toLocaleString("en")} x ${r.dim ?? "?"} | ${r.similar ? "yes" : "no"} | ${r.estimate_mib.settled} MiB | ${r.measured_mib.settled} MiB | ${ratio(r.estimate_mib.settled, r.measured_mib.settled)} | ${r.estimate_mib.peak} MiB | ${r.measured_mib.peak} MiB | ${ratio(r.estimate_mib.peak, r.measured_mib.peak)} |`,
+    );
+  }
+  const outFile = arg("--out");
+  if (outFile) {
+    const command = `node --import tsx scripts/bench-model.ts --table ${specs.join(",")}${arg("--models") ? ` --models ${arg("--models")}` : ""} --runs ${Math.min(runs, 200)} --out ${outFile}`;
+    writeFileSync(outFile, `${JSON.stringify({ command, node: process.version, measured_at: new Date().toISOString().slice(0, 10), rows }, null, 1)}\n`);
+    console.error(`wrote ${outFile}`);
   }
 }
-const line = (name: string, xs: number[]) =>
-  xs.length ? `| ${name} | ${pct(xs, 50).toFixed(3)} | ${pct(xs, 90).toFixed(3)} | ${pct(xs, 99).toFixed(3)} |` : `| ${name} | - | - | - |`;
-console.log(`model ${model.version}: ${model.rows - 1} items, state ${model.stateSize} floats (${4 * model.stateSize} bytes), weights ${model.manifest.weights.dtype}`);
-console.log(`load ${loadMs.toFixed(0)} ms; process memory added: rss ${mb(after.rss - before.rss)} MiB, array buffers ${mb(after.arrayBuffers - before.arrayBuffers)} MiB`);
-const ran = isolate();
-const row = (name: string, m: ReturnType<typeof isolate>) =>
-  `| ${name} | ${mb(m.heap)} | ${mb(m.buffers)} | ${mb(m.wasm)} | ${mb(m.total)} |`;
-console.log(`\nisolate-counted memory, MiB${gc ? "" : " (run with --expose-gc for settled figures)"}\n| when | JS heap used | array buffers | wasm linear memory | total |\n|---|---|---|---|---|`);
-console.log(row("before loading (ORT not started)", base));
-console.log(row("model loaded", loaded));
-console.log(row(`after ${runs} runs`, ran));
-console.log(`model's share: ${mb(ran.total - base.total)} MiB of a 128 MiB isolate`);
-console.log(`\n| ${runs} runs, ms | p50 | p90 | p99 |\n|---|---|---|---|`);
-console.log(line("step (one event)", step));
-console.log(line("score all items + top-10", score));
-console.log(line("similar items top-10", similar));
-console.log(line("step + score", step.map((s, i) => s + score[i]!)));
+
+/** One model folder in this process. */
+async function one(dir: string, json: boolean): Promise<void> {
+  const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+  // Record every wasm Memory ORT's instance exports, so its linear memory can be read after the runs.
+  const wasmMemories: WebAssembly.Memory[] = [];
+  const wa = WebAssembly as unknown as { instantiate: (...a: unknown[]) => Promise<unknown> };
+  const realInstantiate = wa.instantiate;
+  wa.instantiate = async (...a: unknown[]) => {
+    const out = (await realInstantiate.apply(WebAssembly, a)) as WebAssembly.Instance | { instance: WebAssembly.Instance };
+    const instance = out instanceof WebAssembly.Instance ? out : out.instance;
+    const imported = Object.values((a[1] ?? {}) as Record<string, Record<string, unknown>>).flatMap((ns) => Object.values(ns ?? {}));
+    for (const v of [...Object.values(instance.exports), ...imported])
+      if (v instanceof WebAssembly.Memory && !wasmMemories.includes(v)) wasmMemories.push(v);
+    return out;
+  };
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const isolate = () => {
+    gc?.();
+    return read();
+  };
+  // Settled: collected, and array buffers' backing stores swept (V8 frees them after the collection).
+  const settle = async () => {
+    for (let i = 0; i < 3; i++) {
+      gc?.();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return read();
+  };
+  const read = () => {
+    const m = process.memoryUsage();
+    const wasm = wasmMemories.reduce((s, x) => s + x.buffer.byteLength, 0);
+    return { heap: m.heapUsed, buffers: m.arrayBuffers, wasm, total: m.heapUsed + m.arrayBuffers + wasm };
+  };
+  const wasmModule = await compileOrtWasm();
+  const base = await settle();
+  await withOrt(wasmModule, async () => undefined);
+  const started = await settle();
+  // The peak of the load: sampled as each session is created (the files, the expanded weights and
+  // every session before it are alive then); wasm memory only grows, so the last sample is the top.
+  let peak = started;
+  const IS = ort.InferenceSession as unknown as { create: (...a: unknown[]) => Promise<unknown> };
+  const create = IS.create;
+  IS.create = async function (this: unknown, ...a: unknown[]) {
+    const s = await create.apply(this, a);
+    const now = isolate();
+    if (now.total > peak.total) peak = now;
+    return s;
+  };
+  let files: ModelFiles | undefined = readModelFolder(dir);
+  const t0 = performance.now();
+  const model = await GruModel.load(wasmModule, files);
+  const loadMs = performance.now() - t0;
+  const loaded = isolate();
+  if (loaded.total > peak.total) peak = loaded;
+  IS.create = create;
+  files = undefined;
+
+  let state = model.initialState();
+  const warm = Math.min(model.rows - 1, 50);
+  for (let i = 1; i <= warm; i++) state = await model.step(state, i, { newSession: i === 1, gapHours: 0.01 });
+  const step: number[] = [];
+  const score: number[] = [];
+  const similar: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const row = 1 + (i % (model.rows - 1));
+    let t = performance.now();
+    const next = await model.step(state, row, { newSession: false, gapHours: 0.01 });
+    step.push(performance.now() - t);
+    const mask = model.mask([row]);
+    t = performance.now();
+    await model.topKMasked(next, { newSession: false, gapHours: 0.01 }, 10, mask);
+    score.push(performance.now() - t);
+    if (model.hasSimilar) {
+      t = performance.now();
+      await model.similar(row, 10);
+      similar.push(performance.now() - t);
+    }
+  }
+  const ran = await settle();
+  const measured: Measured = { runtime: started.total - base.total, peak: peak.total - base.total, settled: ran.total - base.total };
+  const { manifest, files: sizes } = folderSizes(dir);
+  const est = memoryEstimate(sizes, manifest);
+  if (json) {
+    console.log(JSON.stringify({ ...measured, items: model.rows - 1, loadMs }));
+    return;
+  }
+  const line = (name: string, xs: number[]) =>
+    xs.length ? `| ${name} | ${pct(xs, 50).toFixed(3)} | ${pct(xs, 90).toFixed(3)} | ${pct(xs, 99).toFixed(3)} |` : `| ${name} | - | - | - |`;
+  console.log(`model ${model.version}: ${model.rows - 1} items, state ${model.stateSize} floats (${4 * model.stateSize} bytes), weights ${model.manifest.weights.dtype}`);
+  console.log(`load ${loadMs.toFixed(0)} ms`);
+  const row = (name: string, m: ReturnType<typeof isolate>) => `| ${name} | ${mb(m.heap)} | ${mb(m.buffers)} | ${mb(m.wasm)} | ${mb(m.total)} |`;
+  console.log(`\nisolate-counted memory, MiB${gc ? "" : " (run with --expose-gc for settled figures)"}\n| when | JS heap used | array buffers | wasm linear memory | total |\n|---|---|---|---|---|`);
+  console.log(row("before ORT", base));
+  console.log(row("ORT started, no model", started));
+  console.log(row("peak of the load (files held)", peak));
+  console.log(row(`after ${runs} runs`, ran));
+  console.log(`\n| above "before ORT", MiB | measured | memoryEstimate | ratio |\n|---|---|---|---|`);
+  const cmp = (name: string, m: number, e: number) => console.log(`| ${name} | ${mb(m)} | ${mb(e)} | ${(e / m).toFixed(2)} |`);
+  cmp("runtime base (ORT, no model)", measured.runtime, est.runtime);
+  cmp("settled (runtime + model)", measured.settled, est.runtime + est.resident);
+  cmp("peak of the load", measured.peak, est.runtime + est.resident + est.transient);
+  console.log(`\n| ${runs} runs, ms | p50 | p90 | p99 |\n|---|---|---|---|`);
+  console.log(line("step (one event)", step));
+  console.log(line("score all items + top-10", score));
+  console.log(line("similar items top-10", similar));
+  console.log(line("step + score", step.map((s, i) => s + score[i]!)));
+}
+
+if (arg("--table") !== undefined || arg("--models") !== undefined) await table();
+else await one(process.argv[2] && !process.argv[2].startsWith("--") ? process.argv[2] : "models/ml-small", process.argv.includes("--json"));

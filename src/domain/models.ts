@@ -8,17 +8,26 @@
  * immutable once staged. Nothing here touches a live version unless the request is complete and
  * verified, so a corrupt upload never disturbs serving. The bundled demo model is registered as
  * the first version (live, serving) the first time the registry is used.
+ *
+ * Memory (src/model/memory.ts): one isolate holds onnxruntime's base, every live version and, while
+ * one loads, its files. An upload whose manifest says it cannot fit the budget on its own is refused
+ * before its weights are sent; staging checks the stored sizes before reading a byte, and loads the
+ * graphs only where they fit beside the live versions (else that check waits for the activation);
+ * activation counts what stays live after the swap. A failed upload leaves no file behind.
  */
 import { and, asc, eq, gt, gte, inArray, sql } from "drizzle-orm";
 import { type ModelRow, events, models } from "../../schema/schema";
 import type { Db } from "../catalog/db";
 import { ApiError } from "../errors";
-import { invalidateLive, liveRows } from "../model/live";
-import { parseManifest } from "../model/manifest";
+import { invalidateLive, liveRows, unloadVersions } from "../model/live";
+import { type Manifest, parseManifest } from "../model/manifest";
+import { type MemoryEstimate, RUNTIME_BYTES, memoryEstimate } from "../model/memory";
 import { type ModelHandle, versionHandle, versionPrefix } from "../model/registry";
 import { GruModel, type ModelFiles } from "../model/runtime";
 import type { UserStateStore } from "../state/store";
 import { type RebuildDeps, rebuildAndStore } from "./rebuild";
+
+export { type MemoryEstimate, RUNTIME_BYTES, memoryEstimate } from "../model/memory";
 
 /** Names a version or a file may have (no path separators, no leading dot). */
 export const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -28,8 +37,11 @@ export interface RegistryDeps {
   db: Db;
   bucket?: R2Bucket;
   wasm: WebAssembly.Module;
-  /** Memory budget for all live versions of one isolate, bytes. */
+  /** Memory one isolate may give to models (MODEL_MEMORY_BUDGET_MB), bytes: onnxruntime's base,
+   * every live version, and the files of the one loading. */
   memoryBudgetBytes: number;
+  /** Largest file an upload may hold (MAX_MODEL_FILE_BYTES), bytes; unlimited when absent. */
+  maxFileBytes?: number;
   /** The bundled model's name (MODEL_NAME) and files, registered as the first version. */
   bundled?: { name: string; files: ModelFiles };
 }
@@ -41,28 +53,7 @@ export async function sha256Hex(bytes: ArrayBuffer | Uint8Array): Promise<string
 
 const u8 = (b: ArrayBuffer | Uint8Array) => (b instanceof Uint8Array ? b : new Uint8Array(b));
 
-/**
- * Estimated memory of a loaded model in one isolate, bytes: every ONNX session holds its own copy
- * of the weights (external data), float16 weights cast to float32 at load (twice the bytes per
- * session), plus the graphs, the parsed manifest (item ids) and the JS-side weight bytes. An
- * estimate from file sizes; measured (`scripts/bench-model.ts`, JS heap + array buffers + ORT wasm
- * memory) the committed 43k-item diginetica model takes 90 MiB and the 12k-item amazon-beauty one
- * 53 MiB, of which ORT's own wasm start-up share (20-35 MiB, once per isolate) is not counted here.
- */
-export function memoryEstimate(
-  files: Record<string, { bytes: number }>,
-  manifest: { weights: { file: string; dtype?: string; expanded_bytes?: number }; graphs: Record<string, unknown> },
-): number {
-  const stored = files[manifest.weights.file]?.bytes ?? 0;
-  const weights = manifest.weights.expanded_bytes ?? stored;     // int8 tables are expanded at load
-  const graphs = Object.keys(manifest.graphs).filter((g) => manifest.graphs[g]).length;
-  const perSession = manifest.weights.dtype === "float16" ? 2 : 1;
-  let total = (weights !== stored ? stored : 0) + weights * (1 + graphs * perSession);
-  for (const [name, f] of Object.entries(files)) if (name !== manifest.weights.file) total += name === "manifest.json" ? f.bytes * 3 : f.bytes;
-  return total;
-}
-
-function bad(status: 400 | 404 | 409 | 422 | 503, code: string, message: string, field?: string): ApiError {
+function bad(status: 400 | 404 | 409 | 413 | 422 | 503, code: string, message: string, field?: string): ApiError {
   return new ApiError(status, code, message, field ? { field } : {});
 }
 
@@ -93,7 +84,7 @@ export async function ensureBundled(deps: RegistryDeps): Promise<void> {
       manifestSha256: files["manifest.json"].sha256,
       files,
       metrics: (m.metrics ?? {}) as Record<string, unknown>,
-      memoryBytes: memoryEstimate(files, m),
+      memoryBytes: memoryEstimate(files, m).resident,
       createdAt: now,
       activatedAt: now,
       servedAt: now,
@@ -118,20 +109,148 @@ function needBucket(deps: RegistryDeps): R2Bucket {
   return deps.bucket;
 }
 
+/** Files of an unfinished upload (stored, no registry row) older than this are removed. */
+export const UPLOAD_TTL_MS = 24 * 3_600_000;
+
+const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+
+/** The memory check of one version on its own: onnxruntime's base, the model, its load. */
+function fitsAlone(deps: RegistryDeps, version: string, est: MemoryEstimate, field: string): void {
+  const need = est.runtime + est.resident + est.transient;
+  if (need > deps.memoryBudgetBytes) {
+    throw bad(
+      413,
+      "model_too_large",
+      `${version} would need about ${mib(need)} MiB of one isolate to load (onnxruntime ${mib(est.runtime)}, the model ${mib(est.resident)}, its files while loading ${mib(est.transient)}); the budget (MODEL_MEMORY_BUDGET_MB) is ${mib(deps.memoryBudgetBytes)} MiB`,
+      field,
+    );
+  }
+}
+
+/** Parse a manifest as staging does (422 model_rejected naming the problem). */
+function manifestOf(bytes: ArrayBuffer, version: string): { raw: unknown; m: Manifest } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw bad(422, "model_rejected", "manifest.json is not JSON", "files.manifest.json");
+  }
+  let m: Manifest;
+  try {
+    m = parseManifest(raw);
+  } catch (e) {
+    throw bad(422, "model_rejected", (e as Error).message, "files.manifest.json");
+  }
+  if (m.version !== version) throw bad(422, "model_rejected", `manifest.version is ${m.version}, the upload is for ${version}`, "version");
+  return { raw, m };
+}
+
+/** Remove every stored file of a version (an unfinished upload); how many. */
+async function removeFiles(bucket: R2Bucket, version: string): Promise<number> {
+  let removed = 0;
+  for (;;) {
+    const listed = await bucket.list({ prefix: `${versionPrefix(version)}/` });
+    if (!listed.objects.length) return removed;
+    await bucket.delete(listed.objects.map((o) => o.key));
+    removed += listed.objects.length;
+    if (!listed.truncated) return removed;
+  }
+}
+
 /**
  * Store one file of a version being uploaded. `claimed` is the SHA-256 the uploader computed; a
- * body that does not hash to it is refused (422 checksum_mismatch) and nothing is stored.
+ * body that does not hash to it is refused (422 checksum_mismatch). Sizes are checked before the
+ * body is read: `declared` (the request's content-length) against `maxFileBytes`, and, once the
+ * manifest is stored, the weights file against the size the manifest gives it. manifest.json itself
+ * is parsed when it arrives: weights over `maxFileBytes` (413 file_too_large) or a model that cannot
+ * fit the memory budget on its own (413 model_too_large) are refused before they are sent.
+ * Any refusal (413, 422) abandons the upload: the version's files stored so far are removed.
  */
-export async function putFile(deps: RegistryDeps, version: string, file: string, body: ArrayBuffer, claimed: string): Promise<{ bytes: number; sha256: string }> {
+export async function putFile(
+  deps: RegistryDeps,
+  version: string,
+  file: string,
+  claimed: string,
+  body: () => Promise<ArrayBuffer>,
+  declared?: number,
+): Promise<{ bytes: number; sha256: string }> {
   if (!VERSION_RE.test(version)) throw bad(400, "invalid_request", "version: letters, digits, '.', '_' or '-', up to 128 characters", "version");
   if (!FILE_RE.test(file)) throw bad(400, "invalid_request", "file: letters, digits, '.', '_' or '-', up to 64 characters", "file");
   if (!/^[0-9a-f]{64}$/.test(claimed)) throw bad(400, "invalid_request", "header x-content-sha256: the file's SHA-256 as 64 lowercase hex digits", "header.x-content-sha256");
   const bucket = needBucket(deps);
   if (await getVersion(deps.db, version)) throw bad(409, "version_exists", `version ${version} is already registered; versions are immutable`, "version");
-  const sum = await sha256Hex(body);
-  if (sum !== claimed) throw bad(422, "checksum_mismatch", `${file}: the body's SHA-256 is ${sum}, the upload says ${claimed}; nothing was stored`, "body");
-  await bucket.put(`${versionPrefix(version)}/${file}`, body, { customMetadata: { sha256: sum } });
-  return { bytes: body.byteLength, sha256: sum };
+  const max = deps.maxFileBytes ?? Number.POSITIVE_INFINITY;
+  const tooBig = (n: number) => bad(413, "file_too_large", `${file} is ${n} bytes, over MAX_MODEL_FILE_BYTES (${max})`, "body");
+  try {
+    if (declared !== undefined && declared > max) throw tooBig(declared);
+    // The weights' size as the stored manifest gives it (R2 metadata: no manifest body read).
+    const plan = file === "manifest.json" ? null : await bucket.head(`${versionPrefix(version)}/manifest.json`);
+    const want = plan?.customMetadata?.weights_file === file ? Number(plan.customMetadata.weights_bytes) : undefined;
+    const wrongSize = (n: number) =>
+      bad(422, "size_mismatch", `${file} is ${n} bytes, the uploaded manifest.json says ${want} (manifest.weights.bytes)`, "body");
+    if (want !== undefined && declared !== undefined && declared !== want) throw wrongSize(declared);
+    const bytes = await body();
+    if (bytes.byteLength > max) throw tooBig(bytes.byteLength);
+    if (want !== undefined && bytes.byteLength !== want) throw wrongSize(bytes.byteLength);
+    const sum = await sha256Hex(bytes);
+    if (sum !== claimed) throw bad(422, "checksum_mismatch", `${file}: the body's SHA-256 is ${sum}, the upload says ${claimed}; nothing was stored`, "body");
+    const meta: Record<string, string> = { sha256: sum };
+    if (file === "manifest.json") {
+      const { m } = manifestOf(bytes, version);
+      if (m.weights.bytes > max) {
+        throw bad(413, "file_too_large", `${m.weights.file} would be ${m.weights.bytes} bytes (manifest.weights.bytes), over MAX_MODEL_FILE_BYTES (${max})`, "files.manifest.json");
+      }
+      fitsAlone(deps, version, memoryEstimate({ "manifest.json": { bytes: bytes.byteLength }, [m.weights.file]: { bytes: m.weights.bytes } }, m), "files.manifest.json");
+      Object.assign(meta, { weights_file: m.weights.file, weights_bytes: String(m.weights.bytes) });
+    }
+    await bucket.put(`${versionPrefix(version)}/${file}`, bytes, { customMetadata: meta });
+    // A new upload starts with its manifest: the time to clear uploads abandoned long ago.
+    if (file === "manifest.json") await sweepUploads(deps).catch((e) => console.warn(`model upload sweep failed: ${(e as Error).message}`));
+    return { bytes: bytes.byteLength, sha256: sum };
+  } catch (e) {
+    if (e instanceof ApiError && (e.status === 413 || e.status === 422)) {
+      const removed = await removeFiles(bucket, version).catch(() => 0);
+      const note = removed ? `; the upload of ${version} is abandoned: its ${removed} stored file${removed === 1 ? " was" : "s were"} removed` : "";
+      throw new ApiError(e.status, e.code, `${e.message}${note}`, e.extra);
+    }
+    throw e;
+  }
+}
+
+/**
+ * Discard an unfinished upload: remove the files stored for a version that is not registered
+ * (409 version_exists for a registered one: versions are immutable). Returns how many were removed.
+ */
+export async function discardUpload(deps: RegistryDeps, version: string): Promise<number> {
+  if (!VERSION_RE.test(version)) throw bad(400, "invalid_request", "version: letters, digits, '.', '_' or '-', up to 128 characters", "version");
+  const bucket = needBucket(deps);
+  if (await getVersion(deps.db, version)) throw bad(409, "version_exists", `version ${version} is registered; only an unfinished upload can be discarded (retire a version instead)`, "version");
+  return removeFiles(bucket, version);
+}
+
+/**
+ * Remove the files of uploads abandoned without a word (a client that stopped half way): versions
+ * with files in R2, no registry row, and no file newer than `olderThanMs`. Returns their names.
+ */
+export async function sweepUploads(deps: Pick<RegistryDeps, "db" | "bucket">, olderThanMs = UPLOAD_TTL_MS, now = Date.now()): Promise<string[]> {
+  const bucket = deps.bucket;
+  if (!bucket) return [];
+  const root = `${versionPrefix("")}`;
+  const listed = await bucket.list({ prefix: root, delimiter: "/" });
+  const versions = listed.delimitedPrefixes.map((p) => p.slice(root.length, -1)).filter((v) => VERSION_RE.test(v));
+  const known = new Set<string>();
+  for (let i = 0; i < versions.length; i += 90) {
+    const rows = await deps.db.select({ v: models.version }).from(models).where(inArray(models.version, versions.slice(i, i + 90)));
+    for (const r of rows) known.add(r.v);
+  }
+  const removed: string[] = [];
+  for (const v of versions) {
+    if (known.has(v)) continue;
+    const objs = await bucket.list({ prefix: `${versionPrefix(v)}/` });
+    const newest = Math.max(...objs.objects.map((o) => o.uploaded.getTime()));
+    if (objs.objects.length && now - newest >= olderThanMs && (await removeFiles(bucket, v))) removed.push(v);
+  }
+  return removed;
 }
 
 /** Read every file of a version from R2 and check it against `expected` (name -> sha256). */
@@ -172,13 +291,66 @@ async function checkGolden(model: GruModel, golden: any): Promise<string | null>
   return null;
 }
 
+/** Check stored files against their SHA-256 without holding them (streamed through the digest). */
+async function verifyStored(bucket: R2Bucket, version: string, expected: Record<string, string>): Promise<void> {
+  const Digest = (crypto as unknown as { DigestStream: new (alg: string) => WritableStream<Uint8Array> & { digest: Promise<ArrayBuffer> } }).DigestStream;
+  for (const [name, sha] of Object.entries(expected)) {
+    const obj = await bucket.get(`${versionPrefix(version)}/${name}`);
+    if (!obj) throw bad(422, "model_rejected", `${name} was not uploaded for version ${version}`, `files.${name}`);
+    const d = new Digest("SHA-256");
+    await obj.body.pipeTo(d);
+    const sum = Array.from(new Uint8Array(await d.digest), (x) => x.toString(16).padStart(2, "0")).join("");
+    if (sum !== sha) throw bad(422, "model_rejected", `${name}: stored bytes hash to ${sum}, expected ${sha}`, `files.${name}`);
+  }
+}
+
+function goldenOf(bytes: ArrayBuffer | undefined, name: string): unknown {
+  if (!bytes) return undefined;
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw bad(422, "model_rejected", `${name} is not JSON`, `files.${name}`);
+  }
+}
+
+/** Load a version's files in this isolate, replay its golden vectors, release it (staging). */
+async function loadAndCheck(deps: RegistryDeps, m: Manifest, raw: unknown, bytes: Map<string, ArrayBuffer>): Promise<void> {
+  const files: ModelFiles = {
+    manifest: raw,
+    step: bytes.get(m.graphs.step.file)!,
+    score: bytes.get(m.graphs.score.file)!,
+    weights: bytes.get(m.weights.file)!,
+    ...(m.graphs.similar ? { similar: bytes.get(m.graphs.similar.file)! } : {}),
+  };
+  let model: GruModel;
+  try {
+    model = await GruModel.load(deps.wasm, files);
+  } catch (e) {
+    throw bad(422, "model_rejected", (e as Error).message, "files");
+  }
+  try {
+    const golden = m.golden ? goldenOf(bytes.get(m.golden), m.golden) : undefined;
+    const diff = golden ? await checkGolden(model, golden) : null;
+    if (diff) throw bad(422, "model_rejected", `golden vectors do not reproduce: ${diff}`, `files.${m.golden}`);
+  } finally {
+    await model.release();
+  }
+}
+
+/** The bytes every live version takes in one isolate, onnxruntime's base included. */
+const liveBytes = (rows: readonly ModelRow[]) => RUNTIME_BYTES + rows.reduce((n, r) => n + r.memoryBytes, 0);
+
 /**
  * Stage an uploaded version: every file in `claimed` (name -> sha256) must be in R2 with exactly
  * those bytes; the manifest must parse, name this version, and list only uploaded files whose
  * checksums it agrees with; the graphs must load; golden vectors (when uploaded) must reproduce.
- * Any failure: 422 model_rejected, the uploaded files are deleted, the registry is unchanged.
+ * Sizes come first (R2 metadata and the manifest): a version that cannot fit the memory budget on
+ * its own is refused (413 model_too_large) before a byte of it is read or loaded. Where it does not
+ * fit beside the live versions, the checksums are verified streaming and the graphs and golden
+ * vectors are checked at activation instead (`loaded: false`), once what it replaces is unloaded.
+ * Any failure (413, 422 model_rejected): the uploaded files are deleted, the registry is unchanged.
  */
-export async function stageVersion(deps: RegistryDeps, version: string, claimed: Record<string, string>): Promise<ModelRow> {
+export async function stageVersion(deps: RegistryDeps, version: string, claimed: Record<string, string>): Promise<{ row: ModelRow; loaded: boolean }> {
   if (!VERSION_RE.test(version)) throw bad(400, "invalid_request", "version: letters, digits, '.', '_' or '-', up to 128 characters", "version");
   const bucket = needBucket(deps);
   if (await getVersion(deps.db, version)) throw bad(409, "version_exists", `version ${version} is already registered; versions are immutable`, "version");
@@ -188,53 +360,32 @@ export async function stageVersion(deps: RegistryDeps, version: string, claimed:
   if (!claimed["manifest.json"]) throw bad(400, "invalid_request", "files must include manifest.json", "files");
   await ensureBundled(deps); // the bundled model is the first version, before any upload
   try {
-    const bytes = await readVerified(bucket, version, claimed);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(new TextDecoder().decode(bytes.get("manifest.json")!));
-    } catch {
-      throw bad(422, "model_rejected", "manifest.json is not JSON", "files.manifest.json");
+    const sizes: Record<string, { bytes: number; sha256: string }> = {};
+    for (const [name, sha] of Object.entries(claimed)) {
+      const head = await bucket.head(`${versionPrefix(version)}/${name}`);
+      if (!head) throw bad(422, "model_rejected", `${name} was not uploaded for version ${version}`, `files.${name}`);
+      sizes[name] = { bytes: head.size, sha256: sha };
     }
-    let m;
-    try {
-      m = parseManifest(raw);
-    } catch (e) {
-      throw bad(422, "model_rejected", (e as Error).message, "files.manifest.json");
-    }
-    if (m.version !== version) throw bad(422, "model_rejected", `manifest.version is ${m.version}, the upload is for ${version}`, "version");
+    const manifestBytes = (await readVerified(bucket, version, { "manifest.json": claimed["manifest.json"] })).get("manifest.json")!;
+    const { raw, m } = manifestOf(manifestBytes, version);
     const need = [m.graphs.step.file, m.graphs.score.file, m.weights.file, ...(m.graphs.similar ? [m.graphs.similar.file] : []), ...(m.golden ? [m.golden] : [])];
-    for (const f of need) if (!bytes.has(f)) throw bad(422, "model_rejected", `manifest names ${f}, which was not uploaded`, `files.${f}`);
+    for (const f of need) if (!sizes[f]) throw bad(422, "model_rejected", `manifest names ${f}, which was not uploaded`, `files.${f}`);
     if (claimed[m.weights.file] !== m.weights.sha256) {
       throw bad(422, "model_rejected", `${m.weights.file} hashes to ${claimed[m.weights.file]}, the manifest says ${m.weights.sha256}`, `files.${m.weights.file}`);
     }
-    const files: ModelFiles = {
-      manifest: raw,
-      step: bytes.get(m.graphs.step.file)!,
-      score: bytes.get(m.graphs.score.file)!,
-      weights: bytes.get(m.weights.file)!,
-      ...(m.graphs.similar ? { similar: bytes.get(m.graphs.similar.file)! } : {}),
-    };
-    let model: GruModel;
-    try {
-      model = await GruModel.load(deps.wasm, files);
-    } catch (e) {
-      throw bad(422, "model_rejected", (e as Error).message, "files");
+    const est = memoryEstimate(sizes, m);
+    fitsAlone(deps, version, est, "files");
+    const beside = liveBytes(await liveRows(deps.db)) + est.resident + est.transient <= deps.memoryBudgetBytes;
+    const rest = Object.fromEntries(Object.entries(claimed).filter(([n]) => n !== "manifest.json"));
+    if (beside) {
+      const bytes = await readVerified(bucket, version, rest);
+      bytes.set("manifest.json", manifestBytes);
+      await loadAndCheck(deps, m, raw, bytes);
+    } else {
+      const { [m.golden ?? ""]: goldenSha, ...big } = rest;
+      await verifyStored(bucket, version, big);
+      if (m.golden && goldenSha) goldenOf((await readVerified(bucket, version, { [m.golden]: goldenSha })).get(m.golden), m.golden);
     }
-    try {
-      if (m.golden) {
-        let golden: unknown;
-        try {
-          golden = JSON.parse(new TextDecoder().decode(bytes.get(m.golden)!));
-        } catch {
-          throw bad(422, "model_rejected", `${m.golden} is not JSON`, `files.${m.golden}`);
-        }
-        const diff = await checkGolden(model, golden);
-        if (diff) throw bad(422, "model_rejected", `golden vectors do not reproduce: ${diff}`, `files.${m.golden}`);
-      }
-    } finally {
-      await model.release();
-    }
-    const sizes = Object.fromEntries([...bytes].map(([n, b]) => [n, { bytes: b.byteLength, sha256: claimed[n]! }]));
     const row = {
       version,
       name: m.name,
@@ -243,20 +394,17 @@ export async function stageVersion(deps: RegistryDeps, version: string, claimed:
       manifestSha256: claimed["manifest.json"],
       files: sizes,
       metrics: (m.metrics ?? {}) as Record<string, unknown>,
-      memoryBytes: memoryEstimate(sizes, m),
+      memoryBytes: est.resident,
       createdAt: Date.now(),
       activatedAt: null,
       servedAt: null,
       retiredAt: null,
     };
     await deps.db.insert(models).values(row);
-    return row;
+    return { row, loaded: beside };
   } catch (e) {
-    if (e instanceof ApiError && e.status === 422) {
-      // A rejected upload leaves nothing behind.
-      const listed = await bucket.list({ prefix: `${versionPrefix(version)}/` }).catch(() => null);
-      if (listed?.objects.length) await bucket.delete(listed.objects.map((o) => o.key)).catch(() => undefined);
-    }
+    // A rejected upload leaves nothing behind.
+    if (e instanceof ApiError && (e.status === 422 || e.status === 413)) await removeFiles(bucket, version).catch(() => 0);
     throw e;
   }
 }
@@ -266,48 +414,150 @@ export function handleOf(row: ModelRow, bucket: R2Bucket | undefined): ModelHand
   return versionHandle({ version: row.version, name: row.name, bundled: row.source === "bundled" }, bucket);
 }
 
+/** What becomes of the version serving before an activation: see `activateVersion`. */
+export type Previous = "auto" | "shadow" | "retire";
+
 /**
- * Make `version` live: verify its files again (checksums against the registry), load it in this
- * isolate, check the memory budget of all live versions, then mark it live and serving (or a
- * shadow: advanced by every event, not serving). The previously serving version stays live (a
- * shadow) until retired, so its users' states keep advancing and a rollback is instant.
+ * A version's memory for an activation: its resident share, recomputed from the stored manifest
+ * (a row staged by an older estimate is counted as it is now), the files it loads with, and its
+ * golden vectors. Checksums are verified streaming (nothing held but the manifest and golden).
  */
-export async function activateVersion(deps: RegistryDeps, version: string, o: { shadow?: boolean } = {}): Promise<{ row: ModelRow; live: ModelRow[] }> {
+async function prepare(deps: RegistryDeps, row: ModelRow): Promise<{ est: MemoryEstimate; golden: unknown }> {
+  if (row.source !== "r2") {
+    const b = deps.bundled && deps.bundled.name === row.name ? deps.bundled : undefined;
+    const est = b ? memoryEstimate(row.files, parseManifest(b.files.manifest)) : { runtime: RUNTIME_BYTES, resident: row.memoryBytes, transient: 0 };
+    return { est, golden: undefined };
+  }
+  const bucket = needBucket(deps);
+  const small = ["manifest.json"];
+  const manifestBytes = (await readVerified(bucket, row.version, { "manifest.json": row.files["manifest.json"]?.sha256 ?? "" })).get("manifest.json")!;
+  const { m } = manifestOf(manifestBytes, row.version);
+  if (m.golden && row.files[m.golden]) small.push(m.golden);
+  await verifyStored(bucket, row.version, Object.fromEntries(Object.entries(row.files).filter(([n]) => !small.includes(n)).map(([n, f]) => [n, f.sha256])));
+  const golden = m.golden && row.files[m.golden] ? goldenOf((await readVerified(bucket, row.version, { [m.golden]: row.files[m.golden]!.sha256 })).get(m.golden), m.golden) : undefined;
+  return { est: memoryEstimate(row.files, m), golden };
+}
+
+/** Load a version through its isolate handle (what serving uses) and replay its golden vectors. */
+async function loadLive(deps: RegistryDeps, row: ModelRow, golden: unknown): Promise<void> {
+  const h = handleOf(row, deps.bucket);
+  const loaded = await h.get();
+  if (!loaded.ok) throw bad(422, "model_rejected", loaded.message, "version");
+  const diff = golden ? await checkGolden(loaded.model, golden) : null;
+  if (diff) {
+    await h.unload();
+    throw bad(422, "model_rejected", `golden vectors do not reproduce: ${diff}`, "version");
+  }
+}
+
+/**
+ * Make `version` live: verify its files again (checksums against the registry), check the memory
+ * budget of what will be live afterwards, load it in this isolate and replay its golden vectors,
+ * then mark it live and serving (or, with `shadow`, live and advanced by every event, not serving).
+ *
+ * The version serving before (A) is what `previous` says: "shadow" keeps it live as a shadow (its
+ * users' states keep advancing, a rollback is instant) and refuses (409 over_memory_budget) when
+ * both do not fit; "retire" retires it; "auto" (the default) keeps it as a shadow when both fit
+ * and retires it otherwise, so replacing a version never needs room for two. The budget counts
+ * onnxruntime's base, every version that stays live, the new one and its files while it loads.
+ * When A is retired, it is unloaded here before the new version loads (the new one reuses its
+ * memory; other isolates unload it when they next read the live set); should the new version
+ * then fail to load, A is put back serving and the registry is as before (422 model_rejected).
+ * `retired` lists the versions this activation retired (files stay in R2: activate to roll back).
+ */
+export async function activateVersion(
+  deps: RegistryDeps,
+  version: string,
+  o: { shadow?: boolean; previous?: Previous } = {},
+): Promise<{ row: ModelRow; live: ModelRow[]; retired: string[] }> {
   await ensureBundled(deps);
   const row = await getVersion(deps.db, version);
   if (!row) throw bad(404, "model_not_found", `no version ${version} in the registry`, "version");
-  if (row.source === "r2") await readVerified(needBucket(deps), version, Object.fromEntries(Object.entries(row.files).map(([n, f]) => [n, f.sha256])));
+  const { est, golden } = await prepare(deps, row);
   const live = await liveRows(deps.db);
+  const isLive = row.status === "live";
+  // A live version is loaded already: its files are not read again.
+  const adding = est.resident + (isLive ? 0 : est.transient);
   const others = live.filter((r) => r.version !== version);
-  const total = others.reduce((n, r) => n + r.memoryBytes, 0) + row.memoryBytes;
-  if (total > deps.memoryBudgetBytes) {
-    throw bad(
-      409,
-      "over_memory_budget",
-      `live versions would need about ${(total / 2 ** 20).toFixed(1)} MiB per isolate, the budget (MODEL_MEMORY_BUDGET_MB) is ${(deps.memoryBudgetBytes / 2 ** 20).toFixed(0)} MiB; retire a version first (${others.map((r) => r.version).join(", ")})`,
-      "version",
-    );
+  const serving = live[0];
+  const budget = deps.memoryBudgetBytes;
+  const previous = o.previous ?? "auto";
+  let replaced: ModelRow | undefined;
+  if (!o.shadow && serving && serving.version !== version) {
+    const rest = others.filter((r) => r.version !== serving.version);
+    const withPrevious = liveBytes(others) + adding;
+    if (previous === "retire" || (previous === "auto" && withPrevious > budget)) replaced = serving;
+    const total = replaced ? liveBytes(rest) + adding : withPrevious;
+    if (total > budget) {
+      const keep = replaced ? rest : others;
+      const hint = replaced
+        ? rest.length
+          ? `retire a shadow first (${rest.map((r) => r.version).join(", ")})`
+          : "it does not fit on its own"
+        : `activate with {"previous":"retire"} to retire ${serving.version} instead of keeping it as a shadow${rest.length ? `, or retire a shadow first (${rest.map((r) => r.version).join(", ")})` : ""}`;
+      throw bad(
+        409,
+        "over_memory_budget",
+        `${version} beside ${keep.length ? keep.map((r) => r.version).join(", ") : "nothing else"} would need about ${mib(total)} MiB per isolate (onnxruntime ${mib(RUNTIME_BYTES)}, ${version} ${mib(est.resident)} and ${mib(isLive ? 0 : est.transient)} while it loads, the others ${mib(total - RUNTIME_BYTES - adding)}); the budget (MODEL_MEMORY_BUDGET_MB) is ${mib(budget)} MiB: ${hint}`,
+        "version",
+      );
+    }
+  } else {
+    const total = liveBytes(others) + adding;
+    if (total > budget) {
+      throw bad(
+        409,
+        "over_memory_budget",
+        `live versions would need about ${mib(total)} MiB per isolate, the budget (MODEL_MEMORY_BUDGET_MB) is ${mib(budget)} MiB; retire a version first (${others.map((r) => r.version).join(", ")})`,
+        "version",
+      );
+    }
   }
-  const loaded = await handleOf(row, deps.bucket).get();
-  if (!loaded.ok) throw bad(422, "model_rejected", loaded.message, "version");
   const now = Date.now();
-  const servedAt = o.shadow ? (row.status === "live" ? row.servedAt : null) : now;
-  await deps.db
+  const servedAt = o.shadow ? (isLive ? row.servedAt : null) : now;
+  const goLive = deps.db
     .update(models)
-    .set({ status: "live", activatedAt: row.status === "live" ? row.activatedAt : now, servedAt, retiredAt: null })
+    .set({ status: "live", activatedAt: isLive ? row.activatedAt : now, servedAt, retiredAt: null, memoryBytes: est.resident })
     .where(eq(models.version, version));
+  if (!replaced) {
+    if (!isLive) await loadLive(deps, row, golden);
+    await goLive;
+    invalidateLive();
+    return { row: (await getVersion(deps.db, version))!, live: await liveRows(deps.db), retired: [] };
+  }
+  // The swap: the new version serves, the previous one is retired and unloaded before it loads.
+  const prev = replaced;
+  await deps.db.batch([goLive, deps.db.update(models).set({ status: "retired", retiredAt: now }).where(eq(models.version, prev.version))]);
   invalidateLive();
-  return { row: (await getVersion(deps.db, version))!, live: await liveRows(deps.db) };
+  await unloadVersions([prev], deps.bucket);
+  try {
+    if (!isLive) await loadLive(deps, row, golden);
+  } catch (e) {
+    await deps.db.batch([
+      deps.db.update(models).set({ status: "live", retiredAt: null, servedAt: Date.now() }).where(eq(models.version, prev.version)),
+      deps.db
+        .update(models)
+        .set({ status: row.status, activatedAt: row.activatedAt, servedAt: row.servedAt, retiredAt: row.retiredAt })
+        .where(eq(models.version, version)),
+    ]);
+    invalidateLive();
+    throw e;
+  }
+  return { row: (await getVersion(deps.db, version))!, live: await liveRows(deps.db), retired: [prev.version] };
 }
 
-/** Retire a version (kept in R2 for a rollback). The last live version cannot be retired. */
+/**
+ * Retire a version (kept in R2 for a rollback) and unload it from this isolate (the others unload
+ * it when they next read the live set). The last live version cannot be retired: activate its
+ * replacement instead, which retires it when both do not fit (see `activateVersion`).
+ */
 export async function retireVersion(deps: RegistryDeps, version: string): Promise<{ row: ModelRow; live: ModelRow[] }> {
   await ensureBundled(deps);
   const row = await getVersion(deps.db, version);
   if (!row) throw bad(404, "model_not_found", `no version ${version} in the registry`, "version");
   const live = await liveRows(deps.db);
   if (row.status === "live" && live.length === 1) {
-    throw bad(409, "last_live_version", `${version} is the only live version; activate another one first`, "version");
+    throw bad(409, "last_live_version", `${version} is the only live version; activate its replacement (it retires this one when both do not fit the memory budget)`, "version");
   }
   if (row.status === "live" && live[0]?.version === version) {
     // The next live version serves from now on.
@@ -316,6 +566,7 @@ export async function retireVersion(deps: RegistryDeps, version: string): Promis
   }
   await deps.db.update(models).set({ status: "retired", retiredAt: Date.now() }).where(eq(models.version, version));
   invalidateLive();
+  if (row.status === "live") await unloadVersions([row], deps.bucket);
   return { row: (await getVersion(deps.db, version))!, live: await liveRows(deps.db) };
 }
 

@@ -6,6 +6,11 @@
  * deployment) the bundled MODEL_NAME model is the only live version. The serving version is the
  * live one that started serving last (`served_at`); the others are shadows. This isolate's own
  * registry writes take effect at once (`invalidateLive`).
+ *
+ * A version that leaves the live set (retired, or replaced by an activation) is unloaded from this
+ * isolate as soon as the new set is read, before the version that replaces it loads on its first
+ * use: onnxruntime's wasm memory never shrinks, so the next load must reuse the freed space for
+ * the isolate to hold what the registry's memory budget counts (src/model/memory.ts).
  */
 import { desc, eq } from "drizzle-orm";
 import { type ModelRow, models } from "../../schema/schema";
@@ -34,6 +39,8 @@ export interface LiveOptions {
 }
 
 let cached: { at: number; rows: ModelRow[]; key: string } | undefined;
+/** The handles of the last live set read in this isolate, by version. */
+let lastLive = new Map<string, ModelHandle>();
 let reading: Promise<ModelRow[]> | undefined;
 
 /** Forget the cached set (after this isolate changed the registry). */
@@ -78,8 +85,27 @@ export async function liveModels(o: LiveOptions): Promise<LiveModels> {
   const rows = cached.rows;
   if (!rows.length) {
     const h = modelHandle(o.defaultName, o.bucket);
+    await unloadLeft(new Map([[o.defaultName, h]]));
     return { serving: h, all: [h], rows: [] };
   }
   const all = handlesOf(rows, o.bucket);
+  await unloadLeft(new Map(rows.map((r, i) => [r.version, all[i]!])));
   return { serving: all[0]!, all, rows };
+}
+
+/** Unload the models of the previous live set that are not in `now` (by handle: the bundled
+ * model's handle is the same whether the registry is empty or lists it). Never throws. */
+async function unloadLeft(now: Map<string, ModelHandle>): Promise<void> {
+  const keep = new Set(now.values());
+  const left = [...lastLive.values()].filter((h) => !keep.has(h) && h.loaded);
+  lastLive = now;
+  await Promise.all(left.map((h) => h.unload().catch(() => false)));
+}
+
+/** Unload, in this isolate, every registry version's model in `versions` (the registry calls this
+ * when it takes versions out of the live set, before loading the one that replaces them). */
+export async function unloadVersions(rows: readonly ModelRow[], bucket: R2Bucket | undefined): Promise<void> {
+  const hs = handlesOf(rows, bucket);
+  for (const [v, h] of lastLive) if (hs.includes(h)) lastLive.delete(v);
+  await Promise.all(hs.map((h) => h.unload().catch(() => false)));
 }

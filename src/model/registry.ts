@@ -49,6 +49,13 @@ export interface ModelHandle {
   get(): Promise<{ ok: true; model: GruModel } | { ok: false; reason: "model-unavailable"; message: string }>;
   /** The model's files as stored (for browsers that score on the device); null when there are none. */
   files(): Promise<ModelFiles | null>;
+  /** Whether the model is loaded (or loading) in this isolate. */
+  readonly loaded: boolean;
+  /**
+   * Free the loaded model's sessions in this isolate (after the runs queued on it), so that a model
+   * loaded next reuses its wasm memory; a later `get()` loads it again. False when none was loaded.
+   */
+  unload(): Promise<boolean>;
 }
 
 export function bundledSource(files: ModelFiles): ModelSource {
@@ -113,6 +120,20 @@ export function modelHandle(name: string, bucket?: R2Bucket, source?: ModelSourc
     name,
     known: null,
     files: async () => (src ? src.files() : null),
+    get loaded() {
+      return loading !== undefined;
+    },
+    async unload() {
+      const was = loading;
+      if (!was) return false;
+      loading = undefined;
+      try {
+        await (await was).release();
+      } catch {
+        // A load that failed holds nothing.
+      }
+      return true;
+    },
     async meta() {
       if (handle.known) return handle.known;
       if (!src) return null;

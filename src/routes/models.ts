@@ -3,8 +3,10 @@
  *   GET    /                           every version with status, metrics, digests; which one serves
  *   GET    /{version}                  one version
  *   PUT    /{version}/files/{file}     upload one file (raw body, `x-content-sha256` required)
+ *   DELETE /{version}                  discard an unfinished upload (its stored files)
  *   POST   /{version}                  stage the uploaded files ({files: {name: sha256}}): verified
- *   POST   /{version}/activate         serve it ({shadow: true}: live, advanced, not serving)
+ *   POST   /{version}/activate         serve it ({shadow: true}: live, advanced, not serving;
+ *                                      {previous: "auto" | "shadow" | "retire"}: the replaced one)
  *   POST   /{version}/retire           stop serving and advancing it
  *   POST   /{version}/rebuild          rebuild active users' states for it from the event log (paged)
  *   GET    /{version}/files/{file}     download a file (what `npm run retrain` warm-starts from)
@@ -21,7 +23,9 @@ import { type ModelRow } from "../../schema/schema";
 
 import {
   type RegistryDeps,
+  RUNTIME_BYTES,
   activateVersion,
+  discardUpload,
   ensureBundled,
   getVersion,
   listVersions,
@@ -54,7 +58,9 @@ const ModelVersion = z
     manifest_sha256: z.string(),
     files: z.record(z.string(), z.object({ bytes: z.number().int(), sha256: z.string() })),
     metrics: z.record(z.string(), z.unknown()),
-    memory_mb: z.number().openapi({ description: "Estimated memory per isolate when loaded (MiB)." }),
+    memory_mb: z.number().openapi({
+      description: "Estimated memory this version takes in an isolate once loaded (MiB), onnxruntime's own base (`memory.runtime_mb` of the list) not included.",
+    }),
     created_at: z.string(),
     activated_at: z.string().nullable(),
     served_at: z.string().nullable(),
@@ -62,8 +68,30 @@ const ModelVersion = z
   })
   .openapi("ModelVersion");
 
-const Registry = z.object({ serving: z.string().nullable(), live: z.array(z.string()), versions: z.array(ModelVersion) }).openapi("ModelRegistry");
-const Change = z.object({ version: ModelVersion, live: z.array(z.string()), serving: z.string().nullable() }).openapi("ModelChange");
+const Memory = z
+  .object({
+    budget_mb: z.number().openapi({ description: "MODEL_MEMORY_BUDGET_MB: what one isolate may give to models (onnxruntime, the live versions, one load's files)." }),
+    runtime_mb: z.number().openapi({ description: "onnxruntime's own base, once per isolate (measured)." }),
+    live_mb: z.number().openapi({ description: "Estimated: onnxruntime plus every live version, settled." }),
+  })
+  .openapi("ModelMemory");
+const Registry = z
+  .object({ serving: z.string().nullable(), live: z.array(z.string()), memory: Memory, versions: z.array(ModelVersion) })
+  .openapi("ModelRegistry");
+const Change = z
+  .object({
+    version: ModelVersion,
+    live: z.array(z.string()),
+    serving: z.string().nullable(),
+    retired: z.array(z.string()).openapi({ description: "Versions this request retired (an activation that had no room to keep the replaced version as a shadow)." }),
+  })
+  .openapi("ModelChange");
+const Staged = ModelVersion.extend({
+  loaded: z.boolean().openapi({
+    description:
+      "The graphs were loaded and the golden vectors replayed while staging. False: the version does not fit the memory budget beside the live versions, so that check runs at activation, after the version it replaces is unloaded.",
+  }),
+}).openapi("StagedModelVersion");
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -93,14 +121,17 @@ function deps(c: Context<AppEnv>): RegistryDeps {
     bucket: c.env.MODEL_BUCKET,
     wasm: bundledWasm(),
     memoryBudgetBytes: cfg.MODEL_MEMORY_BUDGET_MB * 2 ** 20,
+    maxFileBytes: cfg.MAX_MODEL_FILE_BYTES,
     ...(files ? { bundled: { name: cfg.MODEL_NAME, files } } : {}),
   };
 }
 
-const change = (r: { row: ModelRow; live: ModelRow[] }) => {
+const change = (r: { row: ModelRow; live: ModelRow[]; retired?: string[] }) => {
   const serving = r.live[0]?.version ?? null;
-  return { version: view(r.row, serving), live: r.live.map((x) => x.version), serving };
+  return { version: view(r.row, serving), live: r.live.map((x) => x.version), serving, retired: r.retired ?? [] };
 };
+
+const mb = (bytes: number) => Math.round((bytes / 2 ** 20) * 100) / 100;
 
 const list = createRoute({
   method: "get",
@@ -133,7 +164,7 @@ const upload = createRoute({
   path: "/{version}/files/{file}",
   summary: "Upload one file of a new version",
   description:
-    "Raw bytes (any content type), with header `x-content-sha256` (the file's SHA-256, hex). A body that does not hash to it is refused and nothing is stored. Up to MAX_MODEL_FILE_BYTES (64 MiB).",
+    "Raw bytes (any content type), with header `x-content-sha256` (the file's SHA-256, hex). Up to MAX_MODEL_FILE_BYTES (64 MiB). Upload manifest.json first: it is checked as it arrives, so weights over MAX_MODEL_FILE_BYTES (413 `file_too_large`) or a model that cannot fit the memory budget (MODEL_MEMORY_BUDGET_MB) even on its own (413 `model_too_large`) are refused before they are sent; later files are checked against its sizes before their body is read (422 `size_mismatch`). A body that does not hash to its header is refused (422 `checksum_mismatch`). Any refusal abandons the upload: every file stored for the version so far is removed (the message says how many). Uploads left unfinished are removed after 24 hours, or at once with DELETE.",
   tags: ["models"],
   request: { params: z.object({ version: Version, file: FileName }), headers: z.object({ "x-content-sha256": z.string().length(64) }) },
   responses: {
@@ -142,18 +173,28 @@ const upload = createRoute({
   },
 });
 
+const discard = createRoute({
+  method: "delete",
+  path: "/{version}",
+  summary: "Discard an unfinished upload",
+  description: "Removes the files stored for a version that was uploaded but never staged. A registered version is immutable (409 `version_exists`): retire it instead.",
+  tags: ["models"],
+  request: { params: z.object({ version: Version }) },
+  responses: { 200: json(z.object({ version: z.string(), removed: z.number().int() }), "Removed"), ...errors(400, 403, 409, 503) },
+});
+
 const stage = createRoute({
   method: "post",
   path: "/{version}",
   summary: "Stage an uploaded version",
   description:
-    "Verifies the uploaded files (each against its SHA-256; the manifest parses, names this version and agrees with the weights' checksum; the graphs load; the golden vectors reproduce) and registers the version as `staged`. A failure (422 model_rejected) deletes the uploaded files and changes nothing else.",
+    "Verifies the uploaded files (each against its SHA-256; the manifest parses, names this version and agrees with the weights' checksum; the graphs load; the golden vectors reproduce) and registers the version as `staged`. Sizes are checked first, from the stored files' metadata and the manifest: a version that cannot fit the memory budget on its own is refused (413 `model_too_large`) before anything is read or loaded. The graphs are loaded only where the version fits beside the live versions (`loaded: true`); otherwise that check runs at activation. A failure (413, 422 model_rejected) deletes the uploaded files and changes nothing else.",
   tags: ["models"],
   request: {
     params: z.object({ version: Version }),
     body: { required: true, content: { "application/json": { schema: z.object({ files: z.record(z.string(), z.string()) }) } } },
   },
-  responses: { 201: json(ModelVersion, "Staged"), ...errors(400, 403, 409, 422, 503) },
+  responses: { 201: json(Staged, "Staged"), ...errors(400, 403, 409, 413, 422, 503) },
 });
 
 const activate = createRoute({
@@ -161,11 +202,21 @@ const activate = createRoute({
   path: "/{version}/activate",
   summary: "Activate a version",
   description:
-    "Checks its files again, loads it, checks the memory budget of all live versions (MODEL_MEMORY_BUDGET_MB), then makes it live and serving. The version that served before stays live as a shadow (its users' states keep advancing) until retired. `{shadow: true}`: live and advanced by every event, but not serving (rebuild states, then activate).",
+    "Checks its files again and the memory budget (MODEL_MEMORY_BUDGET_MB) of what will be live afterwards (onnxruntime's base, every version that stays live, this one and its files while it loads), loads it, replays its golden vectors, then makes it live and serving. The version that served before is what `previous` says: `auto` (default) keeps it live as a shadow (its users' states keep advancing, a rollback is instant) when both fit, and retires it when they do not, so a replacement never needs room for two; `shadow` insists on keeping it (409 `over_memory_budget` when both do not fit); `retire` retires it. A retired version is unloaded before the new one loads; should the new one fail to load, the previous one serves again and nothing changed (422). `retired` in the answer lists what was retired (its files stay: activate it again to roll back). `{shadow: true}`: live and advanced by every event, but not serving (rebuild states, then activate); it must fit beside every live version.",
   tags: ["models"],
   request: {
     params: z.object({ version: Version }),
-    body: { required: false, content: { "application/json": { schema: z.object({ shadow: z.boolean().default(false) }) } } },
+    body: {
+      required: false,
+      content: {
+        "application/json": {
+          schema: z.object({
+            shadow: z.boolean().default(false),
+            previous: z.enum(["auto", "shadow", "retire"]).default("auto").openapi({ description: "What becomes of the version serving before (ignored with shadow: true)." }),
+          }),
+        },
+      },
+    },
   },
   responses: { 200: json(Change, "Live"), ...errors(403, 404, 409, 422) },
 });
@@ -174,7 +225,8 @@ const retire = createRoute({
   method: "post",
   path: "/{version}/retire",
   summary: "Retire a version",
-  description: "Neither served nor advanced any more; its files stay in R2 (activate it again to roll back). The last live version cannot be retired.",
+  description:
+    "Neither served nor advanced any more, and unloaded from the isolates (each when it next reads the live set); its files stay in R2 (activate it again to roll back). The last live version cannot be retired: activate its replacement, which retires it when both do not fit the memory budget.",
   tags: ["models"],
   request: { params: z.object({ version: Version }) },
   responses: { 200: json(Change, "Retired"), ...errors(403, 404, 409) },
@@ -235,7 +287,12 @@ export const models = featureApp()
     const rows = await listVersions(deps(c));
     const live = rows.filter((r) => r.status === "live").sort((a, b) => (b.servedAt ?? -1) - (a.servedAt ?? -1) || (b.activatedAt ?? 0) - (a.activatedAt ?? 0));
     const serving = live[0]?.version ?? null;
-    return c.json({ serving, live: live.map((r) => r.version), versions: rows.map((r) => view(r, serving)) }, 200);
+    const memory = {
+      budget_mb: c.var.config.MODEL_MEMORY_BUDGET_MB,
+      runtime_mb: mb(RUNTIME_BYTES),
+      live_mb: mb(live.reduce((n, r) => n + r.memoryBytes, RUNTIME_BYTES)),
+    };
+    return c.json({ serving, live: live.map((r) => r.version), memory, versions: rows.map((r) => view(r, serving)) }, 200);
   })
   .openapi(catalogRoute, async (c) => {
     const db = c.var.db;
@@ -265,16 +322,31 @@ export const models = featureApp()
   })
   .openapi(upload, async (c) => {
     const { version, file } = c.req.valid("param");
-    const stored = await putFile(deps(c), version, file, await c.req.arrayBuffer(), c.req.valid("header")["x-content-sha256"].toLowerCase());
+    const length = Number(c.req.header("content-length"));
+    const stored = await putFile(
+      deps(c),
+      version,
+      file,
+      c.req.valid("header")["x-content-sha256"].toLowerCase(),
+      () => c.req.arrayBuffer(),
+      Number.isFinite(length) && length >= 0 ? length : undefined,
+    );
     return c.json({ version, file, ...stored }, 200);
   })
+  .openapi(discard, async (c) => {
+    const version = c.req.valid("param").version;
+    return c.json({ version, removed: await discardUpload(deps(c), version) }, 200);
+  })
   .openapi(stage, async (c) => {
-    const row = await stageVersion(deps(c), c.req.valid("param").version, c.req.valid("json").files);
-    return c.json(view(row, servingOf(c)), 201);
+    const { row, loaded } = await stageVersion(deps(c), c.req.valid("param").version, c.req.valid("json").files);
+    return c.json({ ...view(row, servingOf(c)), loaded }, 201);
   })
   .openapi(activate, async (c) => {
-    const body = c.req.header("content-type")?.includes("json") ? c.req.valid("json") : { shadow: false };
-    return c.json(change(await activateVersion(deps(c), c.req.valid("param").version, { shadow: body?.shadow ?? false })), 200);
+    const body = c.req.header("content-type")?.includes("json") ? c.req.valid("json") : { shadow: false, previous: "auto" as const };
+    return c.json(
+      change(await activateVersion(deps(c), c.req.valid("param").version, { shadow: body?.shadow ?? false, previous: body?.previous ?? "auto" })),
+      200,
+    );
   })
   .openapi(retire, async (c) => c.json(change(await retireVersion(deps(c), c.req.valid("param").version)), 200))
   .openapi(rebuild, async (c) => {

@@ -2,15 +2,25 @@
  * The model registry on real parts (miniflare's R2 and D1, a real Redis): the bundled model is the
  * first version; a corrupt upload is refused while the live version keeps serving; a rollout to a
  * second, different model keeps every returning user's history (state rebuilt from the event log:
- * source "model", event_count carried over), lazily on their first request or event.
+ * source "model", event_count carried over), lazily on their first request or event. Memory: the
+ * committed diginetica model goes live from the default config and is replaced by another version
+ * of its size (the one it replaces is retired when both do not fit); uploads too big are refused
+ * before anything is stored, and a failed or abandoned upload leaves no file in R2.
  */
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
+import goldenDig from "../../models/diginetica/golden.json";
+import manifestDig from "../../models/diginetica/manifest.json";
+import scoreDig from "../../models/diginetica/score.onnx";
+import stepDig from "../../models/diginetica/step.onnx";
+import weightsDig from "../../models/diginetica/weights.bin";
 import golden100k from "../../models/ml-100k/golden.json";
 import manifest100k from "../../models/ml-100k/manifest.json";
 import score100k from "../../models/ml-100k/score.onnx";
 import step100k from "../../models/ml-100k/step.onnx";
 import weights100k from "../../models/ml-100k/weights.bin";
+import { database } from "../../src/catalog/db";
+import { UPLOAD_TTL_MS, sweepUploads } from "../../src/domain/models";
 import { KEY, api, apiWith, ev, logged, manifest, uid } from "./helpers";
 
 const V2 = manifest100k.version;
@@ -31,16 +41,8 @@ async function put(version: string, file: string, body: ArrayBuffer | Uint8Array
   return { status: res.status, body: await res.json() };
 }
 
-/** Upload ml-100k's files as a new version; `weights` replaces its weights (to corrupt them). */
-async function upload(version: string, weights: ArrayBuffer | Uint8Array = weights100k) {
-  const m = JSON.stringify({ ...manifest100k, version });
-  const files: Record<string, ArrayBuffer | Uint8Array | string> = {
-    "manifest.json": m,
-    "step.onnx": step100k,
-    "score.onnx": score100k,
-    "weights.bin": weights,
-    "golden.json": JSON.stringify(golden100k),
-  };
+/** Upload files (manifest first, as `npm run model` does) and stage them. */
+async function stageFiles(version: string, files: Record<string, ArrayBuffer | Uint8Array | string>) {
   const sums: Record<string, string> = {};
   for (const [name, body] of Object.entries(files)) {
     const r = await put(version, name, body);
@@ -48,6 +50,35 @@ async function upload(version: string, weights: ArrayBuffer | Uint8Array = weigh
     sums[name] = r.body.sha256;
   }
   return api(`/v1/admin/models/${version}`, { body: { files: sums } });
+}
+
+/** Upload ml-100k's files as a new version; `weights` replaces its weights (to corrupt them). */
+async function upload(version: string, weights: ArrayBuffer | Uint8Array = weights100k) {
+  return stageFiles(version, {
+    "manifest.json": JSON.stringify({ ...manifest100k, version }),
+    "step.onnx": step100k,
+    "score.onnx": score100k,
+    "weights.bin": weights,
+    "golden.json": JSON.stringify(golden100k),
+  });
+}
+
+/** The committed diginetica model (43k items x 128, int8 table) as version `version`. */
+async function uploadDiginetica(version: string) {
+  return stageFiles(version, {
+    "manifest.json": JSON.stringify({ ...manifestDig, version }),
+    "step.onnx": stepDig,
+    "score.onnx": scoreDig,
+    "weights.bin": weightsDig,
+    "golden.json": JSON.stringify(goldenDig),
+  });
+}
+
+const bucket = (env as unknown as { MODEL_BUCKET: R2Bucket }).MODEL_BUCKET;
+
+/** The keys stored in R2 for a version. */
+async function stored(version: string): Promise<string[]> {
+  return (await bucket.list({ prefix: `models/${version}/` })).objects.map((o) => o.key);
 }
 
 /** Items both models know, so a user's history means something to each. */
@@ -176,5 +207,107 @@ describe("model registry", { timeout: 240_000 }, () => {
     expect(r.status).toBe(409);
     expect(r.body.error.code).toBe("over_memory_budget");
     expect((await api("/v1/admin/models")).body.serving).toBe(manifest.version);
+  });
+
+  it("puts the committed diginetica model live from the default config, and replaces it by a version of its size when both do not fit", async () => {
+    const a = await uploadDiginetica("dig-a");
+    expect(a.status).toBe(201);
+    // Beside the bundled model it fits: loaded and its golden vectors replayed while staging.
+    expect(a.body).toMatchObject({ version: "dig-a", status: "staged", loaded: true });
+    const actA = await api("/v1/admin/models/dig-a/activate", { body: {} });
+    expect(actA.status).toBe(200);
+    expect(actA.body).toMatchObject({ serving: "dig-a", retired: [] });
+    expect(actA.body.live[0]).toBe("dig-a");
+    const u = uid("shopper");
+    const seen = manifestDig.items.ids.slice(0, 6);
+    await api("/v1/events", { body: seen.map((id, n) => ev(u, id, { event_id: `${u}-${n}`, timestamp: Date.now() - (6 - n) * 60_000 })) });
+    expect(await logged(u, 6)).toHaveLength(6);
+    const rec = await api(`/v1/users/${u}/recommendations?k=5`);
+    expect(rec.body).toMatchObject({ source: "model", model_version: "dig-a" });
+
+    // A second version of the same size does not fit beside the first: its graphs wait for the activation.
+    const b = await uploadDiginetica("dig-b");
+    expect(b.status).toBe(201);
+    expect(b.body).toMatchObject({ version: "dig-b", status: "staged", loaded: false });
+    // Insisting on keeping dig-a as a shadow is refused, and says how to go on; nothing changes.
+    const keep = await api("/v1/admin/models/dig-b/activate", { body: { previous: "shadow" } });
+    expect(keep.status).toBe(409);
+    expect(keep.body.error.code).toBe("over_memory_budget");
+    expect(keep.body.error.message).toMatch(/"previous":"retire"/);
+    expect((await api("/v1/admin/models")).body).toMatchObject({ serving: "dig-a", live: actA.body.live });
+    // By default the activation retires dig-a (no room for both) and serves dig-b.
+    const actB = await api("/v1/admin/models/dig-b/activate", { body: {} });
+    expect(actB.status).toBe(200);
+    expect(actB.body).toMatchObject({ serving: "dig-b", retired: ["dig-a"] });
+    expect(actB.body.live).toEqual(["dig-b", ...actA.body.live.slice(1)]);
+    expect(actB.body.version).toMatchObject({ status: "live", serving: true });
+    const list = await api("/v1/admin/models");
+    expect(list.body.versions.find((v: any) => v.version === "dig-a")).toMatchObject({ status: "retired" });
+    expect(list.body.memory.live_mb).toBeLessThanOrEqual(list.body.memory.budget_mb);
+    // The shopper's history carries over to the new version (rebuilt from the log).
+    expect((await api(`/v1/users/${u}/recommendations?k=5`)).body).toMatchObject({ source: "model", model_version: "dig-b" });
+
+    // Rolling back is the same swap the other way.
+    const back = await api("/v1/admin/models/dig-a/activate", { body: {} });
+    expect(back.status).toBe(200);
+    expect(back.body).toMatchObject({ serving: "dig-a", retired: ["dig-b"] });
+    expect(back.body.live).toEqual(actA.body.live);
+  });
+
+  it("refuses an upload whose manifest declares weights too big to send or to serve, before anything is stored", async () => {
+    const declare = (version: string, bytes: number) => JSON.stringify({ ...manifest100k, version, weights: { ...manifest100k.weights, bytes } });
+    const tooLong = await put("huge-1", "manifest.json", declare("huge-1", 70_000_000));
+    expect(tooLong.status).toBe(413);
+    expect(tooLong.body.error).toMatchObject({ code: "file_too_large", field: "files.manifest.json" });
+    expect(tooLong.body.error.message).toMatch(/MAX_MODEL_FILE_BYTES/);
+    const tooBig = await put("huge-2", "manifest.json", declare("huge-2", 60_000_000));
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.body.error.code).toBe("model_too_large");
+    expect(tooBig.body.error.message).toMatch(/MODEL_MEMORY_BUDGET_MB/);
+    expect(await stored("huge-1")).toEqual([]);
+    expect(await stored("huge-2")).toEqual([]);
+    // A manifest sent after other files: its refusal removes them too.
+    expect((await put("huge-3", "step.onnx", step100k)).status).toBe(200);
+    const late = await put("huge-3", "manifest.json", declare("huge-3", 60_000_000));
+    expect(late.status).toBe(413);
+    expect(late.body.error.message).toMatch(/its 1 stored file was removed/);
+    expect(await stored("huge-3")).toEqual([]);
+  });
+
+  it("refuses a file whose size or checksum is wrong, and removes every file the upload had stored", async () => {
+    expect((await put("short-1", "manifest.json", JSON.stringify({ ...manifest100k, version: "short-1" }))).status).toBe(200);
+    expect((await put("short-1", "step.onnx", step100k)).status).toBe(200);
+    const cut = await put("short-1", "weights.bin", new Uint8Array(weights100k).slice(0, 1000));
+    expect(cut.status).toBe(422);
+    expect(cut.body.error.code).toBe("size_mismatch");
+    expect(cut.body.error.message).toMatch(/its 2 stored files were removed/);
+    expect(await stored("short-1")).toEqual([]);
+
+    expect((await put("sum-1", "manifest.json", JSON.stringify({ ...manifest100k, version: "sum-1" }))).status).toBe(200);
+    const wrong = await put("sum-1", "score.onnx", score100k, "0".repeat(64));
+    expect(wrong.status).toBe(422);
+    expect(wrong.body.error.code).toBe("checksum_mismatch");
+    expect(await stored("sum-1")).toEqual([]);
+  });
+
+  it("discards an unfinished upload on request, and sweeps uploads left unfinished for a day", async () => {
+    expect((await put("left-1", "manifest.json", JSON.stringify({ ...manifest100k, version: "left-1" }))).status).toBe(200);
+    expect((await put("left-1", "step.onnx", step100k)).status).toBe(200);
+    const d = await api("/v1/admin/models/left-1", { method: "DELETE" });
+    expect(d.status).toBe(200);
+    expect(d.body).toEqual({ version: "left-1", removed: 2 });
+    expect(await stored("left-1")).toEqual([]);
+    // A registered version is immutable.
+    const reg = await api(`/v1/admin/models/${manifest.version}`, { method: "DELETE" });
+    expect(reg.status).toBe(409);
+    expect(reg.body.error.code).toBe("version_exists");
+
+    expect((await put("left-2", "manifest.json", JSON.stringify({ ...manifest100k, version: "left-2" }))).status).toBe(200);
+    expect((await upload("kept-1")).status).toBe(201);
+    const deps = { db: database(env.DB), bucket };
+    expect(await sweepUploads(deps)).toEqual([]); // nothing is a day old yet
+    expect(await sweepUploads(deps, UPLOAD_TTL_MS, Date.now() + UPLOAD_TTL_MS + 60_000)).toEqual(["left-2"]);
+    expect(await stored("left-2")).toEqual([]);
+    expect((await stored("kept-1")).length).toBe(5);
   });
 });

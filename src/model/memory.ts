@@ -1,0 +1,88 @@
+/**
+ * How much memory a model version takes in one isolate, estimated from its files' sizes and its
+ * manifest before anything is loaded: the registry checks uploads, staging and activation against
+ * MODEL_MEMORY_BUDGET_MB with it. No worker imports, so scripts/bench-model.ts prints it beside what
+ * it measures; the measured table it is held to (within 15%, test/worker/memory-estimate.test.ts)
+ * is test/fixtures/model-memory.json, summarised in models/README.md ("Memory per isolate").
+ */
+
+/** What `memoryEstimate` reads: the sizes of a version's files and its manifest (item ids not needed). */
+export interface SizedManifest {
+  weights: { file: string; bytes?: number; dtype?: string; expanded_bytes?: number };
+  graphs: Partial<Record<"step" | "score" | "similar", { file: string } | undefined>>;
+  items: { rows: number };
+  state?: { layout?: { name: string }[] };
+}
+
+/** A model's memory in one isolate, bytes. */
+export interface MemoryEstimate {
+  /** onnxruntime itself, once per isolate whatever is loaded: its JS and its initial wasm memory. */
+  runtime: number;
+  /** This version loaded and settled: its share of ORT's wasm memory and its JS (the item ids). */
+  resident: number;
+  /** Held only while it loads, on top of `resident`: the files read and the expanded weights. */
+  transient: number;
+}
+
+const MiB = 2 ** 20;
+
+// Measured with scripts/bench-model.ts (onnxruntime-web 1.30, Node 22); see the fixture.
+/** ORT's wasm linear memory when it starts (it only grows from there). */
+const ORT_INITIAL_WASM = 16 * MiB;
+/** ORT's own JS once started ("ORT started, no model" minus "before ORT": 1.6 MiB). */
+const ORT_JS = 1.6 * MiB;
+/** Of the initial wasm memory, what is taken before a model's first large allocation (ORT's own
+ * state, the graphs' protobufs, the small weights): where the first growth lands, minus the table. */
+const USED_AT_FIRST_TABLE = 10.28 * MiB;
+/** Per table row, before the score graph's weights: its N-long constants (item bias, padding mask). */
+const PER_ROW = 15.2;
+/** JS heap per byte of manifest.json once parsed and indexed (ids array, id -> row map). */
+const HEAP_PER_MANIFEST_BYTE = 5;
+/** emscripten grows a full heap to 1.2x; where many small allocations cross it the memory lands
+ * anywhere in [needed, 1.2x]: the estimate takes 1.06x (fitted; large allocations grow it exactly). */
+const GEOMETRIC_GROWTH = 1.06;
+
+/** The wasm memory after `allocs` (bytes, load order, none freed), from `size` with `used` taken. */
+function grow(size: number, used: number, allocs: number[]): number {
+  for (const a of allocs) {
+    used += a;
+    if (used > size) size = a >= 0.2 * size ? used : Math.max(size, used * GEOMETRIC_GROWTH);
+  }
+  return size;
+}
+
+/**
+ * Estimated memory of a version in one isolate, from its file sizes and manifest. T is the weights'
+ * bytes as the graphs read them (float16 once an int8 table is expanded), N the table's rows.
+ *   - step graph: keeps its own copy of the table (it gathers rows from it): T.
+ *   - score graph: its N-long constants (15 bytes a row), then the table copied in, the float16 ->
+ *     float32 cast folded and the transposed table prepacked for the MatMul: 5T at the high-water
+ *     mark (2T for a float32 export, which needs no cast). The wasm memory keeps that mark: it
+ *     never shrinks.
+ *   - similar graph: the normalised table and its transposes, folded in many smaller pieces: 8T
+ *     (11T for a SeqRec model, whose state has `recent_items`; 3T for float32), rounded up by
+ *     emscripten's 1.2x growth steps.
+ *   - JS: the parsed manifest (ids and the id -> row map), 5 bytes per manifest byte.
+ * `runtime` (ORT's base) is paid once per isolate; `transient` (every file read plus the expanded
+ * weights, alive while the graphs load) once per load.
+ */
+export function memoryEstimate(files: Record<string, { bytes: number }>, manifest: SizedManifest): MemoryEstimate {
+  const w = manifest.weights;
+  const stored = files[w.file]?.bytes ?? w.bytes ?? 0;
+  const T = w.expanded_bytes ?? stored;
+  const f32 = w.dtype !== "float16";
+  const N = manifest.items.rows;
+  const seq = manifest.state?.layout?.some((p) => p.name === "recent_items") ?? false;
+  const allocs = [T, PER_ROW * N, ...(f32 ? [T, T] : [T, T, T, 2 * T])];
+  if (manifest.graphs.similar) {
+    const k = f32 ? 3 : seq ? 11 : 8;
+    for (let i = 0; i < 8; i++) allocs.push((k * T) / 8);
+  }
+  const wasm = grow(ORT_INITIAL_WASM, USED_AT_FIRST_TABLE, allocs) - ORT_INITIAL_WASM;
+  const heap = HEAP_PER_MANIFEST_BYTE * (files["manifest.json"]?.bytes ?? 0);
+  const transient = Object.values(files).reduce((n, f) => n + f.bytes, 0) + (w.expanded_bytes ?? 0);
+  return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + heap), transient };
+}
+
+/** ORT's base in one isolate, bytes (the `runtime` of every estimate). */
+export const RUNTIME_BYTES = ORT_INITIAL_WASM + ORT_JS;
