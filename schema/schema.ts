@@ -232,3 +232,14 @@ export const batchParts = sqliteTable(
   },
   (t) => [uniqueIndex("batch_parts_job_part").on(t.jobId, t.part)],
 );
+
+/**
+ * A placement's rules preset (src/experiments/placements.ts): filters and arrangement applied to
+ * every list served on it, inside or outside experiments (a variant's own rules go on top).
+ */
+export const placementRules = sqliteTable("placement_rules", {
+  placement: text("placement").primaryKey(),
+  /** A RulesPreset as JSON. */
+  rules: text("rules").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});

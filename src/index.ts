@@ -30,6 +30,7 @@ import { models } from "./routes/models";
 import { demo, pages } from "./routes/pages";
 import { users } from "./routes/users";
 import { batch } from "./routes/batch";
+import { placements } from "./routes/placements";
 import { type PartMessage, runPart } from "./batch/jobs";
 import { lazyRebuild } from "./domain/rebuild";
 import { popularOptions, services } from "./services";
@@ -108,6 +109,8 @@ const routes = app
   .route("/demo", demo)
   // A/B experiments (src/experiments).
   .route("/v1/admin/experiments", experimentsApp)
+  // Per-placement rules presets (src/experiments/placements.ts).
+  .route("/v1/admin/placements", placements)
   // Batch recommendations (src/batch).
   .route("/v1/admin/batch", batch);
 

@@ -1,6 +1,7 @@
 /**
  * Serving a recommendation-style list inside an experiment: find the running experiment of the
- * placement, assign the user (or honour a QA override), run the variant's strategy, give the
+ * placement, assign the user (or honour a QA override), run the variant's strategy (with the
+ * placement's rules preset under it, placements.ts), give the
  * response its `experiment`, `variant` and `rec_id`, and log the exposure after the response.
  * A request that fails (5xx) after assignment is logged too (with its error code), for the errors
  * guardrail. Outside any experiment a list still gets a rec_id (and nothing is logged).
@@ -10,6 +11,7 @@ import type { Recommendation } from "../domain/recommend";
 import { ApiError } from "../errors";
 import { assign } from "./assign";
 import { type Exposure, logExposure } from "./exposures";
+import { placementPresets, withPlacement } from "./placements";
 import { runningExperiments } from "./store";
 import type { Experiment, Strategy, Variant } from "./types";
 
@@ -93,7 +95,8 @@ export async function serveList<T extends Recommendation>(deps: ServeDeps, req: 
   };
   let rec: T;
   try {
-    rec = await run(choice?.variant.strategy ?? null);
+    const presets = await placementPresets(deps.db, { maxAgeMs: deps.cacheMs, timeoutMs: deps.timeoutMs });
+    rec = await run(withPlacement(choice?.variant.strategy ?? null, presets.get(req.placement)?.rules));
   } catch (e) {
     // Server-side failures only: a 4xx (an unknown item) says nothing about the variant.
     if (!(e instanceof ApiError) || e.status >= 500) log(null, e instanceof ApiError ? e.code : "internal");

@@ -207,6 +207,36 @@ describe("boosts, the cap per category and the exploration share", () => {
   });
 });
 
+describe("per-placement presets", () => {
+  it("applies a placement's preset to every list served there, under a variant's rules, until it is removed", async () => {
+    const where = `pp-${crypto.randomUUID().slice(0, 8)}`;
+    const put = await api(`/v1/admin/placements/${where}`, { method: "PUT", body: { max_per_category: 2, category_level: 2, boosts: [{ attribute: "brand", value: "Acme", weight: 0.25 }] } });
+    expect(put.status, JSON.stringify(put.body)).toBe(200);
+    expect(put.body).toMatchObject({ placement: where, rules: { max_per_category: 2 } });
+    expect((await api(`/v1/admin/placements/${where}`)).body.rules.boosts).toHaveLength(1);
+    expect((await api("/v1/admin/placements")).body.placements.map((p: any) => p.placement)).toContain(where);
+    const u = await userWithHistory();
+    const capped = await api(`/v1/users/${u}/recommendations?k=6&placement=${where}`);
+    const counts = new Map<string, number>();
+    for (const id of itemIds(capped)) counts.set(catOf(id), (counts.get(catOf(id)) ?? 0) + 1);
+    expect([...counts.values()]).toEqual([2, 2, 2]);
+    expect(capped.body.items.filter((i: any) => brandOf(i.item_id) === "Acme").every((i: any) => i.boost === 0.25)).toBe(true);
+    // the request's own cap wins; its boosts add to the preset's
+    const own = await api(`/v1/users/${u}/recommendations?k=6&placement=${where}&max_per_category=6&boost=${encodeURIComponent("brand:Acme^0.5")}`);
+    expect(own.body.items.filter((i: any) => brandOf(i.item_id) === "Acme").every((i: any) => i.boost === 0.75)).toBe(true);
+    // re-ranking on the placement gets it too
+    const ranked = await api(`/v1/users/${u}/rank?placement=${where}`, { body: { item_ids: ids.slice(300, 320) } });
+    const firstSix = itemIds(ranked).slice(0, 6);
+    for (const c of CATS) expect(firstSix.filter((id) => catOf(id) === c)).toHaveLength(2);
+    expect((await api(`/v1/admin/placements/${where}`, { method: "DELETE" })).body).toEqual({ placement: where, deleted: true });
+    expect((await api(`/v1/admin/placements/${where}`)).status).toBe(404);
+    const plain = await api(`/v1/users/${u}/recommendations?k=6&placement=${where}`);
+    expect(plain.body.items.some((i: any) => i.boost)).toBe(false);
+    expect((await api(`/v1/admin/placements/${where}`, { method: "PUT", body: { max_per_category: 0 } })).status).toBe(400);
+    expect((await api(`/v1/admin/placements/${where}`, { method: "PUT", body: { bogus: 1 } })).status).toBe(400);
+  });
+});
+
 describe("new arrivals before a retrain", () => {
   it("ranks, recommends and finds as similar a new arrival at once from its category's items, walking up the category path", async () => {
     const tiny = [ids[700]!, ids[701]!, ids[702]!];
