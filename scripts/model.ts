@@ -5,7 +5,10 @@
  *   upload <dir> [--version V]             verify the folder locally (every checksum in the manifest),
  *                                          upload each file with its SHA-256, stage it (the worker
  *                                          verifies again: checksums, graphs, golden vectors)
- *   activate <version> [--shadow]          serve it (or run it as a shadow: advanced, not serving)
+ *   activate <version> [--shadow] [--previous auto|shadow|retire]
+ *                                          serve it (or run it as a shadow: advanced, not serving);
+ *                                          --previous: what happens to the version that served
+ *                                          (auto: kept as a shadow when both fit the memory budget)
  *   retire <version>                       stop serving and advancing it (files kept for a rollback)
  *   rebuild <version> [--since-days 30]    rebuild active users' states for it from the event log,
  *                                          ahead of a switch (a staged version becomes a shadow first)
@@ -95,6 +98,7 @@ async function main() {
       url: { type: "string", default: process.env.GRU_URL ?? "http://127.0.0.1:8787" },
       key: { type: "string", default: process.env.GRU_SECRET_KEY ?? process.env.SECRET_KEYS?.split(",")[0] ?? "sk_dev" },
       shadow: { type: "boolean", default: false },
+      previous: { type: "string" },
       version: { type: "string" },
       "since-days": { type: "string", default: "30" },
       json: { type: "boolean", default: false },
@@ -126,8 +130,10 @@ async function main() {
       return;
     }
     case "activate": {
-      const r = await call(c, "POST", `/v1/admin/models/${encodeURIComponent(need("version"))}/activate`, { shadow: a.shadow });
-      console.log(`${r.version.version} is live${a.shadow ? " as a shadow (advanced by every event, not serving)" : " and serving"}; serving: ${r.serving}; live: ${r.live.join(", ")}`);
+      const r = await call(c, "POST", `/v1/admin/models/${encodeURIComponent(need("version"))}/activate`, { shadow: a.shadow, ...(a.previous ? { previous: a.previous } : {}) });
+      console.log(
+        `${r.version.version} is live${a.shadow ? " as a shadow (advanced by every event, not serving)" : " and serving"}; serving: ${r.serving}; live: ${r.live.join(", ")}${r.retired?.length ? `; retired to fit the memory budget: ${r.retired.join(", ")}` : ""}`,
+      );
       return;
     }
     case "retire": {
@@ -161,7 +167,7 @@ async function main() {
       return;
     }
     default:
-      console.error("usage: npm run model -- list | upload <dir> | activate <version> [--shadow] | retire <version> | rebuild <version>   [--url URL --key KEY]");
+      console.error("usage: npm run model -- list | upload <dir> | activate <version> [--shadow] [--previous auto|shadow|retire] | retire <version> | rebuild <version>   [--url URL --key KEY]");
       process.exit(2);
   }
 }
