@@ -16,6 +16,7 @@ import { localConfig, passThroughNames, readDevVars } from "../local/dev-vars.ts
 import { INSTALL_HINT, redisServerPath } from "../local/redis-server.ts";
 import { ROOT, type Stack, startStack, watchdog } from "../local/stack.ts";
 import { demoCatalog } from "./demo-catalog.ts";
+import { DEMO_SHOPPERS, demoShopperEvents, shopperId } from "./demo-shoppers.ts";
 import { copyVendor } from "./vendor.ts";
 
 // A closed terminal or pipe must not crash us before we have stopped what we started.
@@ -93,12 +94,24 @@ try {
   });
   loadedBody = (await loaded.json()) as typeof loadedBody;
   if (!loaded.ok) console.error("demo catalog not loaded:", loadedBody);
+  // The demo's returning shoppers, once per data folder (their state survives restarts).
+  const auth = { authorization: `Bearer ${stack.apiKey}` };
+  let shoppers = "already there";
+  const known = await fetch(`${stack.url}/v1/users/${shopperId(0)}`, { headers: auth, signal: aborter.signal });
+  await known.body?.cancel();
+  if (known.status === 404) {
+    const events = demoShopperEvents(Date.now());
+    const sent = await fetch(`${stack.url}/v1/events`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify(events), signal: aborter.signal });
+    const body = (await sent.json()) as { applied?: number; error?: { message?: string } };
+    shoppers = sent.ok ? `${body.applied ?? 0} events sent` : `not sent: ${body.error?.message ?? sent.status}`;
+  }
   const health = (await (await fetch(`${stack.url}/health`, { signal: aborter.signal })).json()) as any;
   const set = Object.entries(config.origin).map(([k, from]) => `${k} (${from})`);
   const cors = config.vars.CORS_ORIGINS ? `CORS_ORIGINS=${config.vars.CORS_ORIGINS}` : "no browser origins allowed (set CORS_ORIGINS)";
   console.log(`
   Recommender running at ${stack.url}   (model ${health.model?.version}, redis ${health.redis?.reachable ? "up" : "DOWN"}, D1 ${health.database?.reachable ? "up" : "DOWN"})
   Demo catalog: ${loadedBody.stored ?? 0} items (Movies > decade, 1 in 20 sold out)   API docs: ${stack.url}/docs
+  Demo shoppers: ${shopperId(0)} .. ${shopperId(DEMO_SHOPPERS - 1)} (${shoppers}); batch lists for them: npm run batch -- --since-days 30
   Storefront: ${stack.url}/  (on-device scoring: ${stack.url}/?device=1)   Console: ${stack.url}/console (secret key)
   Secret key: ${stack.apiKey}   Publishable key: ${stack.publishableKey}   User-token secret: ${first(config.userTokenSecrets)}   ${cors}
   Config set: ${set.length ? set.join(", ") : "none (defaults of wrangler.toml)"}
