@@ -12,6 +12,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { RegistryError, call as admin } from "./model.ts";
 
 const { values: a } = parseArgs({
   options: {
@@ -28,20 +29,18 @@ const { values: a } = parseArgs({
   },
 });
 
-const base = `${a.url!.replace(/\/+$/, "")}/v1/admin/batch`;
+const client = { url: a.url!, key: a.key! };
+const base = "/v1/admin/batch";
 
+/** The admin API (scripts/model.ts `call`); a refusal ends the script with its message. */
 async function call(method: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${a.key}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
-  });
-  const out: any = await res.json().catch(() => null);
-  if (!res.ok) {
-    console.error(`${method} ${base}${path}: ${res.status} ${out?.error?.code ?? ""}: ${out?.error?.message ?? JSON.stringify(out)}`);
+  try {
+    return await admin(client, method, `${base}${path}`, body);
+  } catch (e) {
+    if (!(e instanceof RegistryError)) throw e;
+    console.error(e.message);
     process.exit(1);
   }
-  return out;
 }
 
 const show = (j: any) => `${j.id}: ${j.status}, ${j.done_parts}/${j.parts} parts, ${j.users} users`;
@@ -77,7 +76,7 @@ async function main() {
     id = r.id;
   }
   const job = await follow(id);
-  const res = await fetch(`${base}/${id}/output`, { headers: { authorization: `Bearer ${a.key}` } });
+  const res = await fetch(`${a.url!.replace(/\/+$/, "")}${base}/${id}/output`, { headers: { authorization: `Bearer ${a.key}` } });
   const text = await res.text();
   const file = a.out ?? `batch-${id}.ndjson`;
   writeFileSync(file, text);

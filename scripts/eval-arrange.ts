@@ -40,6 +40,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { type Seq, csvRows, timeSplit } from "./replay-data.ts";
 import { CatalogMirror, type ItemFacts } from "../src/catalog/mirror";
 import { CATEGORY_SEPARATOR } from "../src/catalog/schemas";
 import { type Arrangement, capGroup, isNew } from "../src/domain/arrange";
@@ -63,47 +64,7 @@ const DAY_MS = 86_400_000;
 const RING = 20;
 const DATA = join(import.meta.dirname, "..", "..", "shared", "data", "movielens-latest-small");
 
-// ---------------------------------------------------------------- data (as scripts/eval.ts)
-
-interface Seq {
-  items: string[];
-  ms: number[];
-  newSession: boolean[];
-  gapHours: number[];
-  target: boolean[];
-}
-
-function csvRows(file: string): [string, string, number][] {
-  return readFileSync(file, "utf8").split("\n").slice(1).filter((l) => l.trim()).map((l) => {
-    const a = l.split(",");
-    return [a[0]!, a[1]!, Number(a[3])];
-  });
-}
-
-/** eval.ts `timeSplit`, keeping each event's time. */
-function timeSplit(rows: [string, string, number][], idleGapMs: number): Seq[] {
-  const byUser = new Map<string, { item: string; t: number; n: number }[]>();
-  rows.forEach(([u, item, t], n) => {
-    let l = byUser.get(u);
-    if (!l) byUser.set(u, (l = []));
-    l.push({ item, t: t * 1000, n });
-  });
-  const out: Seq[] = [];
-  for (const evs of byUser.values()) {
-    evs.sort((a, b) => a.t - b.t || a.n - b.n);
-    const session: number[] = [];
-    evs.forEach((e, i) => session.push(i === 0 ? 0 : session[i - 1]! + (e.t - evs[i - 1]!.t > idleGapMs ? 1 : 0)));
-    const last = session[session.length - 1]!;
-    out.push({
-      items: evs.map((e) => e.item),
-      ms: evs.map((e) => e.t),
-      newSession: session.map((s, i) => i === 0 || s !== session[i - 1]),
-      gapHours: evs.map((e, i) => (i === 0 ? 0 : (e.t - evs[i - 1]!.t) / 3_600_000)),
-      target: session.map((s) => last > 0 && s === last),
-    });
-  }
-  return out;
-}
+// ---------------------------------------------------------------- data (scripts/replay-data.ts)
 
 /** movies.csv: id -> first genre and year (title "Name (1995)"; quoted titles with commas). */
 function movies(file: string): Map<string, { genre: string; year: number | undefined }> {

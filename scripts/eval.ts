@@ -21,6 +21,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { type Seq, csvRows, timeSplit } from "./replay-data.ts";
 import { compileOrtWasm, readModelFolder } from "../src/model/node-files";
 import { GruModel } from "../src/model/runtime";
 import { emptySeen, maskSeenRows, rowPositions, seenAdd } from "../src/state/seen";
@@ -45,14 +46,6 @@ if (!modelDir) throw new Error(`no default model for ${dataset}; pass --model mo
 const maxTargets = Number(opt("max-targets") ?? Infinity);
 const DATA = join(import.meta.dirname, "..", "..", "shared", "data");
 
-/** A user's events: item ids, the session rule's verdicts and gaps, which events are targets. */
-interface Seq {
-  items: string[];
-  newSession: boolean[];
-  gapHours: number[];
-  target: boolean[];
-}
-
 /** What a protocol leaves out of the ranking before a target, from the user's earlier rows. */
 type Rule = "none" | "history" | "recent20";
 const RING = 20;
@@ -66,35 +59,11 @@ function excluded(rule: Rule, prefix: number[]): number[] {
   return out;
 }
 
-/** Sequences from (user, item, seconds) rows in file order, sessions cut by the idle gap. */
-function timeSplit(rows: [string, string, number][], idleGapMs: number): Seq[] {
-  const byUser = new Map<string, { item: string; t: number; n: number }[]>();
-  rows.forEach(([u, item, t], n) => {
-    let l = byUser.get(u);
-    if (!l) byUser.set(u, (l = []));
-    l.push({ item, t: t * 1000, n });
-  });
-  const out: Seq[] = [];
-  for (const evs of byUser.values()) {
-    evs.sort((a, b) => a.t - b.t || a.n - b.n);
-    const session: number[] = [];
-    evs.forEach((e, i) => session.push(i === 0 ? 0 : session[i - 1]! + (e.t - evs[i - 1]!.t > idleGapMs ? 1 : 0)));
-    const last = session[session.length - 1]!;
-    out.push({
-      items: evs.map((e) => e.item),
-      newSession: session.map((s, i) => i === 0 || s !== session[i - 1]),
-      gapHours: evs.map((e, i) => (i === 0 ? 0 : (e.t - evs[i - 1]!.t) / 3_600_000)),
-      target: session.map((s) => last > 0 && s === last),
-    });
-  }
-  return out;
-}
-
 function sessionNext(file: string, tsv: boolean): Seq[] {
   const lines = readFileSync(file, "utf8").split("\n").slice(tsv ? 1 : 0).filter((l) => l.trim());
   return lines.map((l) => {
     const items = (tsv ? l.split("\t")[2]! : l).trim().split(/\s+/);
-    return { items, newSession: items.map((_, i) => i === 0), gapHours: items.map((_, i) => (i === 0 ? 0 : 1 / 3600)), target: items.map((_, i) => i > 0) };
+    return { items, ms: items.map((_, i) => i * 1000), newSession: items.map((_, i) => i === 0), gapHours: items.map((_, i) => (i === 0 ? 0 : 1 / 3600)), target: items.map((_, i) => i > 0) };
   });
 }
 
@@ -106,6 +75,7 @@ function lastItem(file: string): Seq[] {
     const n = items.length;
     return {
       items,
+      ms: items.map((_, i) => i * 1000),
       newSession: items.map((_, i) => i === 0),
       gapHours: items.map((_, i) => (i === 0 ? 0 : 1 / 3600)),
       target: items.map((_, i) => i === n - 1),
@@ -113,12 +83,6 @@ function lastItem(file: string): Seq[] {
   });
 }
 
-function csvRows(file: string, sep: string, skipHeader: boolean): [string, string, number][] {
-  return readFileSync(file, "utf8").split("\n").slice(skipHeader ? 1 : 0).filter((l) => l.trim()).map((l) => {
-    const a = l.split(sep);
-    return [a[0]!, a[1]!, Number(a[3])];
-  });
-}
 
 const model = await GruModel.load(await compileOrtWasm(), readModelFolder(modelDir));
 const seqs: Seq[] | null =

@@ -137,11 +137,6 @@ export class Picker {
     return this.items.length >= this.k;
   }
 
-  /** Every id taken so far (this part's and the earlier parts'). */
-  takenIds(): IterableIterator<string> {
-    return this.taken.values();
-  }
-
   has(id: string): boolean {
     return this.taken.has(id);
   }
@@ -153,17 +148,11 @@ export class Picker {
     return g === "" || (this.perGroup.get(g) ?? 0) < this.a.maxPerCategory;
   }
 
-  /** A picker for the next part of the list: the same taken items and cap counts, no items, room for k. */
-  next(k: number): Picker {
-    const p = new Picker(k, this.a, this.catalog);
-    for (const id of this.taken) p.taken.add(id);
-    for (const [g, n] of this.perGroup) p.perGroup.set(g, n);
-    return p;
-  }
-
   /** A copy to try picks on (adopt it with `adopt`). */
   fork(): Picker {
-    const p = this.next(this.k);
+    const p = new Picker(this.k, this.a, this.catalog);
+    for (const id of this.taken) p.taken.add(id);
+    for (const [g, n] of this.perGroup) p.perGroup.set(g, n);
     p.items.push(...this.items);
     return p;
   }

@@ -74,6 +74,26 @@ export function warmGroups(model: GruModel, catalog: CatalogMirror): Warm {
   return warm;
 }
 
+/** The warm groups `ids` use. */
+function groupsOf(w: Warm, ids: readonly string[]): Set<string> {
+  const used = new Set<string>();
+  for (const id of ids) {
+    const g = w.group.get(id);
+    if (g !== undefined) used.add(g);
+  }
+  return used;
+}
+
+/** Each id with a warm group as a candidate scored by its group's score, best first. */
+function byGroupScore(w: Warm, ids: readonly string[], score: ReadonlyMap<string, number>): Candidate[] {
+  const out: Candidate[] = [];
+  for (const id of ids) {
+    const g = w.group.get(id);
+    if (g !== undefined) out.push({ item_id: id, score: Math.fround(score.get(g)!), source: "model", warm: true });
+  }
+  return out.sort((a, b) => b.score - a.score);
+}
+
 /** Catalog items the model does not know that get a warm row, newest first. */
 export function warmIds(model: GruModel, catalog: CatalogMirror): readonly string[] {
   return warmGroups(model, catalog).only;
@@ -86,11 +106,7 @@ export function warmIds(model: GruModel, catalog: CatalogMirror): readonly strin
 export async function warmScores(model: GruModel, catalog: CatalogMirror, vector: Float32Array, at: Moment, ids: readonly string[]): Promise<Candidate[]> {
   if (!ids.length) return [];
   const w = warmGroups(model, catalog);
-  const used = new Set<string>();
-  for (const id of ids) {
-    const g = w.group.get(id);
-    if (g !== undefined) used.add(g);
-  }
+  const used = groupsOf(w, ids);
   if (!used.size) return [];
   const mask = new Float32Array(model.rows).fill(1);
   let n = 0;
@@ -110,12 +126,7 @@ export async function warmScores(model: GruModel, catalog: CatalogMirror, vector
     for (const r of rows) s += score[r]!;
     mean.set(g, s / rows.length);
   }
-  const out: Candidate[] = [];
-  for (const id of ids) {
-    const g = w.group.get(id);
-    if (g !== undefined) out.push({ item_id: id, score: Math.fround(mean.get(g)!), source: "model", warm: true });
-  }
-  return out.sort((a, b) => b.score - a.score);
+  return byGroupScore(w, ids, mean);
 }
 
 /** Items of a category whose directions make a new item's direction (its most trained ones). */
@@ -194,11 +205,7 @@ export async function similarOfNew(model: GruModel, catalog: CatalogMirror, id: 
 export async function newInSimilar(model: GruModel, catalog: CatalogMirror, seedRow: number, ids: readonly string[]): Promise<Candidate[]> {
   if (!model.hasSimilar || !ids.length) return [];
   const w = warmGroups(model, catalog);
-  const groups = new Set<string>();
-  for (const id of ids) {
-    const g = w.group.get(id);
-    if (g !== undefined) groups.add(g);
-  }
+  const groups = groupsOf(w, ids);
   if (!groups.size) return [];
   const dirs = new Map<string, Direction>();
   for (const g of groups) dirs.set(g, await groupDirection(model, w, g));
@@ -215,10 +222,5 @@ export async function newInSimilar(model: GruModel, catalog: CatalogMirror, seed
     for (const i of d.sample) s += seed[i]!;
     cos.set(g, s / d.norm);
   }
-  const out: Candidate[] = [];
-  for (const id of ids) {
-    const g = w.group.get(id);
-    if (g !== undefined) out.push({ item_id: id, score: Math.fround(cos.get(g)!), source: "model", warm: true });
-  }
-  return out.sort((a, b) => b.score - a.score);
+  return byGroupScore(w, ids, cos);
 }

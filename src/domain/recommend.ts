@@ -226,8 +226,8 @@ export async function rankWithWarm(model: GruModel, ctx: RankContext, vector: Fl
   return fresh.length ? [...known, ...fresh].sort((a, b) => b.score - a.score) : known;
 }
 
-/** Count of rows a mask leaves free. */
-function freeRows(mask: Float32Array): number {
+/** Count of rows a mask leaves free (padding row 0 never counts). */
+export function freeRows(mask: Float32Array): number {
   let n = 0;
   for (let i = 1; i < mask.length; i++) if (mask[i]! < 0.5) n++;
   return n;

@@ -9,7 +9,7 @@ import type { ModelHandle } from "../model/registry";
 import { NO_ARRANGEMENT, Picker, isActive, pickBest } from "./arrange";
 import { type Filters, type Rules, allowed, modelMask } from "./filters";
 import { newInSimilar, similarOfNew, warmIds } from "./new-items";
-import { type RankContext, type RecItem, type Recommendation, fillPopular } from "./recommend";
+import { type RankContext, type RecItem, type Recommendation, fillPopular, freeRows } from "./recommend";
 
 export interface SimilarOptions extends Filters {
   k: number;
@@ -39,8 +39,7 @@ export async function similarItems(deps: { model: ModelHandle; context: () => Pr
     if (row !== undefined || whole) {
       // Boosts and the cap, exactly (arrange.ts); the exploration share is for user lists only.
       const a = isActive(o.arrange) ? { ...o.arrange, explore: undefined } : NO_ARRANGEMENT;
-      let free = whole?.length ?? 0;
-      if (!whole) for (let i = 0; i < mask.length; i++) if (mask[i]! < 0.5) free++;
+      const free = whole ? whole.length : freeRows(mask);
       const picker = new Picker(o.k, a, ctx.catalog);
       const fetch = whole
         ? async (want: number) => whole.slice(0, want)
