@@ -64,6 +64,8 @@ const ConfigSchema = z.object({
    * figures to measure it by). Diginetica (43k x 128) is estimated at about 98 of it while it loads.
    */
   MODEL_MEMORY_BUDGET_MB: int(104, 1, 1024),
+  /** Timeout of one item shard call (a sharded model's ranking, src/model/shards.ts), ms. Default 3000. */
+  SHARD_TIMEOUT_MS: int(3000, 50, 60_000),
   /** Largest model file accepted by the registry upload, bytes. Default 64 MiB. */
   MAX_MODEL_FILE_BYTES: int(64 * 1024 * 1024, 1024, 100 * 1024 * 1024),
   /**

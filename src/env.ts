@@ -20,6 +20,8 @@ export type AppEnv = {
   /** `Env` plus optional bindings not declared in wrangler.toml (see README). */
   Bindings: Env & {
     MODEL_BUCKET?: R2Bucket;
+    /** Item shards of sharded models (src/model/item-shard.ts), one Durable Object per version and row range. */
+    ITEM_SHARDS?: DurableObjectNamespace<import("./model/item-shard").ItemShard>;
     /** Batch recommendations (src/batch): one message per part of a job, and where parts are written. */
     BATCH_QUEUE?: Queue<import("./batch/jobs").PartMessage>;
     BATCH_BUCKET?: R2Bucket;

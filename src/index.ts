@@ -166,4 +166,6 @@ async function queue(batchOf: MessageBatch<PartMessage>, env: AppEnv["Bindings"]
 }
 
 export { app };
+/** Durable Object classes (wrangler.toml `durable_objects`). */
+export { ItemShard } from "./model/item-shard";
 export default { fetch: app.fetch, scheduled, queue } satisfies ExportedHandler<AppEnv["Bindings"], PartMessage>;

@@ -2,6 +2,7 @@
  * Per-request wiring: builds the stores and helpers a request (or a cron run) needs from the
  * bindings and the validated config. Domain code receives these as arguments.
  */
+import { useShardNamespace } from "./model/shards";
 import { database } from "./catalog/db";
 import { catalogMirror } from "./catalog/mirror";
 import type { Config } from "./config";
@@ -68,6 +69,7 @@ let stampReadAt = 0;
 export async function services(env: AppEnv["Bindings"], config: Config, background: (p: Promise<unknown>) => void): Promise<Services> {
   const db = database(timedD1(env.DB));
   const bucket = env.MODEL_BUCKET && timedR2(env.MODEL_BUCKET);
+  useShardNamespace(env.ITEM_SHARDS, config.SHARD_TIMEOUT_MS);
   const live = await liveModels({ db, bucket, defaultName: config.MODEL_NAME, checkMs: config.MODEL_CHECK_MS, timeoutMs: config.DB_TIMEOUT_MS });
   const model = timedModel(live.serving);
   const meta = await model.meta();

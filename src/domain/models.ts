@@ -20,8 +20,9 @@ import { type ModelRow, events, models } from "../../schema/schema";
 import type { Db } from "../catalog/db";
 import { ApiError } from "../errors";
 import { invalidateLive, liveRows, unloadVersions } from "../model/live";
-import { type Manifest, parseManifest } from "../model/manifest";
-import { type MemoryEstimate, RUNTIME_BYTES, memoryEstimate } from "../model/memory";
+import { type Manifest, manifestFiles, parseManifest } from "../model/manifest";
+import { type MemoryEstimate, RUNTIME_BYTES, memoryEstimate, shardEstimates } from "../model/memory";
+import { shardBackendFor } from "../model/shards";
 import { type ModelHandle, versionHandle, versionPrefix } from "../model/registry";
 import { GruModel, type ModelFiles } from "../model/runtime";
 import type { UserStateStore } from "../state/store";
@@ -114,6 +115,16 @@ export const UPLOAD_TTL_MS = 24 * 3_600_000;
 
 const mib = (b: number) => (b / 2 ** 20).toFixed(1);
 
+/** Each item shard of a sharded version must fit the budget in its own isolate (413 model_too_large). */
+function shardsFit(deps: RegistryDeps, version: string, m: Manifest, field: string): void {
+  for (const [i, est] of shardEstimates(m).entries()) {
+    const need = est.runtime + est.resident + est.transient;
+    if (need > deps.memoryBudgetBytes) {
+      throw bad(413, "model_too_large", `${version}: item shard ${i} would need about ${mib(need)} MiB of its isolate (budget ${mib(deps.memoryBudgetBytes)} MiB); export it in more shards`, field);
+    }
+  }
+}
+
 /** The memory check of one version on its own: onnxruntime's base, the model, its load. */
 function fitsAlone(deps: RegistryDeps, version: string, est: MemoryEstimate, field: string): void {
   const need = est.runtime + est.resident + est.transient;
@@ -201,6 +212,7 @@ export async function putFile(
         throw bad(413, "file_too_large", `${m.weights.file} would be ${m.weights.bytes} bytes (manifest.weights.bytes), over MAX_MODEL_FILE_BYTES (${max})`, "files.manifest.json");
       }
       fitsAlone(deps, version, memoryEstimate({ "manifest.json": { bytes: bytes.byteLength }, [m.weights.file]: { bytes: m.weights.bytes } }, m), "files.manifest.json");
+      shardsFit(deps, version, m, "files.manifest.json");
       Object.assign(meta, { weights_file: m.weights.file, weights_bytes: String(m.weights.bytes) });
     }
     await bucket.put(`${versionPrefix(version)}/${file}`, bytes, { customMetadata: meta });
@@ -318,13 +330,13 @@ async function loadAndCheck(deps: RegistryDeps, m: Manifest, raw: unknown, bytes
   const files: ModelFiles = {
     manifest: raw,
     step: bytes.get(m.graphs.step.file)!,
-    score: bytes.get(m.graphs.score.file)!,
+    ...(m.graphs.score ? { score: bytes.get(m.graphs.score.file)! } : {}),
     weights: bytes.get(m.weights.file)!,
     ...(m.graphs.similar ? { similar: bytes.get(m.graphs.similar.file)! } : {}),
   };
   let model: GruModel;
   try {
-    model = await GruModel.load(deps.wasm, files);
+    model = await GruModel.load(deps.wasm, files, shardBackendFor(m, versionPrefix(m.version)));
   } catch (e) {
     throw bad(422, "model_rejected", (e as Error).message, "files");
   }
@@ -368,13 +380,18 @@ export async function stageVersion(deps: RegistryDeps, version: string, claimed:
     }
     const manifestBytes = (await readVerified(bucket, version, { "manifest.json": claimed["manifest.json"] })).get("manifest.json")!;
     const { raw, m } = manifestOf(manifestBytes, version);
-    const need = [m.graphs.step.file, m.graphs.score.file, m.weights.file, ...(m.graphs.similar ? [m.graphs.similar.file] : []), ...(m.golden ? [m.golden] : [])];
-    for (const f of need) if (!sizes[f]) throw bad(422, "model_rejected", `manifest names ${f}, which was not uploaded`, `files.${f}`);
+    for (const [i, s] of (m.shards ?? []).entries()) {
+      if (claimed[s.weights.file] !== s.weights.sha256) {
+        throw bad(422, "model_rejected", `${s.weights.file} hashes to ${claimed[s.weights.file]}, manifest.shards.${i} says ${s.weights.sha256}`, `files.${s.weights.file}`);
+      }
+    }
+    for (const f of manifestFiles(m)) if (!sizes[f]) throw bad(422, "model_rejected", `manifest names ${f}, which was not uploaded`, `files.${f}`);
     if (claimed[m.weights.file] !== m.weights.sha256) {
       throw bad(422, "model_rejected", `${m.weights.file} hashes to ${claimed[m.weights.file]}, the manifest says ${m.weights.sha256}`, `files.${m.weights.file}`);
     }
     const est = memoryEstimate(sizes, m);
     fitsAlone(deps, version, est, "files");
+    shardsFit(deps, version, m, "files");
     const beside = liveBytes(await liveRows(deps.db)) + est.resident + est.transient <= deps.memoryBudgetBytes;
     const rest = Object.fromEntries(Object.entries(claimed).filter(([n]) => n !== "manifest.json"));
     if (beside) {

@@ -14,6 +14,7 @@
  * Degradations are values, never errors.
  */
 import type { CatalogMirror } from "../catalog/mirror";
+import { whenShardsFail } from "../model/shards";
 import type { ModelHandle } from "../model/registry";
 import type { GruModel, Moment } from "../model/runtime";
 import { type PopularLists, categoryList } from "../popular/lists";
@@ -316,6 +317,8 @@ export async function loadUser(deps: RecommendDeps, userId: string): Promise<Use
 export async function recommend(deps: RecommendDeps, userId: string, o: RecommendOptions, nowMs: number = Date.now()): Promise<Recommendation> {
   const u = await loadUser(deps, userId);
   if (!u.model || !u.state) return popular(u.ctx, userRules(u.ctx, o, u.purchased, []), o.k, u.reason ?? "cold-user", u.version, nowMs);
-  const r = await rankFromState(u.model, u.state, u.purchased, u.ctx, o, nowMs);
+  const r = await whenShardsFail(rankFromState(u.model, u.state, u.purchased, u.ctx, o, nowMs), () =>
+    popular(u.ctx, userRules(u.ctx, o, u.purchased, []), o.k, "model-unavailable", u.version, nowMs),
+  );
   return u.rebuilt ? { ...r, rebuilt: u.rebuilt } : r;
 }

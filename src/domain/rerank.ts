@@ -6,6 +6,7 @@
  * a cold user or any degradation gets the whole list in popularity order with the reason.
  * Over-cap items are not dropped (the shop asked for all of them): they follow the capped list.
  */
+import { whenShardsFail } from "../model/shards";
 import { type Arrangement, type Candidate, type Picked, Picker, boosted, exploreSlots, isNew, withExploration } from "./arrange";
 import { allowed } from "./filters";
 import type { GruModel } from "../model/runtime";
@@ -116,7 +117,9 @@ export function rerankPopular(ctx: RankContext, purchased: ReadonlySet<string>, 
 export async function rerank(deps: RecommendDeps, userId: string, ids: readonly string[], o: RankOptions, nowMs: number = Date.now()): Promise<Reranked> {
   const u = await loadUser(deps, userId);
   if (!u.model || !u.state) return rerankPopular(u.ctx, u.purchased, ids, o, u.reason ?? "cold-user", u.version, nowMs);
-  const r = await rerankFromState(u.model, u.state, u.purchased, u.ctx, ids, o, nowMs);
+  const r = await whenShardsFail(rerankFromState(u.model, u.state, u.purchased, u.ctx, ids, o, nowMs), () =>
+    rerankPopular(u.ctx, u.purchased, ids, o, "model-unavailable", u.version, nowMs),
+  );
   return u.rebuilt ? { ...r, rebuilt: u.rebuilt } : r;
 }
 

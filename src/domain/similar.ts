@@ -6,10 +6,12 @@
  * items of the seed's category instead, with the reason.
  */
 import type { ModelHandle } from "../model/registry";
+import type { GruModel } from "../model/runtime";
+import { whenShardsFail } from "../model/shards";
 import { NO_ARRANGEMENT, Picker, isActive, pickBest } from "./arrange";
 import { type Filters, type Rules, allowed, modelMask } from "./filters";
 import { newInSimilar, similarOfNew, warmIds } from "./new-items";
-import { type RankContext, type RecItem, type Recommendation, fillPopular, freeRows } from "./recommend";
+import { type RankContext, type Reason, type RecItem, type Recommendation, fillPopular, freeRows } from "./recommend";
 
 export interface SimilarOptions extends Filters {
   k: number;
@@ -27,8 +29,7 @@ export async function similarItems(deps: { model: ModelHandle; context: () => Pr
   never.add(itemId);
   const rules: Rules = { ...o, catalog: ctx.catalog, never };
   const version = loaded.ok ? loaded.model.version : deps.model.known?.version ?? null;
-  if (loaded.ok && loaded.model.hasSimilar) {
-    const m = loaded.model;
+  const byModel = async (m: GruModel): Promise<Recommendation | null> => {
     const mask = modelMask(m, rules);
     mask[0] = 1;
     if (row !== undefined) mask[row] = 1;
@@ -49,10 +50,19 @@ export async function similarItems(deps: { model: ModelHandle; context: () => Pr
       if (items.length < o.k) fillPopular(items, o.k, ctx, { ...rules, arrange: isActive(o.arrange) ? a : undefined });
       return { items, source: "model", model_version: version };
     }
-  }
+    return null;
+  };
   // Fallback: popular items from the seed's own category unless a category was asked for.
-  const category = o.category ?? (facts?.categoryKey || undefined);
-  const items = fillPopular([], o.k, ctx, { ...rules, category });
-  if (items.length < o.k && category !== o.category) fillPopular(items, o.k, ctx, rules);
-  return { items, source: "popular", reason: !loaded.ok ? "model-unavailable" : row === undefined ? "unknown-item" : "no-similar-graph", model_version: version };
+  const popular = (reason: Reason): Recommendation => {
+    const category = o.category ?? (facts?.categoryKey || undefined);
+    const items = fillPopular([], o.k, ctx, { ...rules, category });
+    if (items.length < o.k && category !== o.category) fillPopular(items, o.k, ctx, rules);
+    return { items, source: "popular", reason, model_version: version };
+  };
+  if (!loaded.ok) return popular("model-unavailable");
+  if (loaded.model.hasSimilar) {
+    const r = await whenShardsFail(byModel(loaded.model), () => popular("model-unavailable"));
+    if (r) return r;
+  }
+  return popular(row === undefined ? "unknown-item" : "no-similar-graph");
 }

@@ -19,8 +19,9 @@ export const ManifestSchema = z.object({
   version: z.string().min(1).max(128),
   created_at: z.string(),
   opset: z.number().int(),
-  /** `similar` is optional: models exported before it existed still serve (similar items fall back). */
-  graphs: z.object({ step: Graph, score: Graph, similar: Graph.optional() }),
+  /** `similar` is optional: models exported before it existed still serve (similar items fall back).
+   * `score` is absent from a sharded model (its shards score). */
+  graphs: z.object({ step: Graph, score: Graph.optional(), similar: Graph.optional() }),
   weights: z.object({
     file: z.string(),
     bytes: z.number().int().positive(),
@@ -45,6 +46,21 @@ export const ManifestSchema = z.object({
   training: z.record(z.string(), z.unknown()).optional(),
   metrics: z.record(z.string(), z.unknown()).optional(),
   golden: z.string().optional(),
+  /** A sharded model (models/training/export_shards.py): the item table split in contiguous row
+   * ranges, each scored by one Durable Object (src/model/shards.ts); the step graph also outputs
+   * `query` and `item_vector`. */
+  shards: z
+    .array(
+      z.object({
+        rows: z.tuple([z.number().int().nonnegative(), z.number().int().positive()]),
+        score: z.object({ file: z.string().min(1) }),
+        similar: z.object({ file: z.string().min(1) }),
+        weights: z.object({ file: z.string().min(1), bytes: z.number().int().positive(), sha256: z.string().length(64) }),
+      }),
+    )
+    .min(1)
+    .max(256)
+    .optional(),
 });
 
 export type Manifest = z.infer<typeof ManifestSchema>;
@@ -64,6 +80,19 @@ export const CONTRACT = {
   similar: { inputs: ["item", "mask", "k"], outputs: ["scores", "indices"] },
 } as const;
 
+/** The step graph's outputs in a sharded model. */
+export const SHARDED_STEP_OUTPUTS = ["next_state", "query", "item_vector"] as const;
+
+/** Every file a manifest names (graphs, weights, shards' files, golden vectors). */
+export function manifestFiles(m: Manifest): string[] {
+  const out = [m.graphs.step.file, m.weights.file];
+  if (m.graphs.score) out.push(m.graphs.score.file);
+  if (m.graphs.similar) out.push(m.graphs.similar.file);
+  for (const s of m.shards ?? []) out.push(s.score.file, s.similar.file, s.weights.file);
+  if (m.golden) out.push(m.golden);
+  return out;
+}
+
 /** Parse and check a manifest's internal consistency. Throws ModelLoadError naming the problem. */
 export function parseManifest(raw: unknown): Manifest {
   const r = ManifestSchema.safeParse(raw);
@@ -82,19 +111,30 @@ export function parseManifest(raw: unknown): Manifest {
     throw new ModelLoadError(`manifest.items.ids has ${m.items.ids.length} ids, rows - 1 is ${m.items.rows - 1}`);
   }
   if (new Set(m.items.ids).size !== m.items.ids.length) throw new ModelLoadError("manifest.items.ids has duplicates");
+  if (!m.graphs.score === !m.shards) throw new ModelLoadError("manifest: a model has either graphs.score or shards, not both nor neither");
+  if (m.shards) {
+    let next = 0;
+    for (const [i, s] of m.shards.entries()) {
+      if (s.rows[0] !== next || s.rows[1] <= s.rows[0]) throw new ModelLoadError(`manifest.shards.${i}.rows: [${s.rows}] does not continue from row ${next}`);
+      next = s.rows[1];
+    }
+    if (next !== m.items.rows) throw new ModelLoadError(`manifest.shards cover ${next} rows, items.rows is ${m.items.rows}`);
+    if (m.graphs.similar) throw new ModelLoadError("manifest: a sharded model's similar graphs are in its shards");
+  }
   for (const [g, spec] of Object.entries(CONTRACT)) {
     const graph = m.graphs[g as keyof typeof CONTRACT];
     if (!graph) continue;
     const names = (ts: { name: string }[]) => ts.map((t) => t.name).join(",");
-    if (names(graph.inputs) !== spec.inputs.join(",") || names(graph.outputs) !== spec.outputs.join(",")) {
+    const outputs = g === "step" && m.shards ? SHARDED_STEP_OUTPUTS : spec.outputs;
+    if (names(graph.inputs) !== spec.inputs.join(",") || names(graph.outputs) !== outputs.join(",")) {
       throw new ModelLoadError(
-        `manifest.graphs.${g}: expected inputs [${spec.inputs}] outputs [${spec.outputs}], got [${names(graph.inputs)}] [${names(graph.outputs)}]`,
+        `manifest.graphs.${g}: expected inputs [${spec.inputs}] outputs [${outputs}], got [${names(graph.inputs)}] [${names(graph.outputs)}]`,
       );
     }
   }
   const stateDim = m.graphs.step.inputs[0]!.shape[1];
   if (stateDim !== size) throw new ModelLoadError(`manifest.graphs.step.state has width ${String(stateDim)}, state.size is ${size}`);
-  const maskDim = m.graphs.score.inputs[3]!.shape[1];
+  const maskDim = m.graphs.score?.inputs[3]!.shape[1] ?? m.items.rows;
   if (maskDim !== m.items.rows) throw new ModelLoadError(`manifest.graphs.score.mask has width ${String(maskDim)}, items.rows is ${m.items.rows}`);
   const simDim = m.graphs.similar?.inputs[1]!.shape[1];
   if (m.graphs.similar && simDim !== m.items.rows) {

@@ -12,6 +12,8 @@ export interface SizedManifest {
   graphs: Partial<Record<"step" | "score" | "similar", { file: string } | undefined>>;
   items: { rows: number };
   state?: { layout?: { name: string }[] };
+  /** A sharded model: the worker holds the step graph; each shard its rows' score and similar graphs. */
+  shards?: { rows: [number, number]; weights: { bytes: number } }[];
 }
 
 /** A model's memory in one isolate, bytes. */
@@ -73,7 +75,8 @@ export function memoryEstimate(files: Record<string, { bytes: number }>, manifes
   const f32 = w.dtype !== "float16";
   const N = manifest.items.rows;
   const seq = manifest.state?.layout?.some((p) => p.name === "recent_items") ?? false;
-  const allocs = [T, PER_ROW * N, ...(f32 ? [T, T] : [T, T, T, 2 * T])];
+  // A sharded model's worker isolate holds only the step graph (its table copy: rows are gathered).
+  const allocs = manifest.shards ? [T] : [T, PER_ROW * N, ...(f32 ? [T, T] : [T, T, T, 2 * T])];
   if (manifest.graphs.similar) {
     const k = f32 ? 3 : seq ? 11 : 8;
     for (let i = 0; i < 8; i++) allocs.push((k * T) / 8);
@@ -82,6 +85,24 @@ export function memoryEstimate(files: Record<string, { bytes: number }>, manifes
   const heap = HEAP_PER_MANIFEST_BYTE * (files["manifest.json"]?.bytes ?? 0);
   const transient = Object.values(files).reduce((n, f) => n + f.bytes, 0) + (w.expanded_bytes ?? 0);
   return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + heap), transient };
+}
+
+/**
+ * Estimated memory of each item shard of a sharded model in its Durable Object's isolate: the score
+ * and similar graphs over its rows, as `memoryEstimate` counts them for a whole table (T = the
+ * shard's weights: its rows of the table and of the item bias). No item ids: a shard has none.
+ */
+export function shardEstimates(manifest: SizedManifest): MemoryEstimate[] {
+  const f32 = manifest.weights.dtype !== "float16";
+  return (manifest.shards ?? []).map((s) => {
+    const T = s.weights.bytes;
+    const n = s.rows[1] - s.rows[0];
+    const allocs = [T, PER_ROW * n, ...(f32 ? [T, T] : [T, T, T, 2 * T])];
+    const k = f32 ? 3 : 8;
+    for (let i = 0; i < 8; i++) allocs.push((k * T) / 8);
+    const wasm = grow(ORT_INITIAL_WASM, USED_AT_FIRST_TABLE, allocs) - ORT_INITIAL_WASM;
+    return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm), transient: T + 4096 };
+  });
 }
 
 /** ORT's base in one isolate, bytes (the `runtime` of every estimate). */

@@ -17,8 +17,9 @@ import mlSmallScore from "../../models/ml-small/score.onnx";
 import mlSmallSimilar from "../../models/ml-small/similar.onnx";
 import mlSmallStep from "../../models/ml-small/step.onnx";
 import mlSmallWeights from "../../models/ml-small/weights.bin";
-import { ModelLoadError } from "./manifest";
+import { ModelLoadError, parseManifest } from "./manifest";
 import { GruModel, type ModelFiles } from "./runtime";
+import { shardBackendFor } from "./shards";
 
 export const BUNDLED: Record<string, ModelFiles> = {
   "ml-small": { manifest: mlSmallManifest, step: mlSmallStep, score: mlSmallScore, similar: mlSmallSimilar, weights: mlSmallWeights },
@@ -28,8 +29,10 @@ export const BUNDLED: Record<string, ModelFiles> = {
 export interface ModelSource {
   /** The parsed manifest.json (cheap: no graphs, no weights). */
   manifest(): Promise<unknown>;
-  /** All files. */
+  /** All files (a sharded model's shard files stay in R2: its item shards read them). */
   files(): Promise<ModelFiles>;
+  /** R2 key prefix of the files, when they are in R2 (item shards read theirs from there). */
+  prefix?: string;
 }
 
 /** Facts from the manifest that are needed before (or without) loading the graphs. */
@@ -76,6 +79,7 @@ export function r2Source(bucket: R2Bucket, prefix: string): ModelSource {
     return manifest;
   };
   return {
+    prefix,
     manifest: getManifest,
     async files() {
       const m = (await getManifest()) as {
@@ -86,10 +90,11 @@ export function r2Source(bucket: R2Bucket, prefix: string): ModelSource {
         if (!f || f.includes("/") || f.includes("..")) throw new ModelLoadError(`model ${prefix}: manifest names no valid ${what} file`);
         return f;
       };
-      const files = [name(m.graphs?.step?.file, "step"), name(m.graphs?.score?.file, "score"), name(m.weights?.file, "weights")];
-      if (m.graphs?.similar) files.push(name(m.graphs.similar.file, "similar"));
-      const [step, score, weights, similar] = await Promise.all(files.map(async (f) => (await read(f)).arrayBuffer()));
-      return { manifest: m, step: step!, score: score!, weights: weights!, ...(similar ? { similar } : {}) };
+      const files = [name(m.graphs?.step?.file, "step"), name(m.weights?.file, "weights")];
+      const score = m.graphs?.score ? files.push(name(m.graphs.score.file, "score")) - 1 : -1;
+      const similar = m.graphs?.similar ? files.push(name(m.graphs.similar.file, "similar")) - 1 : -1;
+      const got = await Promise.all(files.map(async (f) => (await read(f)).arrayBuffer()));
+      return { manifest: m, step: got[0]!, weights: got[1]!, ...(score > 0 ? { score: got[score] } : {}), ...(similar > 0 ? { similar: got[similar] } : {}) };
     },
   };
 }
@@ -151,7 +156,15 @@ export function modelHandle(name: string, bucket?: R2Bucket, source?: ModelSourc
     async get() {
       if (!src) return { ok: false, reason: "model-unavailable", message: `model ${name} is not bundled and no MODEL_BUCKET is bound` };
       if (!loading && Date.now() - failedAt < RETRY_FAILED_LOAD_MS) return { ok: false, reason: "model-unavailable", message: failure };
-      loading ??= src.files().then((files) => GruModel.load(wasm, files));
+      loading ??= src.files().then((files) => {
+        let shards;
+        try {
+          shards = src.prefix ? shardBackendFor(parseManifest(files.manifest), src.prefix) : undefined;
+        } catch {
+          shards = undefined; // GruModel.load reports the manifest's problem
+        }
+        return GruModel.load(wasm, files, shards);
+      });
       try {
         return { ok: true, model: await loading };
       } catch (e) {

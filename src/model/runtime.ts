@@ -5,17 +5,21 @@
  *   similar(row, k, mask)                            -> [{row, score}]  (cosine of item embeddings)
  * Sessions are created once per isolate and reused; runs on one session are serialised
  * (onnxruntime-web's wasm backend is single-threaded and not re-entrant).
+ * A sharded model (manifest `shards`) holds only the step graph here: it forms the query (or the
+ * seed's vector) and the item shards rank their row ranges (src/model/shards.ts).
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
 import { checkSessions, type Manifest, ModelLoadError, parseManifest } from "./manifest";
 import { withOrt } from "./ort";
 import { expandInt8Rows } from "./int8-rows";
+import { type ShardBackend, freeOf, mergeTops, packMask } from "./shards";
 
 /** The bytes of one exported model folder. */
 export interface ModelFiles {
   manifest: unknown;
   step: ArrayBuffer | Uint8Array;
-  score: ArrayBuffer | Uint8Array;
+  /** Absent for a sharded model (its shards score). */
+  score?: ArrayBuffer | Uint8Array;
   /** Optional (older exports have no similar graph). */
   similar?: ArrayBuffer | Uint8Array;
   weights: ArrayBuffer | Uint8Array;
@@ -55,8 +59,9 @@ export class GruModel {
     readonly manifest: Manifest,
     private readonly ort: typeof import("onnxruntime-web/wasm"),
     private readonly stepSession: InferenceSession,
-    private readonly scoreSession: InferenceSession,
+    private readonly scoreSession: InferenceSession | undefined,
     private readonly similarSession: InferenceSession | undefined,
+    private readonly shards?: ShardBackend,
   ) {
     this.version = manifest.version;
     this.stateSize = manifest.state.size;
@@ -65,9 +70,11 @@ export class GruModel {
     this.rowById = new Map(manifest.items.ids.map((id, i) => [id, i + 1]));
   }
 
-  /** Validate the manifest, check the weights' checksum, create both sessions, cross-check them. */
-  static async load(wasm: WebAssembly.Module, files: ModelFiles): Promise<GruModel> {
+  /** Validate the manifest, check the weights' checksum, create the sessions, cross-check them.
+   * A sharded manifest needs `shards` (the item shards of this version). */
+  static async load(wasm: WebAssembly.Module, files: ModelFiles, shards?: ShardBackend): Promise<GruModel> {
     const m = parseManifest(files.manifest);
+    if (m.shards && !shards) throw new ModelLoadError(`model ${m.name}: sharded (${m.shards.length} item shards) and no ITEM_SHARDS Durable Object namespace is bound`);
     const stored = u8(files.weights);
     if (stored.byteLength !== m.weights.bytes) {
       throw new ModelLoadError(`model ${m.name}: ${m.weights.file} has ${stored.byteLength} bytes, manifest says ${m.weights.bytes}`);
@@ -89,25 +96,26 @@ export class GruModel {
         graphOptimizationLevel: "all",
         externalData: [{ path: m.weights.file, data: weights }],
       });
-      let step: InferenceSession, score: InferenceSession;
+      let step: InferenceSession;
+      let score: InferenceSession | undefined;
       let similar: InferenceSession | undefined;
       try {
         step = await ort.InferenceSession.create(u8(files.step), opts());
-        score = await ort.InferenceSession.create(u8(files.score), opts());
+        if (m.graphs.score && files.score) score = await ort.InferenceSession.create(u8(files.score), opts());
         if (m.graphs.similar && files.similar) similar = await ort.InferenceSession.create(u8(files.similar), opts());
       } catch (e) {
         throw new ModelLoadError(`model ${m.name}: onnxruntime could not load the graphs: ${(e as Error).message}`);
       }
       if (m.graphs.similar && !similar) throw new ModelLoadError(`model ${m.name}: manifest names ${m.graphs.similar.file} but it was not supplied`);
       checkSessions(m, { step, score, similar });
-      return new GruModel(m, ort, step, score, similar);
+      return new GruModel(m, ort, step, score, similar, m.shards ? shards : undefined);
     });
   }
 
   /** Free the ONNX sessions (their wasm memory). The model must not be used afterwards. */
   async release(): Promise<void> {
     await this.serial(async () => {
-      await Promise.all([this.stepSession.release(), this.scoreSession.release(), this.similarSession?.release()]);
+      await Promise.all([this.stepSession.release(), this.scoreSession?.release(), this.similarSession?.release()]);
     });
   }
 
@@ -159,7 +167,45 @@ export class GruModel {
 
   /** Whether this model can rank items by similarity to an item. */
   get hasSimilar(): boolean {
-    return this.similarSession !== undefined;
+    return this.similarSession !== undefined || this.shards !== undefined;
+  }
+
+  /** Whether the item table is in Durable Object shards. */
+  get sharded(): boolean {
+    return this.shards !== undefined;
+  }
+
+  /** The step graph's extra outputs of a sharded model: the query for `state` at `at`, and the
+   * normalised vector of item `row`. */
+  private vectors(state: Float32Array, row: number, at: Moment): Promise<{ query: Float32Array; itemVector: Float32Array }> {
+    const T = this.ort.Tensor;
+    return this.serial(async () => {
+      const out = await this.stepSession.run({
+        state: new T("float32", state, [1, this.stateSize]),
+        item: new T("int64", BigInt64Array.of(BigInt(row)), [1]),
+        new_session: new T("float32", Float32Array.of(at.newSession ? 1 : 0), [1]),
+        gap: new T("float32", Float32Array.of(Math.max(0, at.gapHours)), [1]),
+      });
+      const query = new Float32Array(out.query!.data as Float32Array);
+      const itemVector = new Float32Array(out.item_vector!.data as Float32Array);
+      for (const t of Object.values(out)) t.dispose();
+      return { query, itemVector };
+    });
+  }
+
+  /** Ask every shard for its best k under `mask` and merge (exact: see shards.ts). */
+  private async fanOut(graph: "score" | "similar", vec: Float32Array, k: number, mask: Float32Array): Promise<Scored[]> {
+    const b = this.shards!;
+    const parts = await Promise.all(
+      b.specs.map(async (s, i) => {
+        const [lo, hi] = s.rows;
+        const bits = packMask(mask, lo, hi);
+        const kk = Math.min(k, freeOf(bits, hi - lo));
+        const top = kk > 0 ? await (graph === "score" ? b.score(i, vec, bits, kk) : b.similar(i, vec, bits, kk)) : { rows: new Int32Array(0), scores: new Float32Array(0) };
+        return { lo, top };
+      }),
+    );
+    return mergeTops(parts, k);
   }
 
   /** A mask (1 = never return) with the padding row and `exclude` set; also how many are set. */
@@ -184,8 +230,10 @@ export class GruModel {
     mask[0] = 1;
     const kk = this.clampK(k, mask);
     if (kk === 0) return Promise.resolve([]);
+    if (this.shards) return this.vectors(state, 0, at).then((v) => this.fanOut("score", v.query, kk, mask));
+    const session = this.scoreSession!;
     return this.serial(async () => {
-      const out = await this.scoreSession.run({
+      const out = await session.run({
         state: new T("float32", state, [1, this.stateSize]),
         new_session: new T("float32", Float32Array.of(at.newSession ? 1 : 0), [1]),
         gap: new T("float32", Float32Array.of(Math.max(0, at.gapHours)), [1]),
@@ -199,12 +247,13 @@ export class GruModel {
   /** The k rows most similar to `row` (cosine of item embeddings), never `row` itself nor a masked row. */
   similar(row: number, k: number, mask: Float32Array = this.mask()): Promise<Scored[]> {
     const session = this.similarSession;
-    if (!session) return Promise.reject(new Error(`model ${this.version} has no similar graph`));
+    if (!session && !this.shards) return Promise.reject(new Error(`model ${this.version} has no similar graph`));
     const T = this.ort.Tensor;
     mask[0] = 1;
     mask[row] = 1;
     const kk = this.clampK(k, mask);
     if (kk === 0) return Promise.resolve([]);
+    if (!session) return this.vectors(this.initialState(), row, { newSession: false, gapHours: 0 }).then((v) => this.fanOut("similar", v.itemVector, kk, mask));
     return this.serial(async () => {
       const out = await session.run({
         item: new T("int64", BigInt64Array.of(BigInt(row)), [1]),
@@ -221,8 +270,9 @@ export class GruModel {
    */
   similarityRows(rows: readonly number[]): Promise<Float32Array[]> {
     const session = this.similarSession;
-    if (!session) return Promise.reject(new Error(`model ${this.version} has no similar graph`));
+    if (!session && !this.shards) return Promise.reject(new Error(`model ${this.version} has no similar graph`));
     if (!rows.length) return Promise.resolve([]);
+    if (!session) return Promise.all(rows.map((r) => this.similarityRow(r)));
     const T = this.ort.Tensor;
     const B = rows.length;
     const N = this.rows;
@@ -246,6 +296,15 @@ export class GruModel {
       out.indices!.dispose();
       return result;
     });
+  }
+
+  /** similarityRows for one row of a sharded model: every row's cosine from the shards. */
+  private async similarityRow(row: number): Promise<Float32Array> {
+    const mask = this.mask();
+    const top = await this.fanOut("similar", (await this.vectors(this.initialState(), row, { newSession: false, gapHours: 0 })).itemVector, this.rows - 1, mask);
+    const out = new Float32Array(this.rows);
+    for (const t of top) out[t.row] = t.score;
+    return out;
   }
 
   private clampK(k: number, mask: Float32Array): number {

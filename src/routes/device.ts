@@ -69,6 +69,7 @@ export const device = featureApp()
     const loaded = await c.var.model.get();
     if (!loaded.ok) throw modelUnavailable(loaded.message);
     const m = loaded.model.manifest;
+    if (m.shards) throw modelUnavailable(`model ${m.name} is sharded (${m.shards.length} item shards): its table does not fit one device download; rank on the server`);
     const base = `/v1/device/model/${encodeURIComponent(m.version)}/`;
     const files = Object.fromEntries(Object.entries(roles(m)).map(([role, f]) => [role, base + encodeURIComponent(f)]));
     c.header("Cache-Control", "no-cache");
@@ -90,7 +91,7 @@ export const device = featureApp()
       type = "application/json";
     } else if (name === m.weights.file) body = files.weights;
     else if (name === m.graphs.step.file) body = files.step;
-    else if (name === m.graphs.score.file) body = files.score;
+    else if (m.graphs.score && name === m.graphs.score.file) body = files.score;
     else if (m.graphs.similar && name === m.graphs.similar.file) body = files.similar;
     if (!body) throw notFound();
     // The version names the bytes: a new model is a new URL.

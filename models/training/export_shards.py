@@ -1,0 +1,164 @@
+"""Export a checkpoint as a sharded model: the item table split across Durable Objects (issue 18).
+
+    python3 models/training/export_shards.py --ckpt ck.pt --out models/big --name big --shards 4 --fp16
+
+One isolate cannot hold a large item table several times over (the score graph folds about 5
+float16 copies of it, the similar graph 8). A sharded export writes:
+  step.onnx + weights.bin       the coordinator's graph (the worker's isolate): the step, plus two
+                                outputs, `query` (B, d), the vector that scores items for the input
+                                state at the given moment (the score graph's query), and
+                                `item_vector` (B, d), the input item's normalised embedding (the seed
+                                of similar items). It holds the table once (rows are gathered).
+  score.s<i>.onnx               shard i: q (B, d), mask (B, n_i), k -> top-k of q . E_i + b_i
+  similar.s<i>.onnx             shard i: vec (B, d), mask (B, n_i), k -> top-k cosine with E_i
+  weights.s<i>.bin              shard i's rows of the table and of the item bias
+  manifest.json                 as export.py's, without graphs.score / graphs.similar, with
+                                `shards`: [{rows: [lo, hi), score, similar, weights}] (global rows
+                                lo..hi-1; shard 0 starts at the padding row 0)
+The same ops as the single-isolate graphs compute the same floats, so the merged top-k of the
+shards is the single-isolate top-k (test/worker/shards.test.ts checks it on a model both serve).
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto, helper
+import onnx
+
+sys.path.insert(0, os.path.dirname(__file__))
+import export as E  # noqa: E402
+
+
+class _CoreStep(torch.nn.Module):
+    """step -> (next_state (B, S), query (B, d), item_vector (B, d))."""
+
+    def __init__(self, model, half=False):
+        super().__init__()
+        self.model = model
+        self.half = half
+
+    def forward(self, state, item, new_session, gap):
+        nxt = self.model.advance(state, item, new_session, gap)
+        q = self.model.query(state, new_session, gap)
+        e = self.model.emb(item)
+        n = e.norm(dim=1, keepdim=True).clamp_min(1e-12)     # F.normalize's denominator
+        if self.half:
+            # export folds the table's row norms into a float16 constant (the similar graphs divide
+            # by it): round the seed's norm the same way, so its vector is that row of the table
+            n = n.half().float()
+        return nxt, q, e / n
+
+
+class _ShardScore(torch.nn.Module):
+    def __init__(self, emb, bias):
+        super().__init__()
+        self.emb = torch.nn.Parameter(emb.clone())        # (n, d)
+        self.bias = torch.nn.Parameter(bias.clone())      # (n,)
+
+    def forward(self, q, mask):                           # (B, d), (B, n) -> (B, n)
+        lg = F.linear(q, self.emb, self.bias)
+        return torch.where(mask > 0.5, torch.full_like(lg, float("-inf")), lg)
+
+
+class _ShardSimilar(torch.nn.Module):
+    def __init__(self, emb):
+        super().__init__()
+        self.emb = torch.nn.Parameter(emb.clone())        # (n, d)
+
+    def forward(self, vec, mask):                         # (B, d), (B, n) -> (B, n)
+        sim = vec @ F.normalize(self.emb, dim=1).t()
+        return torch.where(mask > 0.5, torch.full_like(sim, float("-inf")), sim)
+
+
+def with_topk(path):
+    """Append TopK with a runtime k (as export.py does for the single-isolate graphs)."""
+    g = onnx.load(path)
+    g.graph.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
+    g.graph.node.append(helper.make_node("TopK", ["logits", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1))
+    del g.graph.output[:]
+    g.graph.output.extend([
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "k"]),
+        helper.make_tensor_value_info("indices", TensorProto.INT64, ["batch", "k"]),
+    ])
+    onnx.save(g, path)
+
+
+def bounds(n_rows, shards):
+    """Contiguous row ranges [lo, hi) of (nearly) equal size covering 0..n_rows-1."""
+    step = -(-n_rows // shards)
+    return [(i * step, min(n_rows, (i + 1) * step)) for i in range(shards) if i * step < n_rows]
+
+
+def export_sharded(model, out_dir, shards, half=False):
+    """Write the coordinator's step graph and each shard's graphs and weights; returns the
+    manifest's `shards` list and the step graph's extra outputs."""
+    S, N, d = model.state_size, model.cfg.n_items, model.cfg.dim
+    state, ns, gap, item = torch.zeros(2, S), torch.ones(2), torch.tensor([0.0, 30.0]), torch.tensor([1, 2])
+    step_path = os.path.join(out_dir, "step.onnx")
+    torch.onnx.export(_CoreStep(model, half).eval(), (state, item, ns, gap), step_path, opset_version=E.OPSET,
+                      input_names=["state", "item", "new_session", "gap"], output_names=["next_state", "query", "item_vector"],
+                      dynamic_axes={n: {0: "batch"} for n in ("state", "item", "new_session", "gap", "next_state", "query", "item_vector")})
+    E.keep_inputs(step_path, ["state", "item", "new_session", "gap"])
+    E.share_weights([step_path], os.path.join(out_dir, "weights.bin"), half=half)
+    table, bias = model.emb.weight.detach(), model.item_bias.detach()
+    out = []
+    for i, (lo, hi) in enumerate(bounds(N, shards)):
+        n = hi - lo
+        sp, mp, wp = (os.path.join(out_dir, f) for f in (f"score.s{i}.onnx", f"similar.s{i}.onnx", f"weights.s{i}.bin"))
+        vec, mask = torch.zeros(2, d), torch.zeros(2, n)
+        torch.onnx.export(_ShardScore(table[lo:hi], bias[lo:hi]).eval(), (vec, mask), sp, opset_version=E.OPSET,
+                          input_names=["q", "mask"], output_names=["logits"],
+                          dynamic_axes={"q": {0: "batch"}, "mask": {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(_ShardSimilar(table[lo:hi]).eval(), (vec, mask), mp, opset_version=E.OPSET,
+                          input_names=["vec", "mask"], output_names=["logits"],
+                          dynamic_axes={"vec": {0: "batch"}, "mask": {0: "batch"}, "logits": {0: "batch"}})
+        with_topk(sp)
+        with_topk(mp)
+        E.share_weights([sp, mp], wp, half=half)
+        out.append({"rows": [lo, hi], "score": {"file": os.path.basename(sp)}, "similar": {"file": os.path.basename(mp)},
+                    "weights": {"file": os.path.basename(wp), "bytes": os.path.getsize(wp), "sha256": E.sha256(wp)}})
+    outputs = [{"name": "next_state", "dtype": "float32", "shape": ["batch", S]},
+               {"name": "query", "dtype": "float32", "shape": ["batch", d]},
+               {"name": "item_vector", "dtype": "float32", "shape": ["batch", d]}]
+    return out, outputs
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--shards", type=int, required=True, help="how many Durable Objects share the item table")
+    p.add_argument("--fp16", action="store_true")
+    p.add_argument("--popular", type=int, default=200)
+    args = p.parse_args(argv)
+    # export.py writes the manifest, golden vectors and popular list; the graphs are replaced below.
+    E.main(["--ckpt", args.ckpt, "--out", args.out, "--name", args.name, "--popular", str(args.popular),
+            "--similar", "no"] + (["--fp16"] if args.fp16 else []))
+    for old in os.listdir(args.out):
+        if old.startswith(("score.", "similar.", "weights.s")):
+            os.remove(os.path.join(args.out, old))
+    model, ck = E.load(args.ckpt, half=args.fp16)
+    shards, outputs = export_sharded(model, args.out, args.shards, half=args.fp16)
+    mpath = os.path.join(args.out, "manifest.json")
+    m = json.load(open(mpath))
+    wsum = E.sha256(os.path.join(args.out, "weights.bin"))
+    m["version"] = f"{args.name}-{m['created_at'][:10].replace('-', '')}-{wsum[:8]}"
+    m["graphs"] = {"step": {**m["graphs"]["step"], "outputs": outputs}}
+    m["weights"] = {"file": "weights.bin", "bytes": os.path.getsize(os.path.join(args.out, "weights.bin")), "sha256": wsum,
+                    "dtype": "float16" if args.fp16 else "float32"}
+    m["shards"] = shards
+    with open(mpath, "w") as f:
+        json.dump(m, f, indent=1)
+    gold = E.golden(model, ck)                       # with similar items (export.py left them out)
+    with open(os.path.join(args.out, "golden.json"), "w") as f:
+        json.dump(gold, f)
+    sizes = {n: os.path.getsize(os.path.join(args.out, n)) for n in sorted(os.listdir(args.out))}
+    print(json.dumps({"version": m["version"], "shards": len(shards), "sizes": sizes}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+/**
+ * Sharded item tables (src/model/shards.ts, item-shard.ts): the same synthetic model exported whole
+ * and in 3 item shards (test/fixtures/shard-model, models/training/build-shard-fixture.sh). The
+ * shards run as real Durable Objects reading their files from the local R2; the merged top-k must be
+ * the single-isolate top-k, under masks of every kind, for scores and similar items; then the
+ * sharded version goes through the registry (upload, staging with golden vectors, activation) and
+ * serves the API.
+ */
+import { env, exports } from "cloudflare:workers";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import shGolden from "../fixtures/shard-model/sharded/golden.json";
+import shManifest from "../fixtures/shard-model/sharded/manifest.json";
+import shScore0 from "../fixtures/shard-model/sharded/score.s0.onnx";
+import shScore1 from "../fixtures/shard-model/sharded/score.s1.onnx";
+import shScore2 from "../fixtures/shard-model/sharded/score.s2.onnx";
+import shSimilar0 from "../fixtures/shard-model/sharded/similar.s0.onnx";
+import shSimilar1 from "../fixtures/shard-model/sharded/similar.s1.onnx";
+import shSimilar2 from "../fixtures/shard-model/sharded/similar.s2.onnx";
+import shStep from "../fixtures/shard-model/sharded/step.onnx";
+import shWeights from "../fixtures/shard-model/sharded/weights.bin";
+import shWeights0 from "../fixtures/shard-model/sharded/weights.s0.bin";
+import shWeights1 from "../fixtures/shard-model/sharded/weights.s1.bin";
+import shWeights2 from "../fixtures/shard-model/sharded/weights.s2.bin";
+import oneManifest from "../fixtures/shard-model/single/manifest.json";
+import oneScore from "../fixtures/shard-model/single/score.onnx";
+import oneSimilar from "../fixtures/shard-model/single/similar.onnx";
+import oneStep from "../fixtures/shard-model/single/step.onnx";
+import oneWeights from "../fixtures/shard-model/single/weights.bin";
+import { parseManifest } from "../../src/model/manifest";
+import { bundledWasm } from "../../src/model/registry";
+import { GruModel, type Scored } from "../../src/model/runtime";
+import { type ShardNamespace, ShardUnavailableError, durableShards, mergeTops, shardSpecs } from "../../src/model/shards";
+import { KEY, api, ev, manifest as bundledManifest, uid } from "./helpers";
+
+const SHARD_FILES: Record<string, ArrayBuffer> = {
+  "score.s0.onnx": shScore0,
+  "score.s1.onnx": shScore1,
+  "score.s2.onnx": shScore2,
+  "similar.s0.onnx": shSimilar0,
+  "similar.s1.onnx": shSimilar1,
+  "similar.s2.onnx": shSimilar2,
+  "weights.s0.bin": shWeights0,
+  "weights.s1.bin": shWeights1,
+  "weights.s2.bin": shWeights2,
+};
+
+const bucket = (env as unknown as { MODEL_BUCKET: R2Bucket }).MODEL_BUCKET;
+const shardNs = (env as unknown as { ITEM_SHARDS: ShardNamespace }).ITEM_SHARDS;
+
+/** A seeded PRNG (mulberry32), so a failure replays. */
+function rng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Same rows in the same order, scores equal to float precision (equal scores may trade places). */
+function expectSameTop(got: Scored[], want: Scored[]) {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    expect(Math.abs(got[i]!.score - want[i]!.score)).toBeLessThan(1e-5);
+    if (got[i]!.row !== want[i]!.row) expect(Math.abs(got[i]!.score - want[i]!.score)).toBe(0);
+  }
+  expect(new Set(got.map((t) => t.row))).toEqual(new Set(want.map((t) => t.row)));
+}
+
+let single: GruModel;
+let sharded: GruModel;
+const PREFIX = `test-shards/${shManifest.version}`;
+
+beforeAll(async () => {
+  for (const [name, body] of Object.entries(SHARD_FILES)) await bucket.put(`${PREFIX}/${name}`, body);
+  single = await GruModel.load(bundledWasm(), { manifest: oneManifest, step: oneStep, score: oneScore, similar: oneSimilar, weights: oneWeights });
+  const m = parseManifest(shManifest);
+  sharded = await GruModel.load(bundledWasm(), { manifest: shManifest, step: shStep, weights: shWeights }, durableShards(shardNs, shardSpecs(m, PREFIX)));
+});
+
+describe("a model in item shards (Durable Objects)", { timeout: 180_000 }, () => {
+  it("steps a user's state exactly as the single-isolate model", async () => {
+    const r = rng(1);
+    let a = single.initialState();
+    let b = sharded.initialState();
+    for (let i = 0; i < 30; i++) {
+      const row = 1 + Math.floor(r() * (single.rows - 1));
+      const at = { newSession: i % 7 === 0, gapHours: i % 7 === 0 ? 30 : 0.02 };
+      a = await single.step(a, row, at);
+      b = await sharded.step(b, row, at);
+    }
+    expect(Array.from(b)).toEqual(Array.from(a));
+  });
+
+  it("returns the single-isolate top-k under every kind of mask, whatever k", async () => {
+    const r = rng(2);
+    const N = single.rows;
+    const [, lo1, lo2] = sharded.manifest.shards!.map((s) => s.rows[0]);
+    let compared = 0;
+    for (let trial = 0; trial < 24; trial++) {
+      let state = single.initialState();
+      for (let i = 0; i < 1 + (trial % 9); i++) state = await single.step(state, 1 + Math.floor(r() * (N - 1)), { newSession: i === 0, gapHours: 0 });
+      const kind = trial % 4;
+      const mask = new Float32Array(N);
+      if (kind === 1) for (let j = 1; j < N; j++) mask[j] = r() < 0.3 ? 1 : 0; // purchases, availability
+      if (kind === 2) for (let j = 1; j < N; j++) mask[j] = r() < 0.97 ? 1 : 0; // a narrow category
+      if (kind === 3) for (let j = lo1!; j < lo2!; j++) mask[j] = 1; // a whole shard left out
+      for (const k of [1, 10, 50, 400]) {
+        const at = { newSession: trial % 2 === 0, gapHours: trial % 2 === 0 ? 48 : 0.1 };
+        const want = await single.topKMasked(state, at, k, mask.slice());
+        const got = await sharded.topKMasked(state, at, k, mask.slice());
+        expectSameTop(got, want);
+        for (const t of got) expect(mask[t.row]).toBe(0);
+        compared++;
+      }
+    }
+    expect(compared).toBe(96);
+  });
+
+  it("returns the single-isolate similar items, the seed and masked rows never among them", async () => {
+    const r = rng(3);
+    const N = single.rows;
+    for (let trial = 0; trial < 16; trial++) {
+      const seed = 1 + Math.floor(r() * (N - 1));
+      const mask = new Float32Array(N);
+      if (trial % 2) for (let j = 1; j < N; j++) mask[j] = r() < 0.5 ? 1 : 0;
+      for (const k of [5, 60]) {
+        const want = await single.similar(seed, k, mask.slice());
+        const got = await sharded.similar(seed, k, mask.slice());
+        expectSameTop(got, want);
+        expect(got.some((t) => t.row === seed)).toBe(false);
+      }
+    }
+    const rows = [3, 500, 1500];
+    const [a, b] = [await single.similarityRows(rows), await sharded.similarityRows(rows)];
+    for (let i = 0; i < rows.length; i++) for (let j = 1; j < N; j++) expect(Math.abs(a[i]![j]! - b[i]![j]!)).toBeLessThan(1e-5);
+  });
+
+  it("merges ties by row and drops excluded (-inf) entries", () => {
+    const top = mergeTops(
+      [
+        { lo: 0, top: { rows: Int32Array.of(4, 2), scores: Float32Array.of(0.5, 0.5) } },
+        { lo: 10, top: { rows: Int32Array.of(0, 1), scores: Float32Array.of(0.9, -Infinity) } },
+      ],
+      3,
+    );
+    expect(top).toEqual([
+      { row: 10, score: Float32Array.of(0.9)[0] },
+      { row: 2, score: 0.5 },
+      { row: 4, score: 0.5 },
+    ]);
+  });
+
+  it("reports a shard that cannot load its files as unavailable, not as an error", async () => {
+    const m = parseManifest(shManifest);
+    const broken = durableShards(shardNs, shardSpecs(m, "test-shards/missing-version"), 5000);
+    const model = await GruModel.load(bundledWasm(), { manifest: shManifest, step: shStep, weights: shWeights }, broken);
+    await expect(model.topK(model.initialState(), { newSession: true, gapHours: 0 }, 5)).rejects.toBeInstanceOf(ShardUnavailableError);
+  });
+});
+
+describe("a sharded version through the registry", { timeout: 240_000 }, () => {
+  afterEach(async () => {
+    const list = await api("/v1/admin/models");
+    if (list.body.serving !== bundledManifest.version) await api(`/v1/admin/models/${bundledManifest.version}/activate`, { body: {} });
+  });
+
+  async function put(version: string, file: string, body: ArrayBuffer | string) {
+    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : new Uint8Array(body);
+    const sum = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)), (x) => x.toString(16).padStart(2, "0")).join("");
+    const res = await (exports as any).default.fetch(
+      new Request(`http://worker.test/v1/admin/models/${version}/files/${file}`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${KEY}`, "x-content-sha256": sum, "content-type": "application/octet-stream" },
+        body: bytes,
+      }),
+    );
+    expect(res.status).toBe(200);
+    return sum;
+  }
+
+  it("is uploaded, staged with its golden vectors, activated, and serves lists and similar items from its shards", async () => {
+    const version = shManifest.version;
+    const files: Record<string, ArrayBuffer | string> = {
+      "manifest.json": JSON.stringify(shManifest),
+      "step.onnx": shStep,
+      "weights.bin": shWeights,
+      "golden.json": JSON.stringify(shGolden),
+      ...SHARD_FILES,
+    };
+    const sums: Record<string, string> = {};
+    for (const [name, body] of Object.entries(files)) sums[name] = await put(version, name, body);
+    const staged = await api(`/v1/admin/models/${version}`, { body: { files: sums } });
+    expect(staged.status, JSON.stringify(staged.body)).toBe(201);
+    const act = await api(`/v1/admin/models/${version}/activate`, { body: { previous: "retire" } });
+    expect(act.status, JSON.stringify(act.body)).toBe(200);
+
+    const user = uid("sharded");
+    const ids = shManifest.items.ids;
+    const seen = [ids[5]!, ids[40]!, ids[700]!, ids[1200]!];
+    const posted = await api("/v1/events", { body: seen.map((id, i) => ev(user, id, { type: i === 3 ? "purchase" : "view" })) });
+    expect(posted.status, JSON.stringify(posted.body)).toBeLessThan(300);
+    const rec = await api(`/v1/users/${user}/recommendations?k=10`);
+    expect(rec.status).toBe(200);
+    expect(rec.body.source).toBe("model");
+    expect(rec.body.model_version).toBe(version);
+    expect(rec.body.items).toHaveLength(10);
+    expect(rec.body.items.map((i: { item_id: string }) => i.item_id)).not.toContain(ids[1200]);
+
+    const sim = await api(`/v1/items/${encodeURIComponent(ids[40]!)}/similar?k=8`);
+    expect(sim.status).toBe(200);
+    expect(sim.body.source).toBe("model");
+    const want = await single.similar(single.rowOf(ids[40]!)!, 8);
+    expect(sim.body.items.map((i: { item_id: string }) => i.item_id)).toEqual(want.map((t) => single.idOf(t.row)));
+  });
+});
