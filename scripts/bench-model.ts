@@ -22,9 +22,12 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import * as ort from "onnxruntime-web/wasm";
-import { memoryEstimate } from "../src/model/memory";
-import { compileOrtWasm, readModelFolder } from "../src/model/node-files";
+import { memoryEstimate, shardEstimates } from "../src/model/memory";
+import { compileOrtWasm, localShards, readModelFolder } from "../src/model/node-files";
+import { runShard, shardSessions } from "../src/model/shard-sessions";
+import { shardSpecs } from "../src/model/shards";
 import { withOrt } from "../src/model/ort";
+import { parseManifest } from "../src/model/manifest";
 import { GruModel, type ModelFiles } from "../src/model/runtime";
 
 const arg = (name: string) => {
@@ -37,7 +40,7 @@ const mb = (b: number) => (b / 2 ** 20).toFixed(1);
 /** The files of a model folder the registry would store, name -> bytes. */
 function folderSizes(dir: string): { manifest: any; files: Record<string, { bytes: number }> } {
   const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
-  const names = ["manifest.json", manifest.graphs.step.file, manifest.graphs.score.file, manifest.graphs.similar?.file, manifest.weights.file, manifest.golden];
+  const names = ["manifest.json", manifest.graphs.step.file, manifest.graphs.score?.file, manifest.graphs.similar?.file, manifest.weights.file, manifest.golden];
   const files: Record<string, { bytes: number }> = {};
   for (const n of names) if (n && existsSync(join(dir, n))) files[n] = { bytes: statSync(join(dir, n)).size };
   return { manifest, files };
@@ -137,6 +140,38 @@ async function table(): Promise<void> {
   }
 }
 
+type Reading = { heap: number; buffers: number; wasm: number; total: number };
+
+/** One item shard of a sharded model folder in this process: its load and 200 masked top-10 runs
+ * of each graph (random vectors), memory measured as for a whole model, `shardEstimates` beside it. */
+async function oneShard(
+  dir: string,
+  manifest: unknown,
+  i: number,
+  wasm: WebAssembly.Module,
+  o: { base: Reading; started: Reading; settle: () => Promise<Reading>; isolate: () => Reading; json: boolean },
+): Promise<void> {
+  const spec = shardSpecs(parseManifest(manifest), dir)[i]!;
+  const files = { get: async (key: string) => ({ arrayBuffer: async () => new Uint8Array(readFileSync(key)).buffer as ArrayBuffer }) };
+  const l = await shardSessions(files, spec, wasm);
+  const peak = o.isolate();
+  const n = spec.rows[1] - spec.rows[0];
+  const mask = new Uint8Array((n + 7) >> 3);
+  const times: number[] = [];
+  for (let r = 0; r < Math.min(runs, 200); r++) {
+    const v = Float32Array.from({ length: spec.dim }, () => Math.random() - 0.5);
+    const t = performance.now();
+    await runShard(l, r % 2 ? "similar" : "score", spec, v, mask, 10);
+    times.push(performance.now() - t);
+  }
+  const ran = await o.settle();
+  const measured: Measured = { runtime: o.started.total - o.base.total, peak: peak.total - o.base.total, settled: ran.total - o.base.total };
+  const est = shardEstimates(parseManifest(manifest))[i]!;
+  const p50 = [...times].sort((a, b) => a - b)[times.length >> 1]!;
+  if (o.json) console.log(JSON.stringify({ ...measured, rows: n, p50 }));
+  else console.log(`shard ${i} (${n} rows): settled ${mb(measured.settled)} MiB (estimate ${mb(est.runtime + est.resident)}), peak ${mb(measured.peak)} MiB (estimate ${mb(est.runtime + est.resident + est.transient)}), run p50 ${p50.toFixed(3)} ms`);
+}
+
 /** One model folder in this process. */
 async function one(dir: string, json: boolean): Promise<void> {
   const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
@@ -186,13 +221,19 @@ async function one(dir: string, json: boolean): Promise<void> {
     return s;
   };
   let files: ModelFiles | undefined = readModelFolder(dir);
+  const shardArg = arg("--shard");
+  if (shardArg !== undefined) return oneShard(dir, files.manifest, Number(shardArg), wasmModule, { base, started, settle, isolate, json });
   const t0 = performance.now();
-  const model = await GruModel.load(wasmModule, files);
+  // A sharded model: its item shards run in this process after the load (the memory figures are
+  // the worker's isolate alone; `--shard i` measures one shard).
+  const model = await GruModel.load(wasmModule, files, (files.manifest as { shards?: unknown }).shards ? localShards(dir, files.manifest, wasmModule) : undefined);
   const loadMs = performance.now() - t0;
   const loaded = isolate();
   if (loaded.total > peak.total) peak = loaded;
   IS.create = create;
   files = undefined;
+  // A sharded model's worker isolate holds only what loaded so far (its shards load on first use).
+  const afterLoad = model.sharded ? await settle() : undefined;
 
   let state = model.initialState();
   const warm = Math.min(model.rows - 1, 50);
@@ -216,7 +257,7 @@ async function one(dir: string, json: boolean): Promise<void> {
     }
   }
   const ran = await settle();
-  const measured: Measured = { runtime: started.total - base.total, peak: peak.total - base.total, settled: ran.total - base.total };
+  const measured: Measured = { runtime: started.total - base.total, peak: peak.total - base.total, settled: (afterLoad ?? ran).total - base.total };
   const { manifest, files: sizes } = folderSizes(dir);
   const est = memoryEstimate(sizes, manifest);
   if (json) {

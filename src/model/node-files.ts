@@ -5,7 +5,19 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
+import { parseManifest } from "./manifest";
 import type { ModelFiles } from "./runtime";
+import { runShard, shardSessions } from "./shard-sessions";
+import { type ShardBackend, shardSpecs } from "./shards";
+
+/** A sharded model folder's item shards run in this process (benchmarks, evaluation replay): the
+ * same sessions and runs as the ItemShard Durable Objects, without the RPC. */
+export function localShards(dir: string, manifest: unknown, wasm: WebAssembly.Module): ShardBackend {
+  const specs = shardSpecs(parseManifest(manifest), dir);
+  const files = { get: async (key: string) => ({ arrayBuffer: async () => new Uint8Array(readFileSync(key)).buffer as ArrayBuffer }) };
+  const run = async (graph: "score" | "similar", i: number, vec: Float32Array, mask: Uint8Array, k: number) => runShard(await shardSessions(files, specs[i]!, wasm), graph, specs[i]!, vec, mask, k);
+  return { specs, score: (i, q, mask, k) => run("score", i, q, mask, k), similar: (i, v, mask, k) => run("similar", i, v, mask, k) };
+}
 
 /** The model folder's files as the runtime takes them. */
 export function readModelFolder(dir: string): ModelFiles {
@@ -13,7 +25,7 @@ export function readModelFolder(dir: string): ModelFiles {
   return {
     manifest,
     step: readFileSync(join(dir, manifest.graphs?.step?.file ?? "step.onnx")),
-    score: readFileSync(join(dir, manifest.graphs?.score?.file ?? "score.onnx")),
+    ...(manifest.shards ? {} : { score: readFileSync(join(dir, manifest.graphs?.score?.file ?? "score.onnx")) }),
     ...(manifest.graphs?.similar ? { similar: readFileSync(join(dir, manifest.graphs.similar.file)) } : {}),
     weights: readFileSync(join(dir, manifest.weights?.file ?? "weights.bin")),
   };

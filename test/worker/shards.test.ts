@@ -21,6 +21,19 @@ import shWeights from "../fixtures/shard-model/sharded/weights.bin";
 import shWeights0 from "../fixtures/shard-model/sharded/weights.s0.bin";
 import shWeights1 from "../fixtures/shard-model/sharded/weights.s1.bin";
 import shWeights2 from "../fixtures/shard-model/sharded/weights.s2.bin";
+import digGolden from "../../models/diginetica-sharded/golden.json";
+import digManifest from "../../models/diginetica-sharded/manifest.json";
+import digScore0 from "../../models/diginetica-sharded/score.s0.onnx";
+import digScore1 from "../../models/diginetica-sharded/score.s1.onnx";
+import digScore2 from "../../models/diginetica-sharded/score.s2.onnx";
+import digSimilar0 from "../../models/diginetica-sharded/similar.s0.onnx";
+import digSimilar1 from "../../models/diginetica-sharded/similar.s1.onnx";
+import digSimilar2 from "../../models/diginetica-sharded/similar.s2.onnx";
+import digStep from "../../models/diginetica-sharded/step.onnx";
+import digWeights from "../../models/diginetica-sharded/weights.bin";
+import digWeights0 from "../../models/diginetica-sharded/weights.s0.bin";
+import digWeights1 from "../../models/diginetica-sharded/weights.s1.bin";
+import digWeights2 from "../../models/diginetica-sharded/weights.s2.bin";
 import oneManifest from "../fixtures/shard-model/single/manifest.json";
 import oneScore from "../fixtures/shard-model/single/score.onnx";
 import oneSimilar from "../fixtures/shard-model/single/similar.onnx";
@@ -181,19 +194,23 @@ describe("a sharded version through the registry", { timeout: 240_000 }, () => {
     return sum;
   }
 
+  async function uploadAndStage(version: string, files: Record<string, ArrayBuffer | string>) {
+    const sums: Record<string, string> = {};
+    for (const [name, body] of Object.entries(files)) sums[name] = await put(version, name, body);
+    const staged = await api(`/v1/admin/models/${version}`, { body: { files: sums } });
+    expect(staged.status, JSON.stringify(staged.body)).toBe(201);
+    return staged.body;
+  }
+
   it("is uploaded, staged with its golden vectors, activated, and serves lists and similar items from its shards", async () => {
     const version = shManifest.version;
-    const files: Record<string, ArrayBuffer | string> = {
+    await uploadAndStage(version, {
       "manifest.json": JSON.stringify(shManifest),
       "step.onnx": shStep,
       "weights.bin": shWeights,
       "golden.json": JSON.stringify(shGolden),
       ...SHARD_FILES,
-    };
-    const sums: Record<string, string> = {};
-    for (const [name, body] of Object.entries(files)) sums[name] = await put(version, name, body);
-    const staged = await api(`/v1/admin/models/${version}`, { body: { files: sums } });
-    expect(staged.status, JSON.stringify(staged.body)).toBe(201);
+    });
     const act = await api(`/v1/admin/models/${version}/activate`, { body: { previous: "retire" } });
     expect(act.status, JSON.stringify(act.body)).toBe(200);
 
@@ -214,5 +231,33 @@ describe("a sharded version through the registry", { timeout: 240_000 }, () => {
     expect(sim.body.source).toBe("model");
     const want = await single.similar(single.rowOf(ids[40]!)!, 8);
     expect(sim.body.items.map((i: { item_id: string }) => i.item_id)).toEqual(want.map((t) => single.idOf(t.row)));
+  });
+
+  it("makes diginetica (43k items x 128) live from the default config with its similar graph, in 3 shards", async () => {
+    const version = digManifest.version;
+    await uploadAndStage(version, {
+      "manifest.json": JSON.stringify(digManifest),
+      "step.onnx": digStep,
+      "weights.bin": digWeights,
+      "golden.json": JSON.stringify(digGolden),
+      "score.s0.onnx": digScore0,
+      "score.s1.onnx": digScore1,
+      "score.s2.onnx": digScore2,
+      "similar.s0.onnx": digSimilar0,
+      "similar.s1.onnx": digSimilar1,
+      "similar.s2.onnx": digSimilar2,
+      "weights.s0.bin": digWeights0,
+      "weights.s1.bin": digWeights1,
+      "weights.s2.bin": digWeights2,
+    });
+    const act = await api(`/v1/admin/models/${version}/activate`, { body: {} });
+    expect(act.status, JSON.stringify(act.body)).toBe(200);
+    const seed = digGolden.similar.item_id;
+    const sim = await api(`/v1/items/${encodeURIComponent(seed)}/similar?k=10`);
+    expect(sim.status).toBe(200);
+    expect(sim.body.source).toBe("model");
+    expect(sim.body.model_version).toBe(version);
+    // PyTorch's similar items of the golden seed (export_shards.py), through the shards.
+    expect(sim.body.items.map((i: { item_id: string }) => i.item_id)).toEqual(digGolden.similar.item_ids);
   });
 });
