@@ -11,7 +11,7 @@
  *
  * The memory table (one fresh process per model, since wasm memory never shrinks): synthetic
  * models of the given sizes built with the project's own export (`export.py --fp16 --int8-table`
- * from a randomly initialised GRURec; `+similar` / `-similar` force the similar graph on or off,
+ * from a randomly initialised GRURec, models/training/random_model.py; `+similar` / `-similar` force the similar graph on or off,
  * `/float32` exports without --fp16), plus any model folders, estimate vs measured and the ratio:
  *
  *   node --import tsx scripts/bench-model.ts --table 10000x64,100000x64 --models models/diginetica \
@@ -20,7 +20,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import * as ort from "onnxruntime-web/wasm";
 import { memoryEstimate, shardEstimates } from "../src/model/memory";
 import { compileOrtWasm, localShards, readModelFolder } from "../src/model/node-files";
@@ -46,30 +46,6 @@ function folderSizes(dir: string): { manifest: any; files: Record<string, { byte
   return { manifest, files };
 }
 
-// A randomly initialised GRURec exported by export.py (golden vectors from a small event log).
-const SYNTHETIC_PY = `
-import json, os, sys
-root, n, d, kind, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-sys.path.insert(0, os.path.join(root, "models", "training"))
-import torch, export
-from model import ModelConfig, build
-os.makedirs(out, exist_ok=True)
-torch.manual_seed(0)
-cfg = ModelConfig(n_items=n + 1, dim=d, **({"kind": "seq", "attn": 20} if kind == "seq" else {}))
-ids = [f"i{k}" for k in range(1, n + 1)]
-ev = os.path.join(out, "events.ndjson")
-with open(ev, "w") as f:
-    for u in range(4):
-        for j in range(16):
-            f.write(json.dumps({"user_id": f"u{u}", "item_id": ids[(u * 16 + j) % n], "timestamp": 1700000000000 + j * 60000 + (j // 8) * 7200000}) + "\\n")
-ck = {"config": cfg.to_dict(), "state_dict": build(cfg).state_dict(), "item_ids": ids, "item_counts": list(range(n, 0, -1)),
-      "args": {"idle_gap": 1800.0}, "dataset": "synthetic", "events_path": ev, "train_seconds": 0.0, "history": [], "metrics": {}}
-torch.save(ck, os.path.join(out, "ckpt.pt"))
-export.main(["--ckpt", os.path.join(out, "ckpt.pt"), "--out", out, "--name", f"synthetic-{n}x{d}", *sys.argv[6:]])
-os.remove(os.path.join(out, "ckpt.pt"))
-os.remove(ev)
-`;
-
 /** Build (or reuse) a synthetic model folder for a spec like `100000x64`, `31000x64+similar`,
  * `50000x64/float32`, `18000x64/seq` (SeqRec with attention over 20 recent items, as the committed
  * shop models; GRURec otherwise). */
@@ -82,7 +58,9 @@ function synthetic(spec: string): string {
   const flags = [...(m[4] ? [] : ["--fp16", "--int8-table"]), ...(m[3] ? ["--similar", m[3][0] === "+" ? "yes" : "no"] : [])];
   const py = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
   console.error(`building ${spec} (export.py ${flags.join(" ")}) in ${dir} ...`);
-  execFileSync(py, ["-W", "ignore", "-c", SYNTHETIC_PY, resolve("."), m[1]!, m[2]!, m[5] ? "seq" : "hrnn", dir, ...flags], { stdio: ["ignore", "ignore", "inherit"] });
+  execFileSync(py, ["-W", "ignore", "models/training/random_model.py", "--items", m[1]!, "--dim", m[2]!, "--kind", m[5] ? "seq" : "hrnn", "--out", dir, ...flags], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
   return dir;
 }
 

@@ -83,17 +83,18 @@ def load(ckpt_path, half=False, int8=False):
     return model, ck
 
 
-def pack_int8_table(out_dir, model):
+def pack_int8_table(out_dir, model, graph="score.onnx"):
     """Store the item table of weights.bin as int8 rows + float32 scales (half the float16 bytes).
     The graphs still name the float16 table at its offset in the expanded file; the runtime expands
     the packed file back (src/model/int8-rows.ts) before onnxruntime reads it. Returns the
-    manifest's `int8_rows` entries and the expanded size."""
+    manifest's `int8_rows` entries and the expanded size. `graph`: the graph whose table is packed
+    (a sharded export's step.onnx)."""
     q, s = model.int8_table
     N, d = q.shape
     path = os.path.join(out_dir, "weights.bin")
-    g = onnx.load(os.path.join(out_dir, "score.onnx"), load_external_data=False)
+    g = onnx.load(os.path.join(out_dir, graph), load_external_data=False)
     init = [i for i in g.graph.initializer if i.name.endswith("emb.weight__fp16")]
-    assert len(init) == 1, "no float16 item table in score.onnx"
+    assert len(init) == 1, f"no float16 item table in {graph}"
     ext = {e.key: e.value for e in init[0].external_data}
     off, length = int(ext["offset"]), int(ext["length"])
     assert length == N * d * 2, (length, N, d)

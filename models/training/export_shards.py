@@ -133,23 +133,29 @@ def main(argv=None):
     p.add_argument("--name", required=True)
     p.add_argument("--shards", type=int, required=True, help="how many Durable Objects share the item table")
     p.add_argument("--fp16", action="store_true")
+    p.add_argument("--int8-table", action="store_true",
+                   help="with --fp16: the worker's copy of the table (step.onnx) stored as int8 rows + scales (half its bytes)")
     p.add_argument("--popular", type=int, default=200)
     args = p.parse_args(argv)
     # export.py writes the manifest, golden vectors and popular list; the graphs are replaced below.
     E.main(["--ckpt", args.ckpt, "--out", args.out, "--name", args.name, "--popular", str(args.popular),
-            "--similar", "no"] + (["--fp16"] if args.fp16 else []))
+            "--similar", "no"] + (["--fp16"] if args.fp16 else []) + (["--int8-table"] if args.int8_table else []))
     for old in os.listdir(args.out):
         if old.startswith(("score.", "similar.", "weights.s")):
             os.remove(os.path.join(args.out, old))
-    model, ck = E.load(args.ckpt, half=args.fp16)
+    if args.int8_table and not args.fp16:
+        raise SystemExit("--int8-table needs --fp16")
+    model, ck = E.load(args.ckpt, half=args.fp16, int8=args.int8_table)
     shards, outputs = export_sharded(model, args.out, args.shards, half=args.fp16)
+    int8_rows, expanded = E.pack_int8_table(args.out, model, graph="step.onnx") if args.int8_table else (None, None)
     mpath = os.path.join(args.out, "manifest.json")
     m = json.load(open(mpath))
     wsum = E.sha256(os.path.join(args.out, "weights.bin"))
     m["version"] = f"{args.name}-{m['created_at'][:10].replace('-', '')}-{wsum[:8]}"
     m["graphs"] = {"step": {**m["graphs"]["step"], "outputs": outputs}}
     m["weights"] = {"file": "weights.bin", "bytes": os.path.getsize(os.path.join(args.out, "weights.bin")), "sha256": wsum,
-                    "dtype": "float16" if args.fp16 else "float32"}
+                    "dtype": "float16" if args.fp16 else "float32",
+                    **({"int8_rows": int8_rows, "expanded_bytes": expanded} if int8_rows else {})}
     m["shards"] = shards
     with open(mpath, "w") as f:
         json.dump(m, f, indent=1)

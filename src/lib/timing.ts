@@ -15,11 +15,11 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 
-/** What a timed call was. `r2` counts model-file reads. */
-export type Kind = "redis" | "model" | "db" | "r2";
-const KINDS: readonly Kind[] = ["redis", "model", "db", "r2"];
-/** Kinds that Cloudflare counts as subrequests (Upstash is a fetch; D1 and R2 are bindings). */
-const SUBREQUEST: ReadonlySet<Kind> = new Set(["redis", "db", "r2"]);
+/** What a timed call was. `r2` counts model-file reads, `shard` calls to item shards (Durable Objects). */
+export type Kind = "redis" | "model" | "db" | "r2" | "shard";
+const KINDS: readonly Kind[] = ["redis", "model", "db", "r2", "shard"];
+/** Kinds that Cloudflare counts as subrequests (Upstash is a fetch; D1, R2 and Durable Objects are bindings). */
+const SUBREQUEST: ReadonlySet<Kind> = new Set(["redis", "db", "r2", "shard"]);
 
 interface Meter {
   /** Calls started. */
@@ -133,6 +133,7 @@ export class Timing {
       `redis;dur=${f(ms.redis)};desc="${calls.redis} calls"`,
       `model;dur=${f(ms.model + ms.r2)};desc="${calls.model} runs"`,
       `db;dur=${f(ms.db)};desc="${calls.db} queries"`,
+      ...(calls.shard ? [`shard;dur=${f(ms.shard)};desc="${calls.shard} calls"`] : []),
       `subreq;desc="${sub}"`,
     ].join(", ");
   }

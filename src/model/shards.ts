@@ -14,6 +14,7 @@
  * its catalog mirror and the user's purchases, recent and seen items, so a shard never returns an
  * item the rules leave out and never needs the catalog itself.
  */
+import { timed as timedCall } from "../lib/timing";
 import type { Manifest } from "./manifest";
 
 /** What a shard needs to find and check its files; passed with every call (no manifest read). */
@@ -132,7 +133,7 @@ export function durableShards(ns: ShardNamespace, specs: ShardSpec[], timeoutMs 
   const call = async (what: string, fn: () => Promise<ShardAnswer>): Promise<ShardTop> => {
     let a: ShardAnswer;
     try {
-      a = await timed(fn(), timeoutMs, what);
+      a = await timedCall("shard", () => timed(fn(), timeoutMs, what));
     } catch (e) {
       if (e instanceof ShardUnavailableError) throw e;
       throw new ShardUnavailableError(`${what} failed: ${(e as Error).message}`);

@@ -1,0 +1,218 @@
+/**
+ * `npm run bench:scale`: recommendations and similar items at catalog sizes from a mid-size shop to
+ * a million items, through the worker as it runs locally (wrangler dev: workerd, the ItemShard
+ * Durable Objects, local R2 and D1, redis-server behind the bridge), not Node alone.
+ *
+ *   npm run bench:scale -- [--sizes 10000,100000,250000,1000000] [--dim 64] [--requests 300]
+ *                          [--rows-per-shard 50000] [--out bench-scale.json]
+ *
+ * Per size: a randomly initialised GRURec (models/training/random_model.py; the values do not change
+ * the cost) exported whole when it fits one isolate, else in item shards of --rows-per-shard rows
+ * (the worker's copy of the table as int8 rows), uploaded, staged (golden vectors) and activated
+ * through the registry API as `npm run model` does; 20 users with 10 events each; then --requests
+ * sequential GET /recommendations (k=10, one user after another) and as many GET /similar (random
+ * seeds), after 5 warm-up calls each. Printed per size:
+ *   - latency p50 / p99 (client wall clock, loopback) of each;
+ *   - CPU per request: workerd's CPU time (all its threads: the worker and every shard, which run in
+ *     the same process locally) over the timed requests, divided by their count;
+ *   - subrequests per request (the worker's own count in Server-Timing: Redis, D1, R2, shard calls);
+ *   - memory: workerd reports none, so the registry's estimate for the worker isolate and for each
+ *     shard (src/model/memory.ts), and what scripts/bench-model.ts measures in Node for the worker's
+ *     part and for shard 0 (`--measure` off: estimates only).
+ * Then the plan each size needs, from Cloudflare's documented limits (below).
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { freePort } from "../local/redis-server.ts";
+import { ROOT, startStack } from "../local/stack.ts";
+import { memoryEstimate, shardEstimates } from "../src/model/memory.ts";
+import { call, upload } from "./model.ts";
+
+const { values: a } = parseArgs({
+  options: {
+    sizes: { type: "string", default: "10000,100000,250000,1000000" },
+    dim: { type: "string", default: "64" },
+    requests: { type: "string", default: "300" },
+    "rows-per-shard": { type: "string", default: "40000" },
+    measure: { type: "boolean", default: true },
+    out: { type: "string" },
+  },
+  allowNegative: true,
+});
+const sizes = a.sizes!.split(",").map(Number);
+const dim = Number(a.dim);
+const requests = Number(a.requests);
+const perShard = Number(a["rows-per-shard"]);
+
+/** Cloudflare's documented per-invocation limits (developers.cloudflare.com/workers/platform/limits, 2026). */
+const LIMITS = {
+  memoryMiB: 128 * 0.953674, // 128 MB per isolate
+  subrequests: { free: 50, paid: 1000 },
+  cpuMs: { free: 10, paid: 30_000 },
+};
+/** Item shards for n items: none up to --rows-per-shard (one isolate serves it), else n / rows-per-shard. */
+const shardsFor = (n: number) => (n <= perShard ? 0 : Math.ceil(n / perShard));
+
+const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+const pct = (xs: number[], p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+const py = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+
+/** Build (or reuse) the model folder of a size. */
+function build(n: number): string {
+  const shards = shardsFor(n);
+  const dir = join(tmpdir(), "gru-bench-scale", `${n}x${dim}${shards ? `-s${shards}` : ""}`);
+  if (existsSync(join(dir, "manifest.json"))) return dir;
+  mkdirSync(dir, { recursive: true });
+  const flags = shards ? ["--shards", String(shards), "--fp16", "--int8-table"] : ["--fp16", "--int8-table", "--similar", "yes"];
+  console.error(`building ${n.toLocaleString("en")} x ${dim} (${shards ? `${shards} item shards` : "one isolate"}) in ${dir} ...`);
+  const t = performance.now();
+  execFileSync(py, ["-W", "ignore", "models/training/random_model.py", "--items", String(n), "--dim", String(dim), "--out", dir, ...flags], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  console.error(`  built in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+  return dir;
+}
+
+/** CPU seconds of every workerd process (user + system), from /proc. */
+function workerdCpu(): number {
+  const tick = 100; // USER_HZ
+  let s = 0;
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      if (!cmd.includes("workerd")) continue;
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      s += (Number(f[11]) + Number(f[12])) / tick;
+    } catch {}
+  }
+  return s;
+}
+
+/** Memory measured in Node by bench-model.ts (JSON): the worker's part, or one shard. */
+function measured(dir: string, shard?: number): { settled: number; peak: number } | null {
+  if (!a.measure) return null;
+  const args = ["--expose-gc", "--import", "tsx", join(ROOT, "scripts", "bench-model.ts"), dir, "--runs", "20", "--json", ...(shard === undefined ? [] : ["--shard", String(shard)])];
+  const out = execFileSync(process.execPath, args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], maxBuffer: 64 << 20 });
+  const r = JSON.parse(out.trim().split("\n").pop()!);
+  return { settled: r.settled, peak: r.peak };
+}
+
+interface Row {
+  items: number;
+  shards: number;
+  rec: { p50: number; p99: number; cpuMs: number; sub: number; shardCalls: number };
+  sim: { p50: number; p99: number; cpuMs: number; sub: number };
+  memory: { workerEstimate: number; workerMeasured: number | null; shardEstimate: number | null; shardMeasured: number | null };
+  plan: string;
+}
+
+const dataDir = mkdtempSync(join(tmpdir(), "gru-bench-scale-data-"));
+const stack = await startStack({
+  port: await freePort(),
+  apiKey: "sk",
+  dataDir,
+  vars: {
+    RATE_LIMIT_SECRET_PER_MINUTE: "0",
+    REQUEST_LOG: "off",
+    // Local only: lets the registry take sizes a real isolate could not, so they can be measured.
+    MODEL_MEMORY_BUDGET_MB: "1024",
+    MAX_MODEL_FILE_BYTES: String(100 * 2 ** 20),
+    SHARD_TIMEOUT_MS: "60000",
+  },
+});
+const c = { url: stack.url, key: "sk" };
+const auth = { authorization: "Bearer sk" };
+const rows: Row[] = [];
+
+/** Time `n` GETs of `path(i)`: wall ms each, Server-Timing subrequests and shard calls, workerd CPU. */
+async function timeGets(n: number, path: (i: number) => string) {
+  for (let i = 0; i < 5; i++) await (await fetch(`${stack.url}${path(i)}`, { headers: auth })).arrayBuffer();
+  const cpu0 = workerdCpu();
+  const ms: number[] = [];
+  let sub = 0;
+  let shardCalls = 0;
+  let notModel = 0;
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    const r = await fetch(`${stack.url}${path(i)}`, { headers: auth });
+    const body = (await r.json()) as { source?: string };
+    ms.push(performance.now() - t);
+    if (r.status !== 200 || body.source !== "model") notModel++;
+    const st = r.headers.get("server-timing") ?? "";
+    sub += Number(/subreq;desc="(\d+)"/.exec(st)?.[1] ?? 0);
+    shardCalls += Number(/shard;dur=[\d.]+;desc="(\d+) calls"/.exec(st)?.[1] ?? 0);
+  }
+  const cpuMs = ((workerdCpu() - cpu0) * 1000) / n;
+  if (notModel) console.error(`  warning: ${notModel} of ${n} answers were not served by the model`);
+  return { p50: pct(ms, 50), p99: pct(ms, 99), cpuMs, sub: sub / n, shardCalls: shardCalls / n };
+}
+
+try {
+  for (const n of sizes) {
+    const dir = build(n);
+    const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+    const shards = manifest.shards?.length ?? 0;
+    console.error(`${n.toLocaleString("en")} items: uploading ${manifest.version} ...`);
+    let t = performance.now();
+    await upload(c, dir, () => undefined);
+    await call(c, "POST", `/v1/admin/models/${manifest.version}/activate`, { previous: "retire" });
+    console.error(`  uploaded, staged and activated in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+    const ids: string[] = manifest.items.ids;
+    const users = Array.from({ length: 20 }, (_, u) => `bench-${n}-u${u}`);
+    const evs = users.flatMap((u, k) => Array.from({ length: 10 }, (_, j) => ({ user_id: u, item_id: ids[(k * 7919 + j * 104729) % ids.length], type: "view" })));
+    const posted = await fetch(`${stack.url}/v1/events`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify(evs) });
+    if (!posted.ok) throw new Error(`events: ${posted.status} ${await posted.text()}`);
+    t = performance.now();
+    const rec = await timeGets(requests, (i) => `/v1/users/${users[i % users.length]}/recommendations?k=10`);
+    const sim = await timeGets(requests, (i) => `/v1/items/${encodeURIComponent(ids[(i * 15485863) % ids.length]!)}/similar?k=10`);
+    const files: Record<string, { bytes: number }> = {};
+    for (const f of readdirSync(dir)) files[f] = { bytes: statSync(join(dir, f)).size };
+    const est = memoryEstimate(files, manifest);
+    const sEst = shardEstimates(manifest)[0];
+    const workerMeasured = measured(dir);
+    const shardMeasured = shards ? measured(dir, 0) : null;
+    const workerEstimate = est.runtime + est.resident + est.transient;
+    const worst = Math.max(workerMeasured?.peak ?? workerEstimate, workerEstimate, sEst ? sEst.runtime + sEst.resident + sEst.transient : 0, shardMeasured?.peak ?? 0);
+    const fits = worst / 2 ** 20 <= LIMITS.memoryMiB;
+    const free = rec.cpuMs <= LIMITS.cpuMs.free && rec.sub <= LIMITS.subrequests.free;
+    const plan = !fits ? "none: an isolate would exceed 128 MB" : free ? "Free (CPU and subrequests within its limits)" : "Paid (CPU over 10 ms or subrequests over 50)";
+    const row: Row = {
+      items: n,
+      shards,
+      rec,
+      sim,
+      memory: {
+        workerEstimate,
+        workerMeasured: workerMeasured?.peak ?? null,
+        shardEstimate: sEst ? sEst.runtime + sEst.resident + sEst.transient : null,
+        shardMeasured: shardMeasured?.peak ?? null,
+      },
+      plan,
+    };
+    rows.push(row);
+    console.error(
+      `  recommendations p50 ${rec.p50.toFixed(1)} ms p99 ${rec.p99.toFixed(1)} ms, CPU ${rec.cpuMs.toFixed(1)} ms, ${rec.sub.toFixed(1)} subrequests; similar p50 ${sim.p50.toFixed(1)} p99 ${sim.p99.toFixed(1)} ms; ${((performance.now() - t) / 1000).toFixed(0)} s`,
+    );
+  }
+} finally {
+  await stack.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
+const f1 = (x: number | null) => (x === null ? "-" : x.toFixed(1));
+const m1 = (x: number | null) => (x === null ? "-" : mib(x));
+console.log(`\nbench:scale, dim ${dim}, ${requests} sequential requests each after 5 warm-up, local workerd (wrangler dev)\n`);
+console.log("| items | shards | rec p50 ms | rec p99 ms | rec CPU ms | rec subrequests (shard calls) | similar p50 ms | similar p99 ms | similar CPU ms | worker isolate MiB est / measured peak | shard MiB est / measured peak | plan |");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
+for (const r of rows) {
+  console.log(
+    `| ${r.items.toLocaleString("en")} | ${r.shards || "-"} | ${f1(r.rec.p50)} | ${f1(r.rec.p99)} | ${f1(r.rec.cpuMs)} | ${f1(r.rec.sub)} (${f1(r.rec.shardCalls)}) | ${f1(r.sim.p50)} | ${f1(r.sim.p99)} | ${f1(r.sim.cpuMs)} | ${m1(r.memory.workerEstimate)} / ${m1(r.memory.workerMeasured)} | ${m1(r.memory.shardEstimate)} / ${m1(r.memory.shardMeasured)} | ${r.plan} |`,
+  );
+}
+const base = rows.find((r) => r.items === Math.min(...rows.map((x) => x.items)));
+if (base) for (const r of rows) if (r !== base) console.log(`${r.items.toLocaleString("en")} items: recommendation p50 ${(r.rec.p50 / base.rec.p50).toFixed(1)}x the ${base.items.toLocaleString("en")} figure`);
+if (a.out) writeFileSync(a.out, `${JSON.stringify({ command: `npm run bench:scale -- ${process.argv.slice(2).join(" ")}`.trim(), measured_at: new Date().toISOString(), rows }, null, 1)}\n`);
