@@ -4,12 +4,14 @@
  * Durable Objects, local R2 and D1, redis-server behind the bridge), not Node alone.
  *
  *   npm run bench:scale -- [--sizes 10000,100000,250000,1000000] [--dim 64] [--requests 300]
- *                          [--rows-per-shard 50000] [--out bench-scale.json]
+ *                          [--out bench-scale.json] [--no-measure]
  *
  * Per size: a randomly initialised GRURec (models/training/random_model.py; the values do not change
- * the cost) exported whole when it fits one isolate, else in item shards of --rows-per-shard rows
- * (the worker's copy of the table as int8 rows), uploaded, staged (golden vectors) and activated
- * through the registry API as `npm run model` does; 20 users with 10 events each; then --requests
+ * the cost) exported as `export_shards.py --shards auto` chooses: whole when it fits one isolate,
+ * else in item shards that each fit one (the worker's copy of the table as int8 rows), uploaded, staged (golden vectors) and activated
+ * through the registry API as `npm run model` does; a catalog of the model's items (20 x 20
+ * categories, prices, 2% unavailable; `--no-catalog` leaves it out) uploaded in NDJSON batches of
+ * 10,000, so every list applies the availability rule over all rows; 20 users with 10 events each; then --requests
  * sequential GET /recommendations (k=10, one user after another) and as many GET /similar (random
  * seeds), after 5 warm-up calls each. Printed per size:
  *   - latency p50 / p99 (client wall clock, loopback) of each;
@@ -36,8 +38,8 @@ const { values: a } = parseArgs({
     sizes: { type: "string", default: "10000,100000,250000,1000000" },
     dim: { type: "string", default: "64" },
     requests: { type: "string", default: "300" },
-    "rows-per-shard": { type: "string", default: "40000" },
     measure: { type: "boolean", default: true },
+    catalog: { type: "boolean", default: true },
     out: { type: "string" },
   },
   allowNegative: true,
@@ -45,7 +47,6 @@ const { values: a } = parseArgs({
 const sizes = a.sizes!.split(",").map(Number);
 const dim = Number(a.dim);
 const requests = Number(a.requests);
-const perShard = Number(a["rows-per-shard"]);
 
 /** Cloudflare's documented per-invocation limits (developers.cloudflare.com/workers/platform/limits, 2026). */
 const LIMITS = {
@@ -53,8 +54,6 @@ const LIMITS = {
   subrequests: { free: 50, paid: 1000 },
   cpuMs: { free: 10, paid: 30_000 },
 };
-/** Item shards for n items: none up to --rows-per-shard (one isolate serves it), else n / rows-per-shard. */
-const shardsFor = (n: number) => (n <= perShard ? 0 : Math.ceil(n / perShard));
 
 const mib = (b: number) => (b / 2 ** 20).toFixed(1);
 const pct = (xs: number[], p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
@@ -62,12 +61,11 @@ const py = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 
 /** Build (or reuse) the model folder of a size. */
 function build(n: number): string {
-  const shards = shardsFor(n);
-  const dir = join(tmpdir(), "gru-bench-scale", `${n}x${dim}${shards ? `-s${shards}` : ""}`);
+  const dir = join(tmpdir(), "gru-bench-scale", `${n}x${dim}`);
   if (existsSync(join(dir, "manifest.json"))) return dir;
   mkdirSync(dir, { recursive: true });
-  const flags = shards ? ["--shards", String(shards), "--fp16", "--int8-table"] : ["--fp16", "--int8-table", "--similar", "yes"];
-  console.error(`building ${n.toLocaleString("en")} x ${dim} (${shards ? `${shards} item shards` : "one isolate"}) in ${dir} ...`);
+  const flags = ["--shards", "auto", "--fp16", "--int8-table"];
+  console.error(`building ${n.toLocaleString("en")} x ${dim} in ${dir} ...`);
   const t = performance.now();
   execFileSync(py, ["-W", "ignore", "models/training/random_model.py", "--items", String(n), "--dim", String(dim), "--out", dir, ...flags], {
     cwd: ROOT,
@@ -162,6 +160,18 @@ try {
     await call(c, "POST", `/v1/admin/models/${manifest.version}/activate`, { previous: "retire" });
     console.error(`  uploaded, staged and activated in ${((performance.now() - t) / 1000).toFixed(0)} s`);
     const ids: string[] = manifest.items.ids;
+    if (a.catalog) {
+      t = performance.now();
+      for (let b = 0; b < ids.length; b += 10_000) {
+        const body = ids
+          .slice(b, b + 10_000)
+          .map((id, j) => JSON.stringify({ id, title: `Item ${b + j}`, category_path: [`Dept ${(b + j) % 20}`, `Cat ${(b + j) % 400}`], price: 5 + ((b + j) % 95), currency: "EUR", available: (b + j) % 50 !== 7 }))
+          .join("\n");
+        const r = await fetch(`${stack.url}/v1/items/batch`, { method: "POST", headers: { ...auth, "content-type": "application/x-ndjson" }, body });
+        if (!r.ok) throw new Error(`catalog batch: ${r.status} ${await r.text()}`);
+      }
+      console.error(`  catalog of ${ids.length.toLocaleString("en")} items uploaded in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+    }
     const users = Array.from({ length: 20 }, (_, u) => `bench-${n}-u${u}`);
     const evs = users.flatMap((u, k) => Array.from({ length: 10 }, (_, j) => ({ user_id: u, item_id: ids[(k * 7919 + j * 104729) % ids.length], type: "view" })));
     const posted = await fetch(`${stack.url}/v1/events`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify(evs) });

@@ -33,8 +33,7 @@ import { startBridgeProcess } from "../local/bridge-process.ts";
 import { bundleWorker, childPids, cpuMs, type MiniflareWorker, startMiniflareWorker } from "../local/miniflare.ts";
 import { freePort, startRedis } from "../local/redis-server.ts";
 import { ROOT, startStack } from "../local/stack.ts";
-import { compileOrtWasm, readModelFolder } from "../src/model/node-files";
-import { GruModel } from "../src/model/runtime";
+import { loadModelFolder } from "../src/model/node-files";
 import { demoCatalog } from "./demo-catalog.ts";
 
 const arg = (name: string, def: number) => {
@@ -273,7 +272,7 @@ try {
   const get = () => fetch(bridge.url, { method: "POST", headers: bh, body: JSON.stringify(["GET", "bench:floor"]) }).then((r) => r.arrayBuffer());
   await timeIt(200, get);
   floors.redis = await timeIt(2000, get);
-  const model = await GruModel.load(await compileOrtWasm(), readModelFolder(modelDir));
+  const model = await loadModelFolder(modelDir);
   let state = model.initialState();
   const at = { newSession: false, gapHours: 0.01 };
   const score = () => model.topK(state, at, 10, [1, 2, 3]);

@@ -46,8 +46,8 @@ import { CATEGORY_SEPARATOR } from "../src/catalog/schemas";
 import { type Arrangement, capGroup, isNew } from "../src/domain/arrange";
 import { emptyState } from "../src/domain/advance";
 import { type RankContext, rankFromState } from "../src/domain/recommend";
-import { compileOrtWasm, readModelFolder } from "../src/model/node-files";
-import { GruModel } from "../src/model/runtime";
+import { loadModelFolder } from "../src/model/node-files";
+import type { GruModel } from "../src/model/runtime";
 
 const argv = process.argv.slice(2);
 const opt = (name: string) => {
@@ -82,7 +82,7 @@ function movies(file: string): Map<string, { genre: string; year: number | undef
 
 // ---------------------------------------------------------------- model, catalogs, arrangements
 
-const model = await GruModel.load(await compileOrtWasm(), readModelFolder(modelDir));
+const model = await loadModelFolder(modelDir);
 const seqs = timeSplit(csvRows(join(DATA, "ratings.csv")), model.idleGapMs);
 const films = movies(join(DATA, "movies.csv"));
 

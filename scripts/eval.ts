@@ -22,8 +22,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Seq, csvRows, timeSplit } from "./replay-data.ts";
-import { compileOrtWasm, readModelFolder } from "../src/model/node-files";
-import { GruModel } from "../src/model/runtime";
+import { loadModelFolder } from "../src/model/node-files";
 import { emptySeen, maskSeenRows, rowPositions, seenAdd } from "../src/state/seen";
 
 const argv = process.argv.slice(2);
@@ -84,7 +83,7 @@ function lastItem(file: string): Seq[] {
 }
 
 
-const model = await GruModel.load(await compileOrtWasm(), readModelFolder(modelDir));
+const model = await loadModelFolder(modelDir);
 const seqs: Seq[] | null =
   dataset === "diginetica" ? sessionNext(join(DATA, "diginetica", "test_sessions.txt"), false)
   : dataset === "retailrocket" ? sessionNext(join(DATA, "retailrocket", "test_sessions.tsv"), true)

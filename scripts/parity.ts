@@ -8,13 +8,12 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { compileOrtWasm, readModelFolder } from "../src/model/node-files";
-import { GruModel } from "../src/model/runtime";
+import { loadModelFolder } from "../src/model/node-files";
 import { sameTopK, similarTolerance } from "./parity-tolerance";
 
 const dir = process.argv[2] ?? "models/ml-small";
 const golden = JSON.parse(readFileSync(join(dir, "golden.json"), "utf8"));
-const model = await GruModel.load(await compileOrtWasm(), readModelFolder(dir));
+const model = await loadModelFolder(dir);
 let state = model.initialState();
 let worstState = 0;
 for (let i = 0; i < golden.events.length; i++) {

@@ -1,6 +1,10 @@
 """Export a checkpoint as a sharded model: the item table split across Durable Objects (issue 18).
 
-    python3 models/training/export_shards.py --ckpt ck.pt --out models/big --name big --shards 4 --fp16
+    python3 models/training/export_shards.py --ckpt ck.pt --out models/big --name big --fp16 [--shards N]
+
+`--shards auto` (the default) chooses: a model that fits one isolate is exported by export.py as
+before (the worker serves it alone); a larger one gets enough shards for each to fit its own
+isolate (`shards_needed`). The worker needs no setting: a manifest with `shards` is served by them.
 
 One isolate cannot hold a large item table several times over (the score graph folds about 5
 float16 copies of it, the similar graph 8). A sharded export writes:
@@ -126,17 +130,45 @@ def export_sharded(model, out_dir, shards, half=False):
     return out, outputs
 
 
+# What an item shard may hold, bytes: its score graph folds about 5 float16 copies of its rows and
+# its similar graph about 8 (src/model/memory.ts, measured by scripts/bench-model.ts --shard), under
+# the isolate's 104 MiB budget less onnxruntime's 17.6 MiB and the files while they load.
+SHARD_BYTES = 72 * 2 ** 20
+# A whole model fits one isolate while its table is at most this many floats (export.py's similar
+# graph limit, measured: above it the similar graph alone outgrows an isolate).
+SINGLE_MAX_FLOATS = E.SIMILAR_MAX_FLOATS
+
+
+def shards_needed(n_items, dim, half=True):
+    """0 when one isolate serves the whole model, else the shards whose rows fit SHARD_BYTES each."""
+    if n_items * dim <= SINGLE_MAX_FLOATS:
+        return 0
+    per_row = 13 * dim * (2 if half else 4) + 15
+    return -(-n_items * per_row // SHARD_BYTES)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--name", required=True)
-    p.add_argument("--shards", type=int, required=True, help="how many Durable Objects share the item table")
+    p.add_argument("--shards", default="auto",
+                   help="how many Durable Objects share the item table; auto (default): none while the "
+                        "model fits one isolate (then this is export.py), else enough for each to fit its own")
     p.add_argument("--fp16", action="store_true")
     p.add_argument("--int8-table", action="store_true",
                    help="with --fp16: the worker's copy of the table (step.onnx) stored as int8 rows + scales (half its bytes)")
     p.add_argument("--popular", type=int, default=200)
-    args = p.parse_args(argv)
+    args, rest = p.parse_known_args(argv)
+    if args.shards == "auto":
+        ck = torch.load(args.ckpt, map_location="cpu")
+        cfg = ck["config"]
+        args.shards = shards_needed(cfg["n_items"], cfg["dim"], half=args.fp16)
+        print(f"{cfg['n_items']:,} items x {cfg['dim']}: {args.shards or 'no'} item shards", file=sys.stderr)
+    args.shards = int(args.shards)
+    if args.shards == 0:
+        return E.main(["--ckpt", args.ckpt, "--out", args.out, "--name", args.name, "--popular", str(args.popular)]
+                      + (["--fp16"] if args.fp16 else []) + (["--int8-table"] if args.int8_table else []) + rest)
     # export.py writes the manifest, golden vectors and popular list; the graphs are replaced below.
     E.main(["--ckpt", args.ckpt, "--out", args.out, "--name", args.name, "--popular", str(args.popular),
             "--similar", "no"] + (["--fp16"] if args.fp16 else []) + (["--int8-table"] if args.int8_table else []))

@@ -25,7 +25,7 @@ def main(argv=None):
     p.add_argument("--items", type=int, required=True)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--kind", default="hrnn", choices=["hrnn", "seq"], help="seq: SeqRec with attention over 20 recent items")
-    p.add_argument("--shards", type=int, default=0, help="export in this many item shards (0: one isolate)")
+    p.add_argument("--shards", default="0", help="export in this many item shards; auto: as export_shards.py chooses; 0: one isolate (export.py)")
     p.add_argument("--out", required=True)
     args, flags = p.parse_known_args(argv)
     n, out = args.items, args.out
@@ -44,8 +44,8 @@ def main(argv=None):
     ckpt = os.path.join(out, "ckpt.pt")
     torch.save(ck, ckpt)
     name = f"synthetic-{n}x{args.dim}"
-    if args.shards:
-        export_shards.main(["--ckpt", ckpt, "--out", out, "--name", name, "--shards", str(args.shards), *flags])
+    if args.shards != "0":
+        export_shards.main(["--ckpt", ckpt, "--out", out, "--name", name, "--shards", args.shards, *flags])
     else:
         export.main(["--ckpt", ckpt, "--out", out, "--name", name, *flags])
     os.remove(ckpt)

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { parseManifest } from "./manifest";
-import type { ModelFiles } from "./runtime";
+import { GruModel, type ModelFiles } from "./runtime";
 import { runShard, shardSessions } from "./shard-sessions";
 import { type ShardBackend, shardSpecs } from "./shards";
 
@@ -29,6 +29,13 @@ export function readModelFolder(dir: string): ModelFiles {
     ...(manifest.graphs?.similar ? { similar: readFileSync(join(dir, manifest.graphs.similar.file)) } : {}),
     weights: readFileSync(join(dir, manifest.weights?.file ?? "weights.bin")),
   };
+}
+
+/** Load a model folder in this process: a sharded one with its item shards in this process too. */
+export async function loadModelFolder(dir: string, wasm?: WebAssembly.Module): Promise<GruModel> {
+  const w = wasm ?? (await compileOrtWasm());
+  const files = readModelFolder(dir);
+  return GruModel.load(w, files, (files.manifest as { shards?: unknown }).shards ? localShards(dir, files.manifest, w) : undefined);
 }
 
 /** onnxruntime-web's wasm, compiled (Node may compile from bytes; workerd may not). */
