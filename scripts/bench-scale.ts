@@ -1,7 +1,8 @@
 /**
  * `npm run bench:scale`: recommendations and similar items at catalog sizes from a mid-size shop to
- * a million items, through the worker as it runs locally (wrangler dev: workerd, the ItemShard
- * Durable Objects, local R2 and D1, redis-server behind the bridge), not Node alone.
+ * a million items, through the worker in workerd (the bundle `wrangler deploy` would upload, served
+ * by miniflare's own server as `npm run bench` does: local/miniflare.ts; the ItemShard Durable
+ * Objects, local R2 and D1, redis-server behind the bridge), not Node alone.
  *
  *   npm run bench:scale -- [--sizes 10000,100000,250000,1000000] [--dim 64] [--requests 300]
  *                          [--out bench-scale.json] [--no-measure]
@@ -17,6 +18,8 @@
  *   - latency p50 / p99 (client wall clock, loopback) of each;
  *   - CPU per request: workerd's CPU time (all its threads: the worker and every shard, which run in
  *     the same process locally) over the timed requests, divided by their count;
+ *   - workerd's resident memory (VmRSS) after the size's requests: the worker isolate and every
+ *     shard together (the process keeps what earlier sizes took: a high-water mark, not per size);
  *   - subrequests per request (the worker's own count in Server-Timing: Redis, D1, R2, shard calls);
  *   - memory: workerd reports none, so the registry's estimate for the worker isolate and for each
  *     shard (src/model/memory.ts), and what scripts/bench-model.ts measures in Node for the worker's
@@ -28,8 +31,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { freePort } from "../local/redis-server.ts";
-import { ROOT, startStack } from "../local/stack.ts";
+import { randomBytes } from "node:crypto";
+import { startBridgeProcess } from "../local/bridge-process.ts";
+import { bundleWorker, cpuMs, rssMiB, startMiniflareWorker } from "../local/miniflare.ts";
+import { startRedis } from "../local/redis-server.ts";
+import { ROOT } from "../local/stack.ts";
 import { memoryEstimate, shardEstimates } from "../src/model/memory.ts";
 import { call, upload } from "./model.ts";
 
@@ -75,20 +81,6 @@ function build(n: number): string {
   return dir;
 }
 
-/** CPU seconds of every workerd process (user + system), from /proc. */
-function workerdCpu(): number {
-  const tick = 100; // USER_HZ
-  let s = 0;
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-      if (!cmd.includes("workerd")) continue;
-      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-      s += (Number(f[11]) + Number(f[12])) / tick;
-    } catch {}
-  }
-  return s;
-}
 
 /** Memory measured in Node by bench-model.ts (JSON): the worker's part, or one shard. */
 function measured(dir: string, shard?: number): { settled: number; peak: number } | null {
@@ -104,16 +96,21 @@ interface Row {
   shards: number;
   rec: { p50: number; p99: number; cpuMs: number; sub: number; shardCalls: number };
   sim: { p50: number; p99: number; cpuMs: number; sub: number };
-  memory: { workerEstimate: number; workerMeasured: number | null; shardEstimate: number | null; shardMeasured: number | null };
+  memory: { workerEstimate: number; workerMeasured: number | null; shardEstimate: number | null; shardMeasured: number | null; workerdRssMiB: number };
   plan: string;
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), "gru-bench-scale-data-"));
-const stack = await startStack({
-  port: await freePort(),
-  apiKey: "sk",
-  dataDir,
+const redis = await startRedis({ dir: join(dataDir, "redis"), persist: false });
+const token = randomBytes(16).toString("hex");
+const bridge = await startBridgeProcess({ redisPort: redis.port, token });
+const worker = await startMiniflareWorker({
+  script: await bundleWorker(join(dataDir, "bundle")),
+  persistTo: join(dataDir, "worker"),
   vars: {
+    SECRET_KEYS: "sk",
+    UPSTASH_REDIS_REST_URL: bridge.url,
+    UPSTASH_REDIS_REST_TOKEN: token,
     RATE_LIMIT_SECRET_PER_MINUTE: "0",
     REQUEST_LOG: "off",
     // Local only: lets the registry take sizes a real isolate could not, so they can be measured.
@@ -122,6 +119,8 @@ const stack = await startStack({
     SHARD_TIMEOUT_MS: "60000",
   },
 });
+const stack = { url: worker.url };
+const workerdCpu = () => (worker.pid ? cpuMs(worker.pid) / 1000 : Number.NaN);
 const c = { url: stack.url, key: "sk" };
 const auth = { authorization: "Bearer sk" };
 const rows: Row[] = [];
@@ -200,6 +199,7 @@ try {
         workerMeasured: workerMeasured?.peak ?? null,
         shardEstimate: sEst ? sEst.runtime + sEst.resident + sEst.transient : null,
         shardMeasured: shardMeasured?.peak ?? null,
+        workerdRssMiB: worker.pid ? rssMiB(worker.pid) : Number.NaN,
       },
       plan,
     };
@@ -209,18 +209,20 @@ try {
     );
   }
 } finally {
-  await stack.stop();
+  await worker.stop();
+  await bridge.close();
+  await redis.stop();
   rmSync(dataDir, { recursive: true, force: true });
 }
 
 const f1 = (x: number | null) => (x === null ? "-" : x.toFixed(1));
 const m1 = (x: number | null) => (x === null ? "-" : mib(x));
-console.log(`\nbench:scale, dim ${dim}, ${requests} sequential requests each after 5 warm-up, local workerd (wrangler dev)\n`);
-console.log("| items | shards | rec p50 ms | rec p99 ms | rec CPU ms | rec subrequests (shard calls) | similar p50 ms | similar p99 ms | similar CPU ms | worker isolate MiB est / measured peak | shard MiB est / measured peak | plan |");
-console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
+console.log(`\nbench:scale, dim ${dim}, ${requests} sequential requests each after 5 warm-up, workerd via miniflare (the deploy bundle)\n`);
+console.log("| items | shards | rec p50 ms | rec p99 ms | rec CPU ms | rec subrequests (shard calls) | similar p50 ms | similar p99 ms | similar CPU ms | worker isolate MiB est / measured peak | shard MiB est / measured peak | workerd RSS MiB | plan |");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) {
   console.log(
-    `| ${r.items.toLocaleString("en")} | ${r.shards || "-"} | ${f1(r.rec.p50)} | ${f1(r.rec.p99)} | ${f1(r.rec.cpuMs)} | ${f1(r.rec.sub)} (${f1(r.rec.shardCalls)}) | ${f1(r.sim.p50)} | ${f1(r.sim.p99)} | ${f1(r.sim.cpuMs)} | ${m1(r.memory.workerEstimate)} / ${m1(r.memory.workerMeasured)} | ${m1(r.memory.shardEstimate)} / ${m1(r.memory.shardMeasured)} | ${r.plan} |`,
+    `| ${r.items.toLocaleString("en")} | ${r.shards || "-"} | ${f1(r.rec.p50)} | ${f1(r.rec.p99)} | ${f1(r.rec.cpuMs)} | ${f1(r.rec.sub)} (${f1(r.rec.shardCalls)}) | ${f1(r.sim.p50)} | ${f1(r.sim.p99)} | ${f1(r.sim.cpuMs)} | ${m1(r.memory.workerEstimate)} / ${m1(r.memory.workerMeasured)} | ${m1(r.memory.shardEstimate)} / ${m1(r.memory.shardMeasured)} | ${r.memory.workerdRssMiB.toFixed(0)} | ${r.plan} |`,
   );
 }
 const base = rows.find((r) => r.items === Math.min(...rows.map((x) => x.items)));

@@ -7,7 +7,8 @@
  *                keep their rows, new catalog items start from their category's items), train
  *                (default: fine-tune with replay, chosen in models/INCREMENTAL.md), evaluate the
  *                base and the new model on the most recent sessions and on older ones
- *   4. export    models/training/export.py: graphs, weights, manifest, golden vectors
+ *   4. export    models/training/export_shards.py: graphs, weights, manifest, golden vectors (export.py's
+ *                model while it fits one isolate, else item shards)
  *   5. parity    scripts/parity.ts: onnxruntime-web (the worker's runtime) reproduces PyTorch
  *   6. upload    to the registry as `staged` (verified again by the worker)
  * then prints the report and the command that activates the new version.
@@ -128,9 +129,10 @@ try {
   const report = JSON.parse(trained.trim().split("\n").pop()!);
 
   // 4. export
-  step("export (ONNX graphs, weights, manifest, golden vectors)");
+  // export_shards.py: export.py's single-isolate model while it fits one, else item shards.
+  step("export (ONNX graphs, weights, manifest, golden vectors; item shards when the table needs them)");
   const modelDir = join(out, "model");
-  const exported = JSON.parse((await run(a.python!, ["models/training/export.py", "--ckpt", ckpt, "--out", modelDir, "--name", baseName])).trim().split("\n").pop()!);
+  const exported = JSON.parse((await run(a.python!, ["models/training/export_shards.py", "--ckpt", ckpt, "--out", modelDir, "--name", baseName])).trim().split("\n").pop()!);
   console.error(`  ${exported.version}: ${Object.entries(exported.sizes as Record<string, number>).map(([f, n]) => `${f} ${(n / 1024).toFixed(0)} KiB`).join(", ")}`);
 
   // 5. parity

@@ -1,0 +1,69 @@
+"""Sharded exports (export_shards.py) and reading a model back from its export (ckpt_from_export.py)."""
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import ckpt_from_export  # noqa: E402
+import export_shards  # noqa: E402
+from model import ModelConfig, build  # noqa: E402
+
+
+def test_shards_are_chosen_only_for_tables_too_large_for_one_isolate():
+    assert export_shards.shards_needed(4_724, 64) == 0          # ml-small
+    assert export_shards.shards_needed(31_000, 64) == 0         # the similar graph's limit
+    assert export_shards.shards_needed(100_000, 64) >= 2
+    one_m = export_shards.shards_needed(1_000_000, 64)
+    # each shard's rows fit the per-shard memory (13 float16 copies of its table)
+    assert 1_000_000 / one_m * 64 * 2 * 13 <= export_shards.SHARD_BYTES
+
+
+def test_row_ranges_cover_every_row_once_from_the_padding_row():
+    for n, s in ((10, 3), (1_000_001, 23), (7, 7)):
+        b = export_shards.bounds(n, s)
+        assert b[0][0] == 0 and b[-1][1] == n
+        assert all(b[i][1] == b[i + 1][0] and b[i][0] < b[i][1] for i in range(len(b) - 1))
+
+
+def _checkpoint(tmp_path, n=300, d=16):
+    torch.manual_seed(3)
+    cfg = ModelConfig(n_items=n + 1, dim=d, kind="seq", attn=4)
+    ids = [f"i{k}" for k in range(1, n + 1)]
+    ev = tmp_path / "events.ndjson"
+    ev.write_text("".join(json.dumps({"user_id": f"u{u}", "item_id": ids[(u * 13 + j) % n], "timestamp": 1_700_000_000_000 + j * 60_000})
+                          + "\n" for u in range(3) for j in range(14)))
+    ck = {"config": cfg.to_dict(), "state_dict": build(cfg).state_dict(), "item_ids": ids, "item_counts": list(range(n, 0, -1)),
+          "args": {"idle_gap": 1800.0}, "dataset": "synthetic", "events_path": str(ev), "train_seconds": 0.0, "history": [], "metrics": {}}
+    path = tmp_path / "ck.pt"
+    torch.save(ck, path)
+    return path, ck
+
+
+def test_a_sharded_export_names_every_file_and_covers_the_table(tmp_path):
+    path, ck = _checkpoint(tmp_path)
+    out = tmp_path / "sharded"
+    export_shards.main(["--ckpt", str(path), "--out", str(out), "--name", "t", "--shards", "3", "--fp16"])
+    m = json.load(open(out / "manifest.json"))
+    assert "score" not in m["graphs"] and [o["name"] for o in m["graphs"]["step"]["outputs"]] == ["next_state", "query", "item_vector"]
+    assert [s["rows"] for s in m["shards"]] == [[0, 101], [101, 202], [202, 301]]
+    for s in m["shards"]:
+        for f in (s["score"]["file"], s["similar"]["file"]):
+            onnx.checker.check_model(onnx.load(str(out / f), load_external_data=False))
+        assert os.path.getsize(out / s["weights"]["file"]) == s["weights"]["bytes"]
+    assert "similar" in json.load(open(out / "golden.json"))
+
+
+def test_a_checkpoint_read_back_from_an_export_has_the_exported_weights(tmp_path):
+    path, ck = _checkpoint(tmp_path)
+    out = tmp_path / "single"
+    export_shards.main(["--ckpt", str(path), "--out", str(out), "--name", "t"])     # fits: export.py's model
+    assert (out / "score.onnx").exists()
+    back = tmp_path / "back.pt"
+    ckpt_from_export.main(["--model", str(out), "--out", str(back)])
+    got = torch.load(back)["state_dict"]
+    for k, v in ck["state_dict"].items():
+        np.testing.assert_array_equal(got[k].numpy(), v.numpy(), err_msg=k)
