@@ -19,7 +19,7 @@
  *   - CPU per request: workerd's CPU time (all its threads: the worker and every shard, which run in
  *     the same process locally) over the timed requests, divided by their count;
  *   - workerd's resident memory (VmRSS) after the size's requests: the worker isolate and every
- *     shard together (the process keeps what earlier sizes took: a high-water mark, not per size);
+ *     shard together (one fresh workerd per size);
  *   - subrequests per request (the worker's own count in Server-Timing: Redis, D1, R2, shard calls);
  *   - memory: workerd reports none, so the registry's estimate for the worker isolate and for each
  *     shard (src/model/memory.ts), and what scripts/bench-model.ts measures in Node for the worker's
@@ -104,10 +104,13 @@ const dataDir = mkdtempSync(join(tmpdir(), "gru-bench-scale-data-"));
 const redis = await startRedis({ dir: join(dataDir, "redis"), persist: false });
 const token = randomBytes(16).toString("hex");
 const bridge = await startBridgeProcess({ redisPort: redis.port, token });
-const worker = await startMiniflareWorker({
-  script: await bundleWorker(join(dataDir, "bundle")),
-  persistTo: join(dataDir, "worker"),
-  vars: {
+const script = await bundleWorker(join(dataDir, "bundle"));
+/** A fresh workerd per size (its own D1, R2 and Durable Objects), so its memory is that size's. */
+const startWorker = (n: number) =>
+  startMiniflareWorker({
+    script,
+    persistTo: join(dataDir, `worker-${n}`),
+    vars: {
     SECRET_KEYS: "sk",
     UPSTASH_REDIS_REST_URL: bridge.url,
     UPSTASH_REDIS_REST_TOKEN: token,
@@ -117,11 +120,12 @@ const worker = await startMiniflareWorker({
     MODEL_MEMORY_BUDGET_MB: "1024",
     MAX_MODEL_FILE_BYTES: String(100 * 2 ** 20),
     SHARD_TIMEOUT_MS: "60000",
-  },
-});
-const stack = { url: worker.url };
-const workerdCpu = () => (worker.pid ? cpuMs(worker.pid) / 1000 : Number.NaN);
-const c = { url: stack.url, key: "sk" };
+    },
+  });
+let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+const stack = { url: "" };
+const workerdCpu = () => (worker?.pid ? cpuMs(worker.pid) / 1000 : Number.NaN);
+const c = { url: "", key: "sk" };
 const auth = { authorization: "Bearer sk" };
 const rows: Row[] = [];
 
@@ -151,11 +155,17 @@ async function timeGets(n: number, path: (i: number) => string) {
 try {
   for (const n of sizes) {
     const dir = build(n);
+    await worker?.stop();
+    worker = await startWorker(n);
+    stack.url = c.url = worker.url;
     const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
     const shards = manifest.shards?.length ?? 0;
     console.error(`${n.toLocaleString("en")} items: uploading ${manifest.version} ...`);
     let t = performance.now();
-    await upload(c, dir, () => undefined);
+    let last = "";
+    await upload(c, dir, (line) => (last = line)).catch((e: Error) => {
+      throw new Error(`upload failed after "${last.trim()}": ${e.message} (${(e.cause as Error | undefined)?.message ?? ""})`);
+    });
     await call(c, "POST", `/v1/admin/models/${manifest.version}/activate`, { previous: "retire" });
     console.error(`  uploaded, staged and activated in ${((performance.now() - t) / 1000).toFixed(0)} s`);
     const ids: string[] = manifest.items.ids;
@@ -209,7 +219,7 @@ try {
     );
   }
 } finally {
-  await worker.stop();
+  await worker?.stop();
   await bridge.close();
   await redis.stop();
   rmSync(dataDir, { recursive: true, force: true });

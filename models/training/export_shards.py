@@ -131,9 +131,11 @@ def export_sharded(model, out_dir, shards, half=False):
 
 
 # What an item shard may hold, bytes: its score graph folds about 5 float16 copies of its rows and
-# its similar graph about 8 (src/model/memory.ts, measured by scripts/bench-model.ts --shard), under
-# the isolate's 104 MiB budget less onnxruntime's 17.6 MiB and the files while they load.
-SHARD_BYTES = 72 * 2 ** 20
+# its similar graph about 8 (src/model/memory.ts). Set from measurements (scripts/bench-model.ts
+# --shard, through npm run bench:scale): 41.7k rows x 64 measured 97.8 MiB at the load's peak but
+# 43.5k rows 123.4 (past one of emscripten's 1.2x growth steps); 58 MiB keeps shards at about 36k
+# rows x 64, under 110 MiB measured with the step's margin.
+SHARD_BYTES = 58 * 2 ** 20
 # A whole model fits one isolate while its table is at most this many floats (export.py's similar
 # graph limit, measured: above it the similar graph alone outgrows an isolate).
 SINGLE_MAX_FLOATS = E.SIMILAR_MAX_FLOATS

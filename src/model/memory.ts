@@ -13,7 +13,7 @@ export interface SizedManifest {
   items: { rows: number };
   state?: { layout?: { name: string }[] };
   /** A sharded model: the worker holds the step graph; each shard its rows' score and similar graphs. */
-  shards?: { rows: [number, number]; weights: { bytes: number } }[];
+  shards?: { rows: [number, number]; weights: { bytes: number; file?: string }; score?: { file: string }; similar?: { file: string } }[];
 }
 
 /** A model's memory in one isolate, bytes. */
@@ -85,7 +85,9 @@ export function memoryEstimate(files: Record<string, { bytes: number }>, manifes
   }
   const wasm = grow(ORT_INITIAL_WASM, USED_AT_FIRST_TABLE, allocs) - ORT_INITIAL_WASM;
   const heap = HEAP_PER_MANIFEST_BYTE * (files["manifest.json"]?.bytes ?? 0);
-  const transient = Object.values(files).reduce((n, f) => n + f.bytes, 0) + (w.expanded_bytes ?? 0);
+  // The files this isolate reads while loading (a sharded model's shard files are read by its shards).
+  const elsewhere = new Set((manifest.shards ?? []).flatMap((s) => [s.weights.file, s.score?.file, s.similar?.file]));
+  const transient = Object.entries(files).reduce((n, [name, f]) => n + (elsewhere.has(name) ? 0 : f.bytes), 0) + (w.expanded_bytes ?? 0);
   return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + heap), transient };
 }
 
