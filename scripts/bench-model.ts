@@ -22,10 +22,10 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-web/wasm";
-import { memoryEstimate, shardEstimates } from "../src/model/memory";
+import { type MemoryEstimate, memoryEstimate, shardEstimates } from "../src/model/memory";
 import { compileOrtWasm, localShards, readModelFolder } from "../src/model/node-files";
 import { runShard, shardSessions } from "../src/model/shard-sessions";
-import { shardSpecs } from "../src/model/shards";
+import { type ShardSpec, shardSpecs } from "../src/model/shards";
 import { withOrt } from "../src/model/ort";
 import { parseManifest } from "../src/model/manifest";
 import { GruModel, type ModelFiles } from "../src/model/runtime";
@@ -123,13 +123,12 @@ type Reading = { heap: number; buffers: number; wasm: number; total: number };
 /** One item shard of a sharded model folder in this process: its load and 200 masked top-10 runs
  * of each graph (random vectors), memory measured as for a whole model, `shardEstimates` beside it. */
 async function oneShard(
-  dir: string,
-  manifest: unknown,
-  i: number,
+  spec: ShardSpec,
+  est: MemoryEstimate,
   wasm: WebAssembly.Module,
   o: { base: Reading; started: Reading; settle: () => Promise<Reading>; isolate: () => Reading; json: boolean },
 ): Promise<void> {
-  const spec = shardSpecs(parseManifest(manifest), dir)[i]!;
+  const i = spec.index;
   const files = { get: async (key: string) => ({ arrayBuffer: async () => new Uint8Array(readFileSync(key)).buffer as ArrayBuffer }) };
   const l = await shardSessions(files, spec, wasm);
   const peak = o.isolate();
@@ -144,7 +143,6 @@ async function oneShard(
   }
   const ran = await o.settle();
   const measured: Measured = { runtime: o.started.total - o.base.total, peak: peak.total - o.base.total, settled: ran.total - o.base.total };
-  const est = shardEstimates(parseManifest(manifest))[i]!;
   const p50 = [...times].sort((a, b) => a - b)[times.length >> 1]!;
   if (o.json) console.log(JSON.stringify({ ...measured, rows: n, p50 }));
   else console.log(`shard ${i} (${n} rows): settled ${mb(measured.settled)} MiB (estimate ${mb(est.runtime + est.resident)}), peak ${mb(measured.peak)} MiB (estimate ${mb(est.runtime + est.resident + est.transient)}), run p50 ${p50.toFixed(3)} ms`);
@@ -183,6 +181,13 @@ async function one(dir: string, json: boolean): Promise<void> {
     const wasm = wasmMemories.reduce((s, x) => s + x.buffer.byteLength, 0);
     return { heap: m.heapUsed, buffers: m.arrayBuffers, wasm, total: m.heapUsed + m.arrayBuffers + wasm };
   };
+  // One shard (`--shard i`): only its spec and estimate are kept, so the folder's other files and
+  // the parsed manifest (its item ids) are not counted as the shard's.
+  const shardArg = arg("--shard");
+  const shard = shardArg === undefined ? undefined : (() => {
+    const m = parseManifest(JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")));
+    return { spec: shardSpecs(m, dir)[Number(shardArg)]!, est: shardEstimates(m)[Number(shardArg)]! };
+  })();
   const wasmModule = await compileOrtWasm();
   const base = await settle();
   await withOrt(wasmModule, async () => undefined);
@@ -198,9 +203,8 @@ async function one(dir: string, json: boolean): Promise<void> {
     if (now.total > peak.total) peak = now;
     return s;
   };
+  if (shard) return oneShard(shard.spec, shard.est, wasmModule, { base, started, settle, isolate, json });
   let files: ModelFiles | undefined = readModelFolder(dir);
-  const shardArg = arg("--shard");
-  if (shardArg !== undefined) return oneShard(dir, files.manifest, Number(shardArg), wasmModule, { base, started, settle, isolate, json });
   const t0 = performance.now();
   // A sharded model: its item shards run in this process after the load (the memory figures are
   // the worker's isolate alone; `--shard i` measures one shard).
