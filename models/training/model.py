@@ -18,6 +18,12 @@ The whole per-user state is one flat float vector `state = [user | session]`:
 - `user` (d): a second GRU that absorbs the finished session's final state at every
   session boundary (HRNN, Quadrana et al. 2017); it also initialises the next session.
 
+memory_kind "gated" (issue 20) keeps the session path exactly the session-only model's (session GRU
+from zeros at every session start) and lets the memory in only through terms that start at zero:
+query = session query + g * tanh(long([user | session])), the gate g from the place in the session
+and the gap at its start, and optionally a learned score on the logits of the last R items of all
+sessions (`ring`). State = [user | session | events in session | log1p(session gap) | ring (R)].
+
 The serving contract has two pure functions, exported as two ONNX graphs:
 - step(state, item, new_session, gap) -> next_state      advance by one event
 - score(state, new_session, gap, mask, k) -> top-k       rank all items from a state
@@ -42,7 +48,15 @@ class ModelConfig:
     dropout: float = 0.2    # on item embeddings and on the output state (training only)
     memory: bool = True     # False: the user memory is ignored (session-only baseline)
     memory_kind: str = "hrnn"  # "hrnn": user GRU folds each finished session; "carry": the session
-                               # state carries over through a learned per-dimension retention gate
+                               # state carries over through a learned per-dimension retention gate;
+                               # "gated": the session path is exactly the session-only model's and
+                               # the user memory adds a term to its query through a gate that sees
+                               # the place in the session and the gap (GRURec.query; issue 20)
+    ring: int = 0           # hrnn "gated": R, the last R item rows of all sessions kept in the state
+                            # (most recent first); each gets a learned per-slot score added to its
+                            # logit (a learned repeat / novelty term, 0: none)
+    long_term: bool = True  # hrnn "gated": False drops the gated long-term query term (the ring alone
+                            # carries what earlier sessions held; an ablation)
     use_gap: bool = False   # the session boundary also sees log1p(hours since the previous event),
                             # so the memory can learn to fade over long absences
     kind: str = "hrnn"      # "hrnn": GRURec (previous design); "seq": SeqRec
@@ -65,6 +79,20 @@ class GRURec(nn.Module):
         self.init_session = nn.Linear(d, d)           # user -> first session state
         self.out = nn.Linear(2 * d, d)                # [session | user] -> query vector
         self.item_bias = nn.Parameter(torch.zeros(cfg.n_items))
+        if cfg.memory_kind == "gated":
+            # long-term term of the query from [user | session]; zero at the start, so training
+            # starts from the session-only model
+            self.long = nn.Linear(2 * d, d)
+            nn.init.zeros_(self.long.weight)
+            nn.init.zeros_(self.long.bias)
+            # per-dimension gate on it from the place features (see place_features), starting at 0.5
+            self.gate = nn.Linear(self.N_PLACE, d)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
+            if cfg.ring:
+                # ring slot j's score: slot_w[j] (+ in_sess_w while the item is of this session)
+                self.slot_w = nn.Parameter(torch.zeros(cfg.ring))
+                self.in_sess_w = nn.Parameter(torch.zeros(1))
         if cfg.memory_kind == "carry":
             self.retain = nn.Parameter(torch.zeros(d))    # sigmoid(retain) of s is kept at a boundary
             self.fresh = nn.Parameter(torch.zeros(d))     # what replaces the forgotten part
@@ -76,13 +104,47 @@ class GRURec(nn.Module):
         pad[0] = float("-inf")
         self.register_buffer("pad_mask", pad, persistent=False)
 
+    N_PLACE = 4                 # place features of the "gated" memory's gate (place_features)
+
+    @property
+    def gated(self) -> bool:
+        # "gated" state layout; with memory=False (--no-memory) it is the session-only model plus a
+        # ring cleared at every session start (the session-only baseline of the ring, no long-term term)
+        return self.cfg.memory_kind == "gated"
+
     @property
     def state_size(self) -> int:
-        return 2 * self.cfg.dim
+        # "gated" adds [events so far in this session | log1p(gap hours at the session start)] and the ring
+        return 2 * self.cfg.dim + ((2 + self.cfg.ring) if self.gated else 0)
+
+    def layout(self):
+        d = self.cfg.dim
+        out = [{"name": "user", "offset": 0, "size": d}, {"name": "session", "offset": d, "size": d}]
+        if self.gated:
+            out += [{"name": "session_events", "offset": 2 * d, "size": 1,
+                     "note": "events so far in the current session"},
+                    {"name": "session_gap", "offset": 2 * d + 1, "size": 1,
+                     "note": "log1p(hours) between the previous session and this one"}]
+            if self.cfg.ring:
+                out.append({"name": "ring_items", "offset": 2 * d + 2, "size": self.cfg.ring,
+                            "note": "embedding rows of the last R events of all sessions, most recent first, as float32; 0 = empty"})
+        return out
 
     def split(self, state):
         d = self.cfg.dim
-        return state[:, :d], state[:, d:]              # user (B, d), session (B, d)
+        return state[:, :d], state[:, d:2 * d]         # user (B, d), session (B, d)
+
+    def extra(self, state):
+        """"gated": (events in session (B, 1), log1p gap at the session start (B, 1), ring (B, R))."""
+        d = self.cfg.dim
+        return state[:, 2 * d:2 * d + 1], state[:, 2 * d + 1:2 * d + 2], state[:, 2 * d + 2:]
+
+    @staticmethod
+    def place_features(n, lg0):
+        """Gate inputs: n (B, 1) events so far in the session, lg0 (B, 1) log1p(gap) at its start ->
+        (B, 4) [first event | log1p(n) | lg0 | lg0 on the first event]."""
+        first = (n < 0.5).to(n.dtype)
+        return torch.cat([first, torch.log1p(n), lg0, first * lg0], dim=1)
 
     def boundary(self, state, new_session, gap=None):
         """Apply the session rule. state (B, S), new_session (B,) float 0/1, gap (B,) hours since
@@ -90,6 +152,15 @@ class GRURec(nn.Module):
         u, s = self.split(state)
         ns = new_session.unsqueeze(1)                  # (B, 1)
         lg = torch.log1p(torch.clamp(gap, min=0.0)).unsqueeze(1) if gap is not None else torch.zeros_like(ns)
+        if self.gated:
+            # user GRU as "hrnn"; the session restarts from zeros, as in the session-only model
+            x = torch.cat([s, lg], dim=1) if self.cfg.use_gap else s
+            n, lg0, ring = self.extra(state)
+            if self.cfg.memory:
+                u_next = ns * self.user_gru(x, u) + (1 - ns) * u
+            else:                                      # session-only: no user, the ring holds this session only
+                u_next, ring = torch.zeros_like(u), (1 - ns) * ring
+            return torch.cat([u_next, (1 - ns) * s, (1 - ns) * n, ns * lg + (1 - ns) * lg0, ring], dim=1)
         if self.cfg.memory and self.cfg.memory_kind == "carry":
             u_next = ns * s + (1 - ns) * u                 # user = state at the last boundary
             a = self.retain - (F.softplus(self.gap_w) * lg if self.cfg.use_gap else 0.0)
@@ -110,15 +181,43 @@ class GRURec(nn.Module):
         state = self.boundary(state, new_session, gap)
         u, s = self.split(state)
         x = self.drop(self.emb(item))                  # (B, d)
+        if self.gated:
+            n, lg0, ring = self.extra(state)           # one more event in the session; item enters the ring
+            ring = torch.cat([item.to(state.dtype).unsqueeze(1), ring[:, :-1]], dim=1) if self.cfg.ring else ring
+            return torch.cat([u, self.session_gru(x, s), n + 1, lg0, ring], dim=1)
         return torch.cat([u, self.session_gru(x, s)], dim=1)
 
     def query(self, state, new_session, gap=None):
         """The query vector that scores items: (B, S), (B,), (B,) -> (B, d)."""
         state = self.boundary(state, new_session, gap)
         u, s = self.split(state)
+        if self.gated:
+            return self.session_query(s) + (self.long_term(state) if self.cfg.memory and self.cfg.long_term else 0.0)
         if not self.cfg.memory:
             u = torch.zeros_like(u)
         return torch.tanh(self.out(self.drop(torch.cat([s, u], dim=1))))
+
+    def session_query(self, s):
+        """"gated": the session-only query from the session state (B, d) -> (B, d)."""
+        return torch.tanh(self.out(self.drop(torch.cat([s, torch.zeros_like(s)], dim=1))))
+
+    def long_term(self, state):
+        """"gated": the gated long-term term of the query, from a state after the boundary rule:
+        g * tanh(long([user | session])), g = sigmoid(gate(place features)) (B, d)."""
+        u, s = self.split(state)
+        n, lg0, _ = self.extra(state)
+        g = torch.sigmoid(self.gate(self.place_features(n, lg0)))       # (B, d)
+        return g * torch.tanh(self.long(self.drop(torch.cat([u, s], dim=1))))
+
+    def ring_scores(self, state):
+        """"gated" with a ring: the learned score of each item in the ring, added to its logit, from
+        a state after the boundary rule -> (B, N) (0 for items not in the ring)."""
+        n, _, ring = self.extra(state)
+        R = self.cfg.ring
+        in_sess = (torch.arange(R, dtype=state.dtype).unsqueeze(0) < n).to(state.dtype)   # (B, R)
+        w = self.slot_w.unsqueeze(0) + self.in_sess_w * in_sess                          # (B, R)
+        w = w * (ring > 0.5).to(state.dtype)                                              # empty slots: 0
+        return torch.zeros(state.shape[0], self.cfg.n_items, dtype=state.dtype).scatter_add(1, ring.long(), w)
 
     def similar(self, item):
         """Cosine similarity of item rows to every item (the shared embedding): (B,) -> (B, N)."""
@@ -127,7 +226,15 @@ class GRURec(nn.Module):
 
     def logits(self, state, new_session, gap=None):
         """Scores of every item for the next event. (B, S), (B,), (B,) -> (B, N)."""
-        return F.linear(self.query(state, new_session, gap), self.emb.weight, self.item_bias) + self.pad_mask
+        lg = F.linear(self.query(state, new_session, gap), self.emb.weight, self.item_bias) + self.pad_mask
+        if self.gated and self.cfg.ring:
+            lg = lg + self.ring_scores(self.boundary(state, new_session, gap))
+        return lg
+
+    def session_logits(self, state, new_session, gap=None):
+        """"gated": scores from the session-only query alone (train.py --aux-session). -> (B, N)."""
+        _, s = self.split(self.boundary(state, new_session, gap))
+        return F.linear(self.session_query(s), self.emb.weight, self.item_bias) + self.pad_mask
 
 
 class SeqRec(nn.Module):

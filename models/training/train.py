@@ -195,6 +195,7 @@ def train_epoch(model, opt, seqs, args, rng, sampler=None):
     B, T = item.shape
     state = torch.zeros(B, model.state_size)
     total, count = 0.0, 0.0
+    aux = getattr(args, "aux_session", 0.0) if getattr(model, "gated", False) else 0.0
     for c in range(0, T, args.bptt):
         state = state.detach()
         loss = 0.0
@@ -208,6 +209,9 @@ def train_epoch(model, opt, seqs, args, rng, sampler=None):
                 if sampler is None:
                     logits = model.logits(state, ns[:, t], gap[:, t])
                     loss = loss + F.cross_entropy(logits[v], item[v, t], reduction="sum")
+                    if aux:                              # the session-only query's own loss (--aux-session)
+                        lo = model.session_logits(state, ns[:, t], gap[:, t])
+                        loss = loss + aux * F.cross_entropy(lo[v], item[v, t], reduction="sum")
                 else:
                     loss = loss + sampled_ce(model, state, ns[:, t], gap[:, t], item[:, t], valid[:, t],
                                              sampler.draw(args.n_sample), sampler.logq if args.logq else None,
@@ -235,7 +239,14 @@ def main(argv=None):
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--no-memory", action="store_true", help="hrnn: session-only variant")
-    p.add_argument("--memory-kind", default="hrnn", choices=["hrnn", "carry"])
+    p.add_argument("--memory-kind", default="hrnn", choices=["hrnn", "carry", "gated"],
+                   help="hrnn: user GRU; carry: retention gate; gated: session-only query + a gated long-term term (model.py)")
+    p.add_argument("--ring", type=int, default=0, help="hrnn gated: last R items of all sessions in the state, "
+                   "each with a learned score on its logit (0: none)")
+    p.add_argument("--no-long-term", action="store_true", help="hrnn gated: without the gated long-term query "
+                   "term (the ring alone carries earlier sessions; an ablation)")
+    p.add_argument("--aux-session", type=float, default=0.0, help="hrnn gated: weight of an extra loss on the "
+                   "session-only query's logits, so the session path alone stays a session-only model (0: none)")
     p.add_argument("--gap", action="store_true", help="hrnn: the session boundary sees the time since the last event")
     p.add_argument("--epochs", type=int, default=30, help="most epochs (early stopping on validation)")
     p.add_argument("--patience", type=int, default=3, help="stop after this many epochs without a better validation metric")
@@ -289,7 +300,8 @@ def main(argv=None):
 
     cfg = ModelConfig(n_items=len(ids) + 1, dim=args.dim, dropout=args.dropout, memory=not args.no_memory,
                       memory_kind=args.memory_kind, use_gap=args.gap, kind=args.kind, cell=args.cell,
-                      attn=args.attn if args.kind == "seq" else 0, hidden=args.hidden)
+                      attn=args.attn if args.kind == "seq" else 0, hidden=args.hidden,
+                      ring=args.ring if args.memory_kind == "gated" else 0, long_term=not args.no_long_term)
     model = build(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)) if args.cosine else None
