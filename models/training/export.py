@@ -150,20 +150,24 @@ def export_graphs(model, out_dir, half=False, similar=True):
                           dynamic_axes={"item": {0: "batch"}, "mask": {0: "batch"}, "logits": {0: "batch"}})
     for path, names in ((step_path, ["state", "item", "new_session", "gap"]), (score_path, ["state", "new_session", "gap", "mask"])):
         keep_inputs(path, names)
-    # Append TopK with a runtime k, so one graph serves any k.
     graphs = [step_path, score_path] + ([similar_path] if similar else [])
     for path in graphs[1:]:
-        g = onnx.load(path)
-        g.graph.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
-        g.graph.node.append(helper.make_node("TopK", ["logits", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1))
-        del g.graph.output[:]
-        g.graph.output.extend([
-            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "k"]),
-            helper.make_tensor_value_info("indices", TensorProto.INT64, ["batch", "k"]),
-        ])
-        onnx.save(g, path)
+        append_topk(path)
     share_weights(graphs, os.path.join(out_dir, "weights.bin"), half=half)
     return graphs
+
+
+def append_topk(path):
+    """Append TopK with a runtime k to a graph whose output is `logits`, so one graph serves any k."""
+    g = onnx.load(path)
+    g.graph.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
+    g.graph.node.append(helper.make_node("TopK", ["logits", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1))
+    del g.graph.output[:]
+    g.graph.output.extend([
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "k"]),
+        helper.make_tensor_value_info("indices", TensorProto.INT64, ["batch", "k"]),
+    ])
+    onnx.save(g, path)
 
 
 def keep_inputs(path, names):

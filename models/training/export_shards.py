@@ -29,8 +29,6 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from onnx import TensorProto, helper
-import onnx
 
 sys.path.insert(0, os.path.dirname(__file__))
 import export as E  # noqa: E402
@@ -77,19 +75,6 @@ class _ShardSimilar(torch.nn.Module):
         return torch.where(mask > 0.5, torch.full_like(sim, float("-inf")), sim)
 
 
-def with_topk(path):
-    """Append TopK with a runtime k (as export.py does for the single-isolate graphs)."""
-    g = onnx.load(path)
-    g.graph.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
-    g.graph.node.append(helper.make_node("TopK", ["logits", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1))
-    del g.graph.output[:]
-    g.graph.output.extend([
-        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "k"]),
-        helper.make_tensor_value_info("indices", TensorProto.INT64, ["batch", "k"]),
-    ])
-    onnx.save(g, path)
-
-
 def bounds(n_rows, shards):
     """Contiguous row ranges [lo, hi) of (nearly) equal size covering 0..n_rows-1."""
     step = -(-n_rows // shards)
@@ -119,8 +104,8 @@ def export_sharded(model, out_dir, shards, half=False):
         torch.onnx.export(_ShardSimilar(table[lo:hi]).eval(), (vec, mask), mp, opset_version=E.OPSET,
                           input_names=["vec", "mask"], output_names=["logits"],
                           dynamic_axes={"vec": {0: "batch"}, "mask": {0: "batch"}, "logits": {0: "batch"}})
-        with_topk(sp)
-        with_topk(mp)
+        E.append_topk(sp)
+        E.append_topk(mp)
         E.share_weights([sp, mp], wp, half=half)
         out.append({"rows": [lo, hi], "score": {"file": os.path.basename(sp)}, "similar": {"file": os.path.basename(mp)},
                     "weights": {"file": os.path.basename(wp), "bytes": os.path.getsize(wp), "sha256": E.sha256(wp)}})

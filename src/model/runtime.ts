@@ -150,6 +150,11 @@ export class GruModel {
 
   /** Advance `state` by one event on item `row`. Returns a new array. */
   step(state: Float32Array, row: number, at: Moment): Promise<Float32Array> {
+    return this.runStep(state, row, at, (out) => new Float32Array(out.next_state!.data as Float32Array));
+  }
+
+  /** One step-graph run; `read` copies what it needs before every output is disposed. */
+  private runStep<R>(state: Float32Array, row: number, at: Moment, read: (out: InferenceSession.OnnxValueMapType) => R): Promise<R> {
     const T = this.ort.Tensor;
     return this.serial(async () => {
       const out = await this.stepSession.run({
@@ -158,10 +163,11 @@ export class GruModel {
         new_session: new T("float32", Float32Array.of(at.newSession ? 1 : 0), [1]),
         gap: new T("float32", Float32Array.of(Math.max(0, at.gapHours)), [1]),
       });
-      const next = out.next_state!;
-      const copy = new Float32Array(next.data as Float32Array);
-      next.dispose();
-      return copy;
+      try {
+        return read(out);
+      } finally {
+        for (const t of Object.values(out)) t.dispose();
+      }
     });
   }
 
@@ -178,19 +184,10 @@ export class GruModel {
   /** The step graph's extra outputs of a sharded model: the query for `state` at `at`, and the
    * normalised vector of item `row`. */
   private vectors(state: Float32Array, row: number, at: Moment): Promise<{ query: Float32Array; itemVector: Float32Array }> {
-    const T = this.ort.Tensor;
-    return this.serial(async () => {
-      const out = await this.stepSession.run({
-        state: new T("float32", state, [1, this.stateSize]),
-        item: new T("int64", BigInt64Array.of(BigInt(row)), [1]),
-        new_session: new T("float32", Float32Array.of(at.newSession ? 1 : 0), [1]),
-        gap: new T("float32", Float32Array.of(Math.max(0, at.gapHours)), [1]),
-      });
-      const query = new Float32Array(out.query!.data as Float32Array);
-      const itemVector = new Float32Array(out.item_vector!.data as Float32Array);
-      for (const t of Object.values(out)) t.dispose();
-      return { query, itemVector };
-    });
+    return this.runStep(state, row, at, (out) => ({
+      query: new Float32Array(out.query!.data as Float32Array),
+      itemVector: new Float32Array(out.item_vector!.data as Float32Array),
+    }));
   }
 
   /** Ask every shard for its best k under `mask` and merge (exact: see shards.ts). */
