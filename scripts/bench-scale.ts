@@ -5,7 +5,7 @@
  * Objects, local R2 and D1, redis-server behind the bridge), not Node alone.
  *
  *   npm run bench:scale -- [--sizes 10000,100000,250000,1000000] [--dim 64] [--requests 300]
- *                          [--out bench-scale.json] [--no-measure]
+ *                          [--out bench-scale.json] [--no-measure] [--profile prefix]
  *
  * Per size: a randomly initialised GRURec (models/training/random_model.py; the values do not change
  * the cost) exported as `export_shards.py --shards auto` chooses: whole when it fits one isolate,
@@ -14,7 +14,7 @@
  * categories, prices, 2% unavailable; `--no-catalog` leaves it out) uploaded in NDJSON batches of
  * 10,000, so every list applies the availability rule over all rows; 20 users with 10 events each; then --requests
  * sequential GET /recommendations (k=10, one user after another) and as many GET /similar (random
- * seeds), after 5 warm-up calls each. Printed per size:
+ * seeds), after the worker's catalog copy holds every item and 5 warm-up calls each. Printed per size:
  *   - latency p50 / p99 (client wall clock, loopback) of each;
  *   - CPU per request: workerd's CPU time (all its threads: the worker and every shard, which run in
  *     the same process locally) over the timed requests, divided by their count;
@@ -25,6 +25,9 @@
  *     shard (src/model/memory.ts), and what scripts/bench-model.ts measures in Node for the worker's
  *     part and for shard 0 (`--measure` off: estimates only).
  * Then the plan each size needs, from Cloudflare's documented limits (below).
+ * `--profile prefix`: workerd's CPU profile (V8 inspector) of the timed recommendation requests,
+ * written to `<prefix>-<items>.cpuprofile` (open it in Chrome DevTools), its 15 costliest functions
+ * by self time printed.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -38,6 +41,7 @@ import { startRedis } from "../local/redis-server.ts";
 import { ROOT } from "../local/stack.ts";
 import { memoryEstimate, shardEstimates } from "../src/model/memory.ts";
 import { call, upload } from "./model.ts";
+import { type CpuProfile, inspectWorker, topSelfTime } from "../local/worker-profile.ts";
 
 const { values: a } = parseArgs({
   options: {
@@ -47,6 +51,7 @@ const { values: a } = parseArgs({
     measure: { type: "boolean", default: true },
     catalog: { type: "boolean", default: true },
     out: { type: "string" },
+    profile: { type: "string" },
   },
   allowNegative: true,
 });
@@ -106,9 +111,11 @@ const token = randomBytes(16).toString("hex");
 const bridge = await startBridgeProcess({ redisPort: redis.port, token });
 const script = await bundleWorker(join(dataDir, "bundle"));
 /** A fresh workerd per size (its own D1, R2 and Durable Objects), so its memory is that size's. */
+const inspectorPort = 9300 + Math.floor(Math.random() * 500);
 const startWorker = (n: number) =>
   startMiniflareWorker({
     script,
+    ...(a.profile ? { inspectorPort } : {}),
     persistTo: join(dataDir, `worker-${n}`),
     vars: {
     SECRET_KEYS: "sk",
@@ -185,8 +192,31 @@ try {
     const evs = users.flatMap((u, k) => Array.from({ length: 10 }, (_, j) => ({ user_id: u, item_id: ids[(k * 7919 + j * 104729) % ids.length], type: "view" })));
     const posted = await fetch(`${stack.url}/v1/events`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify(evs) });
     if (!posted.ok) throw new Error(`events: ${posted.status} ${await posted.text()}`);
+    if (a.catalog) {
+      // The worker's catalog copy (src/catalog/mirror.ts) syncs in the background once a request
+      // finds the catalog changed: wait until it holds every item, so the timed requests measure
+      // the steady state, not the first sync of a large catalog.
+      t = performance.now();
+      for (;;) {
+        await (await fetch(`${stack.url}/v1/users/${users[0]}/recommendations?k=10`, { headers: auth })).arrayBuffer();
+        const h = (await (await fetch(`${stack.url}/health`)).json()) as { catalog?: { items?: number } };
+        if ((h.catalog?.items ?? 0) >= ids.length) break;
+        if (performance.now() - t > 300_000) throw new Error(`the worker's catalog copy holds ${h.catalog?.items} of ${ids.length} items after 300 s`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      console.error(`  the worker's catalog copy synced in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    }
     t = performance.now();
+    const profiler = a.profile ? await inspectWorker(inspectorPort) : undefined;
+    await profiler?.start();
     const rec = await timeGets(requests, (i) => `/v1/users/${users[i % users.length]}/recommendations?k=10`);
+    if (profiler) {
+      const profile: CpuProfile = await profiler.stop();
+      const file = `${a.profile}-${n}.cpuprofile`;
+      writeFileSync(file, JSON.stringify(profile));
+      console.error(`  CPU profile of the recommendations: ${file}; most self time:`);
+      for (const f of topSelfTime(profile, 15)) console.error(`    ${f.ms.toFixed(0).padStart(6)} ms ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
+    }
     const sim = await timeGets(requests, (i) => `/v1/items/${encodeURIComponent(ids[(i * 15485863) % ids.length]!)}/similar?k=10`);
     const files: Record<string, { bytes: number }> = {};
     for (const f of readdirSync(dir)) files[f] = { bytes: statSync(join(dir, f)).size };

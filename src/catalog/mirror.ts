@@ -88,6 +88,16 @@ class FactColumns {
     return { available: this.available[i] === 1, price: this.price[i]!, categoryKey: this.categories[this.category[i]!]!, createdMs: this.created[i]!, ...(a ? { attrs: a } : {}) };
   }
 
+  /** Copy the facts of `id` into row `r` of a row view's columns; false when it is not in the catalog. */
+  fillRow(id: string, r: number, ok: Uint8Array, price: Float64Array, category: (string | undefined)[]): boolean {
+    const i = this.slot.get(id);
+    if (i === undefined) return false;
+    ok[r] = this.available[i]!;
+    price[r] = this.price[i]!;
+    category[r] = this.categories[this.category[i]!];
+    return true;
+  }
+
   /** When the item entered the catalog (NaN when it is not in it). */
   createdOf(id: string): number {
     const i = this.slot.get(id);
@@ -218,19 +228,27 @@ export class CatalogMirror {
       this.rev = 0;
       this.lastId = "";
     }
-    for (;;) {
-      const rows = await itemsChangedSince(db, this.rev, this.lastId, PAGE);
-      for (const r of rows) {
-        if (r.deleted) this.facts.delete(r.id);
-        else {
-          const attrs = scalarAttributes(r.attributes);
-          this.facts.set(r.id, { available: !!r.available, price: r.price ?? Number.NaN, categoryKey: r.category_key, createdMs: Number(r.created_at) || 0, ...(attrs ? { attrs } : {}) });
+    // The views derived from the copy (rowView, arrivedSince, the warm rows) are rebuilt once per
+    // pull, not once per page: a first sync of a large catalog reads hundreds of pages, and requests
+    // served meanwhile keep the views of the copy as it was (a copy being synced is stale anyway).
+    let changed = false;
+    try {
+      for (;;) {
+        const rows = await itemsChangedSince(db, this.rev, this.lastId, PAGE);
+        for (const r of rows) {
+          if (r.deleted) this.facts.delete(r.id);
+          else {
+            const attrs = scalarAttributes(r.attributes);
+            this.facts.set(r.id, { available: !!r.available, price: r.price ?? Number.NaN, categoryKey: r.category_key, createdMs: Number(r.created_at) || 0, ...(attrs ? { attrs } : {}) });
+          }
+          this.rev = r.rev;
+          this.lastId = r.id;
         }
-        this.rev = r.rev;
-        this.lastId = r.id;
+        if (rows.length) changed = true;
+        if (rows.length < PAGE) break;
       }
-      if (rows.length) this.changes++;
-      if (rows.length < PAGE) break;
+    } finally {
+      if (changed) this.changes++;
     }
     if (stamp !== null) this.stampSeen = stamp;
     this.syncedAt = started;
@@ -261,6 +279,17 @@ export class CatalogMirror {
     return out;
   }
 
+  /**
+   * Live catalog ids for which `known(id)` is false (the items a model was not trained on), newest
+   * first, at most `limit`: one pass over the ids, and only those sorted.
+   */
+  unknownTo(known: (id: string) => boolean, limit: number): string[] {
+    const out: [string, number][] = [];
+    for (const id of this.facts.keys()) if (!known(id)) out.push([id, this.facts.createdOf(id)]);
+    out.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    return out.slice(0, limit).map(([id]) => id);
+  }
+
   /** Catalog facts per model row (rebuilt only after the catalog changed). */
   rowView(model: GruModel): RowView {
     const cached = this.views.get(model);
@@ -268,13 +297,7 @@ export class CatalogMirror {
     const ok = new Uint8Array(model.rows);
     const price = new Float64Array(model.rows).fill(Number.NaN);
     const category: (string | undefined)[] = new Array(model.rows);
-    for (let r = 1; r < model.rows; r++) {
-      const f = this.facts.get(model.idOf(r));
-      if (!f) continue;
-      ok[r] = f.available ? 1 : 0;
-      price[r] = f.price;
-      category[r] = f.categoryKey;
-    }
+    for (let r = 1; r < model.rows; r++) this.facts.fillRow(model.idOf(r), r, ok, price, category);
     const mask = new Float32Array(model.rows);
     for (let r = 0; r < model.rows; r++) mask[r] = ok[r] ? 0 : 1;
     const view = { mask, ok, price, category };

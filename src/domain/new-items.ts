@@ -35,11 +35,7 @@ export function warmGroups(model: GruModel, catalog: CatalogMirror): Warm {
   const view = catalog.rowView(model);
   const hit = cache.get(model);
   if (hit && hit.view === view) return hit;
-  const only: string[] = [];
-  for (const id of catalog.arrivedSince(-Infinity)) {
-    if (model.rowOf(id) === undefined) only.push(id);
-    if (only.length >= MAX_WARM_ITEMS) break;
-  }
+  const only = catalog.unknownTo((id) => model.rowOf(id) !== undefined, MAX_WARM_ITEMS);
   const byPrefix = new Map<string, number[]>();
   if (only.length) {
     for (let r = 1; r < model.rows; r++) {

@@ -12,7 +12,7 @@ import type { InferenceSession } from "onnxruntime-web/wasm";
 import { checkSessions, type Manifest, ModelLoadError, parseManifest } from "./manifest";
 import { withOrt } from "./ort";
 import { expandInt8Rows } from "./int8-rows";
-import { type ShardBackend, freeOf, mergeTops, packMask } from "./shards";
+import { type ShardBackend, mergeTops, packMask } from "./shards";
 
 /** The bytes of one exported model folder. */
 export interface ModelFiles {
@@ -190,16 +190,27 @@ export class GruModel {
     }));
   }
 
-  /** Ask every shard for its best k under `mask` and merge (exact: see shards.ts). */
-  private async fanOut(graph: "score" | "similar", vec: Float32Array, k: number, mask: Float32Array): Promise<Scored[]> {
+  /** The normalised vector of item `row` (a sharded model's step graph output). */
+  private async itemVector(row: number): Promise<Float32Array> {
+    return (await this.vectors(this.initialState(), row, { newSession: false, gapHours: 0 })).itemVector;
+  }
+
+  /**
+   * Ask every shard for its best k under `mask` and merge (exact: see shards.ts). The mask is packed
+   * per shard first (one pass over all rows, which also counts what each leaves free), so nothing
+   * runs when the rules leave no row; `vector` (the step graph's run) comes after that.
+   */
+  private async fanOut(graph: "score" | "similar", vector: () => Promise<Float32Array>, k: number, mask: Float32Array): Promise<Scored[]> {
     const b = this.shards!;
+    const packed = b.specs.map((s) => packMask(mask, s.rows[0], s.rows[1]));
+    if (k <= 0 || packed.every((p) => p.free === 0)) return [];
+    const vec = await vector();
     const parts = await Promise.all(
       b.specs.map(async (s, i) => {
-        const [lo, hi] = s.rows;
-        const bits = packMask(mask, lo, hi);
-        const kk = Math.min(k, freeOf(bits, hi - lo));
+        const { bits, free } = packed[i]!;
+        const kk = Math.min(k, free);
         const top = kk > 0 ? await (graph === "score" ? b.score(i, vec, bits, kk) : b.similar(i, vec, bits, kk)) : { rows: new Int32Array(0), scores: new Float32Array(0) };
-        return { lo, top };
+        return { lo: s.rows[0], top };
       }),
     );
     return mergeTops(parts, k);
@@ -225,9 +236,9 @@ export class GruModel {
   topKMasked(state: Float32Array, at: Moment, k: number, mask: Float32Array): Promise<Scored[]> {
     const T = this.ort.Tensor;
     mask[0] = 1;
+    if (this.shards) return this.fanOut("score", async () => (await this.vectors(state, 0, at)).query, k, mask);
     const kk = this.clampK(k, mask);
     if (kk === 0) return Promise.resolve([]);
-    if (this.shards) return this.vectors(state, 0, at).then((v) => this.fanOut("score", v.query, kk, mask));
     const session = this.scoreSession!;
     return this.serial(async () => {
       const out = await session.run({
@@ -248,9 +259,9 @@ export class GruModel {
     const T = this.ort.Tensor;
     mask[0] = 1;
     mask[row] = 1;
+    if (!session) return this.fanOut("similar", () => this.itemVector(row), k, mask);
     const kk = this.clampK(k, mask);
     if (kk === 0) return Promise.resolve([]);
-    if (!session) return this.vectors(this.initialState(), row, { newSession: false, gapHours: 0 }).then((v) => this.fanOut("similar", v.itemVector, kk, mask));
     return this.serial(async () => {
       const out = await session.run({
         item: new T("int64", BigInt64Array.of(BigInt(row)), [1]),
@@ -297,8 +308,7 @@ export class GruModel {
 
   /** similarityRows for one row of a sharded model: every row's cosine from the shards. */
   private async similarityRow(row: number): Promise<Float32Array> {
-    const mask = this.mask();
-    const top = await this.fanOut("similar", (await this.vectors(this.initialState(), row, { newSession: false, gapHours: 0 })).itemVector, this.rows - 1, mask);
+    const top = await this.fanOut("similar", () => this.itemVector(row), this.rows - 1, this.mask());
     const out = new Float32Array(this.rows);
     for (const t of top) out[t.row] = t.score;
     return out;

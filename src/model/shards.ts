@@ -80,19 +80,43 @@ export function shardSpecs(m: Manifest, prefix: string): ShardSpec[] {
   }));
 }
 
-/** Bits of mask[lo..hi) (1 = never return), bit j of byte j>>3 for row lo + j. */
-export function packMask(mask: Float32Array, lo: number, hi: number): Uint8Array {
-  const bits = new Uint8Array((hi - lo + 7) >> 3);
-  for (let r = lo; r < hi; r++) if (mask[r]! > 0.5) bits[(r - lo) >> 3]! |= 1 << ((r - lo) & 7);
-  return bits;
+/** Bits of mask[lo..hi) (1 = never return), bit j of byte j>>3 for row lo + j, and how many rows
+ * the range leaves free: one pass over the range, eight rows a byte. */
+export function packMask(mask: Float32Array, lo: number, hi: number): { bits: Uint8Array; free: number } {
+  const n = hi - lo;
+  const bits = new Uint8Array((n + 7) >> 3);
+  let set = 0;
+  const whole = n >> 3;
+  for (let b = 0, r = lo; b < whole; b++, r += 8) {
+    const v =
+      (mask[r]! > 0.5 ? 1 : 0) |
+      (mask[r + 1]! > 0.5 ? 2 : 0) |
+      (mask[r + 2]! > 0.5 ? 4 : 0) |
+      (mask[r + 3]! > 0.5 ? 8 : 0) |
+      (mask[r + 4]! > 0.5 ? 16 : 0) |
+      (mask[r + 5]! > 0.5 ? 32 : 0) |
+      (mask[r + 6]! > 0.5 ? 64 : 0) |
+      (mask[r + 7]! > 0.5 ? 128 : 0);
+    if (v) {
+      bits[b] = v;
+      set += BITS_SET[v]!;
+    }
+  }
+  for (let r = lo + (whole << 3); r < hi; r++) {
+    if (mask[r]! > 0.5) {
+      bits[(r - lo) >> 3]! |= 1 << ((r - lo) & 7);
+      set++;
+    }
+  }
+  return { bits, free: n - set };
 }
 
-/** Rows a packed mask of n rows leaves free. */
-export function freeOf(bits: Uint8Array, n: number): number {
-  let set = 0;
-  for (let j = 0; j < n; j++) if (bits[j >> 3]! & (1 << (j & 7))) set++;
-  return n - set;
-}
+/** Set bits of each byte value. */
+const BITS_SET = Uint8Array.from({ length: 256 }, (_, v) => {
+  let c = 0;
+  for (let x = v; x; x >>= 1) c += x & 1;
+  return c;
+});
 
 /** The k best of the shards' lists as global rows, best first; equal scores by row. */
 export function mergeTops(parts: { lo: number; top: ShardTop }[], k: number): { row: number; score: number }[] {
