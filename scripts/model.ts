@@ -2,9 +2,11 @@
  * `npm run model -- <command>`: the model registry from the command line (secret key).
  *
  *   list                                   versions, status, serving, metrics, digests
- *   upload <dir> [--version V]             verify the folder locally (every checksum in the manifest),
- *                                          upload each file with its SHA-256, stage it (the worker
- *                                          verifies again: checksums, graphs, golden vectors)
+ *   upload <dir> [--version V] [--part-mb 32]
+ *                                          verify the folder locally (every checksum in the manifest),
+ *                                          upload each file with its SHA-256 (a file over --part-mb
+ *                                          MiB in parts of that size), stage it (the worker verifies
+ *                                          again: checksums, graphs, golden vectors)
  *   activate <version> [--shadow] [--previous auto|shadow|retire]
  *                                          serve it (or run it as a shadow: advanced, not serving);
  *                                          --previous: what happens to the version that served
@@ -66,20 +68,41 @@ export function modelFiles(dir: string): { manifest: any; files: Map<string, Uin
   return { manifest, files };
 }
 
-/** Upload a model folder and stage it; returns the staged version. `log` gets progress lines. */
-export async function upload(c: Client, dir: string, log: (s: string) => void = console.error, version?: string): Promise<any> {
+/** Files larger than this are sent in parts of this size (`--part-mb`; the worker takes up to
+ * MAX_MODEL_BODY_BYTES, 64 MiB by default, in one body). */
+export const PART_BYTES = 32 * 2 ** 20;
+
+/**
+ * Upload a model folder and stage it; returns the staged version. `log` gets progress lines.
+ * manifest.json goes first (the worker checks sizes and memory from it); a file over `partBytes`
+ * is sent in parts of that size (PUT .../files/{file}/parts/{n}, one at a time).
+ */
+export async function upload(c: Client, dir: string, log: (s: string) => void = console.error, version?: string, partBytes = PART_BYTES): Promise<any> {
   const { manifest, files } = modelFiles(dir);
   const v = version ?? manifest.version;
   if (version && version !== manifest.version) throw new RegistryError(`--version ${version} differs from the manifest's ${manifest.version}`);
   const sums: Record<string, string> = {};
+  const base = `/v1/admin/models/${encodeURIComponent(v)}/files`;
   for (const [name, bytes] of files) {
     const sum = sha256(bytes);
-    const r = await call(c, "PUT", `/v1/admin/models/${encodeURIComponent(v)}/files/${encodeURIComponent(name)}`, bytes, {
-      "x-content-sha256": sum,
-      "content-type": "application/octet-stream",
-    });
-    sums[name] = r.sha256;
-    log(`  uploaded ${name} (${(bytes.byteLength / 1024).toFixed(1)} KiB, sha256 ${sum.slice(0, 12)}…)`);
+    const parts = name === "manifest.json" ? 1 : Math.ceil(bytes.byteLength / partBytes);
+    if (parts <= 1) {
+      const r = await call(c, "PUT", `${base}/${encodeURIComponent(name)}`, bytes, { "x-content-sha256": sum, "content-type": "application/octet-stream" });
+      sums[name] = r.sha256;
+    } else {
+      for (let i = 0; i < parts; i++) {
+        const part = bytes.subarray(i * partBytes, Math.min(bytes.byteLength, (i + 1) * partBytes));
+        const r = await call(c, "PUT", `${base}/${encodeURIComponent(name)}/parts/${i + 1}`, part, {
+          "x-content-sha256": sha256(part),
+          "x-file-sha256": sum,
+          "x-upload-parts": String(parts),
+          "content-type": "application/octet-stream",
+        });
+        if (r.complete) sums[name] = r.sha256;
+      }
+      if (!sums[name]) throw new RegistryError(`${name}: the worker did not complete the file after its ${parts} parts`);
+    }
+    log(`  uploaded ${name} (${(bytes.byteLength / 1024).toFixed(1)} KiB${parts > 1 ? ` in ${parts} parts` : ""}, sha256 ${sum.slice(0, 12)}…)`);
   }
   log(`  verifying ${v} on the worker (checksums, graphs, golden vectors) ...`);
   return call(c, "POST", `/v1/admin/models/${encodeURIComponent(v)}`, { files: sums });
@@ -102,6 +125,7 @@ async function main() {
       previous: { type: "string" },
       version: { type: "string" },
       "since-days": { type: "string", default: "30" },
+      "part-mb": { type: "string" },
       json: { type: "boolean", default: false },
     },
   });
@@ -126,7 +150,9 @@ async function main() {
       const dir = need("dir");
       if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new RegistryError(`${dir} is not a folder`);
       console.error(`uploading ${dir} (${readdirSync(dir).length} files in the folder) to ${c.url} ...`);
-      const v = await upload(c, dir, console.error, a.version);
+      const partMb = Number(a["part-mb"] ?? PART_BYTES / 2 ** 20);
+      if (!(partMb >= 5 && partMb <= 100)) throw new RegistryError("--part-mb: 5 to 100 (R2's smallest part, Cloudflare's largest body)");
+      const v = await upload(c, dir, console.error, a.version, Math.round(partMb * 2 ** 20));
       console.log(`staged ${v.version} (${v.memory_mb} MiB per isolate). Activate it with:\n  npm run model -- activate ${v.version}${c.url !== "http://127.0.0.1:8787" ? ` --url ${c.url}` : ""}`);
       return;
     }
@@ -168,7 +194,7 @@ async function main() {
       return;
     }
     default:
-      console.error("usage: npm run model -- list | upload <dir> | activate <version> [--shadow] [--previous auto|shadow|retire] | retire <version> | rebuild <version>   [--url URL --key KEY]");
+      console.error("usage: npm run model -- list | upload <dir> [--part-mb 32] | activate <version> [--shadow] [--previous auto|shadow|retire] | retire <version> | rebuild <version>   [--url URL --key KEY]");
       process.exit(2);
   }
 }

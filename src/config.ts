@@ -66,8 +66,13 @@ const ConfigSchema = z.object({
   MODEL_MEMORY_BUDGET_MB: int(104, 1, 1024),
   /** Timeout of one item shard call (a sharded model's ranking, src/model/shards.ts), ms. Default 3000. */
   SHARD_TIMEOUT_MS: int(3000, 50, 60_000),
-  /** Largest model file accepted by the registry upload, bytes. Default 64 MiB. */
-  MAX_MODEL_FILE_BYTES: int(64 * 1024 * 1024, 1024, 100 * 1024 * 1024),
+  /** Largest model file accepted by the registry upload, bytes, whole (a file over
+   * MAX_MODEL_BODY_BYTES is sent in parts). Default 64 MiB, at most 4 GiB. */
+  MAX_MODEL_FILE_BYTES: int(64 * 1024 * 1024, 1024, 4 * 1024 * 1024 * 1024),
+  /** Largest request body of a registry upload (a file sent whole, or one part of a larger one),
+   * bytes. Default 64 MiB; at least 5 MiB (R2's smallest part), at most 100 MiB (Cloudflare refuses
+   * larger bodies on the Free and Pro plans). */
+  MAX_MODEL_BODY_BYTES: int(64 * 1024 * 1024, 5 * 1024 * 1024, 100 * 1024 * 1024),
   /**
    * What a publishable key may do for an identified (non-anonymous) user only with a signed user
    * token (X-User-Token): comma-separated "events", "recommendations", or "all". Reading a user's

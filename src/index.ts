@@ -80,16 +80,14 @@ app.use("/v1/*", corsPolicy);
 app.use("/v1/*", authenticate);
 app.use("/v1/*", rateLimit);
 app.use("/v1/*", (c, next) => {
+  const model = c.req.method === "PUT" && c.req.path.startsWith("/v1/admin/models/");
   const max =
-    c.req.path === "/v1/items/batch"
-      ? c.var.config.MAX_CATALOG_BODY_BYTES
-      : c.req.method === "PUT" && c.req.path.startsWith("/v1/admin/models/")
-        ? c.var.config.MAX_MODEL_FILE_BYTES
-        : c.var.config.MAX_BODY_BYTES;
+    c.req.path === "/v1/items/batch" ? c.var.config.MAX_CATALOG_BODY_BYTES : model ? c.var.config.MAX_MODEL_BODY_BYTES : c.var.config.MAX_BODY_BYTES;
   return bodyLimit({
     maxSize: max,
     onError: () => {
-      throw new ApiError(413, "body_too_large", `request body is larger than ${max} bytes`, { field: "body" });
+      const hint = model ? " (MAX_MODEL_BODY_BYTES): send a larger model file in parts, PUT /v1/admin/models/{version}/files/{file}/parts/{n}" : "";
+      throw new ApiError(413, "body_too_large", `request body is larger than ${max} bytes${hint}`, { field: "body" });
     },
   })(c, next);
 });

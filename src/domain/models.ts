@@ -26,6 +26,8 @@ import { shardBackendFor } from "../model/shards";
 import { type ModelHandle, versionHandle, versionPrefix } from "../model/registry";
 import { GruModel, type ModelFiles } from "../model/runtime";
 import type { UserStateStore } from "../state/store";
+import { abortParts, isPartMarker } from "./model-parts";
+export { putFilePart } from "./model-parts";
 import { type RebuildDeps, rebuildAndStore } from "./rebuild";
 
 export { type MemoryEstimate, RUNTIME_BYTES, memoryEstimate } from "../model/memory";
@@ -43,6 +45,8 @@ export interface RegistryDeps {
   memoryBudgetBytes: number;
   /** Largest file an upload may hold (MAX_MODEL_FILE_BYTES), bytes; unlimited when absent. */
   maxFileBytes?: number;
+  /** Largest request body of an upload (MAX_MODEL_BODY_BYTES: a file sent whole or one part), bytes. */
+  maxBodyBytes?: number;
   /** The bundled model's name (MODEL_NAME) and files, registered as the first version. */
   bundled?: { name: string; files: ModelFiles };
 }
@@ -54,7 +58,8 @@ export async function sha256Hex(bytes: ArrayBuffer | Uint8Array): Promise<string
 
 const u8 = (b: ArrayBuffer | Uint8Array) => (b instanceof Uint8Array ? b : new Uint8Array(b));
 
-function bad(status: 400 | 404 | 409 | 413 | 422 | 503, code: string, message: string, field?: string): ApiError {
+/** A registry refusal as an ApiError (`field`: what it is about). */
+export function bad(status: 400 | 404 | 409 | 413 | 422 | 503, code: string, message: string, field?: string): ApiError {
   return new ApiError(status, code, message, field ? { field } : {});
 }
 
@@ -105,7 +110,8 @@ export async function getVersion(db: Db, version: string): Promise<ModelRow | un
   return row;
 }
 
-function needBucket(deps: RegistryDeps): R2Bucket {
+/** The registry's bucket (503 when MODEL_BUCKET is not bound). */
+export function needBucket(deps: Pick<RegistryDeps, "bucket">): R2Bucket {
   if (!deps.bucket) throw bad(503, "no_model_bucket", "no MODEL_BUCKET (R2) is bound: the registry stores model files there");
   return deps.bucket;
 }
@@ -156,14 +162,16 @@ function manifestOf(bytes: ArrayBuffer, version: string): { raw: unknown; m: Man
   return { raw, m };
 }
 
-/** Remove every stored file of a version (an unfinished upload); how many. */
-async function removeFiles(bucket: R2Bucket, version: string): Promise<number> {
+/** Remove every stored file of a version (an unfinished upload), aborting its files' unfinished
+ * uploads in parts (src/domain/model-parts.ts); how many files were removed. */
+export async function removeFiles(bucket: R2Bucket, version: string): Promise<number> {
+  await abortParts(bucket, version);
   let removed = 0;
   for (;;) {
     const listed = await bucket.list({ prefix: `${versionPrefix(version)}/` });
     if (!listed.objects.length) return removed;
     await bucket.delete(listed.objects.map((o) => o.key));
-    removed += listed.objects.length;
+    removed += listed.objects.filter((o) => !isPartMarker(o.key)).length;
     if (!listed.truncated) return removed;
   }
 }

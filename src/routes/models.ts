@@ -3,6 +3,7 @@
  *   GET    /                           every version with status, metrics, digests; which one serves
  *   GET    /{version}                  one version
  *   PUT    /{version}/files/{file}     upload one file (raw body, `x-content-sha256` required)
+ *   PUT    /{version}/files/{file}/parts/{n}  one part of a file too large for one body
  *   DELETE /{version}                  discard an unfinished upload (its stored files)
  *   POST   /{version}                  stage the uploaded files ({files: {name: sha256}}): verified
  *   POST   /{version}/activate         serve it ({shadow: true}: live, advanced, not serving;
@@ -30,6 +31,7 @@ import {
   getVersion,
   listVersions,
   putFile,
+  putFilePart,
   rebuildVersion,
   retireVersion,
   stageVersion,
@@ -122,6 +124,7 @@ function deps(c: Context<AppEnv>): RegistryDeps {
     wasm: bundledWasm(),
     memoryBudgetBytes: cfg.MODEL_MEMORY_BUDGET_MB * 2 ** 20,
     maxFileBytes: cfg.MAX_MODEL_FILE_BYTES,
+    maxBodyBytes: cfg.MAX_MODEL_BODY_BYTES,
     ...(files ? { bundled: { name: cfg.MODEL_NAME, files } } : {}),
   };
 }
@@ -164,12 +167,41 @@ const upload = createRoute({
   path: "/{version}/files/{file}",
   summary: "Upload one file of a new version",
   description:
-    "Raw bytes (any content type), with header `x-content-sha256` (the file's SHA-256, hex). Up to MAX_MODEL_FILE_BYTES (64 MiB). Upload manifest.json first: it is checked as it arrives, so weights over MAX_MODEL_FILE_BYTES (413 `file_too_large`) or a model that cannot fit the memory budget (MODEL_MEMORY_BUDGET_MB) even on its own (413 `model_too_large`) are refused before they are sent; later files are checked against its sizes before their body is read (422 `size_mismatch`). A body that does not hash to its header is refused (422 `checksum_mismatch`). Any refusal abandons the upload: every file stored for the version so far is removed (the message says how many). Uploads left unfinished are removed after 24 hours, or at once with DELETE.",
+    "Raw bytes (any content type), with header `x-content-sha256` (the file's SHA-256, hex). Up to MAX_MODEL_BODY_BYTES (64 MiB) in one body (413 `body_too_large`): a larger file, up to MAX_MODEL_FILE_BYTES, is sent in parts (`PUT .../files/{file}/parts/{n}`). Upload manifest.json first: it is checked as it arrives, so weights over MAX_MODEL_FILE_BYTES (413 `file_too_large`) or a model that cannot fit the memory budget (MODEL_MEMORY_BUDGET_MB) even on its own (413 `model_too_large`) are refused before they are sent; later files are checked against its sizes before their body is read (422 `size_mismatch`). A body that does not hash to its header is refused (422 `checksum_mismatch`). Any refusal abandons the upload: every file stored for the version so far is removed (the message says how many). Uploads left unfinished are removed after 24 hours, or at once with DELETE.",
   tags: ["models"],
   request: { params: z.object({ version: Version, file: FileName }), headers: z.object({ "x-content-sha256": z.string().length(64) }) },
   responses: {
     200: json(z.object({ version: z.string(), file: z.string(), bytes: z.number().int(), sha256: z.string() }), "Stored"),
     ...errors(403, 409, 413, 422, 503),
+  },
+});
+
+const uploadPart = createRoute({
+  method: "put",
+  path: "/{version}/files/{file}/parts/{part}",
+  summary: "Upload one part of a file too large for one request body",
+  description:
+    "A model file larger than MAX_MODEL_BODY_BYTES (64 MiB; Cloudflare refuses bodies over 100 MB) is sent as parts 1..N (an R2 multipart upload). Headers: `x-content-sha256` (this part's SHA-256), `x-file-sha256` (the whole file's, the same on every part), `x-upload-parts` (N). Part 1 starts the file (sending it again starts over); the others follow one at a time in any order. Every part but the last has part 1's size, at least 5 MiB (R2's rule), at most MAX_MODEL_BODY_BYTES; the whole file is at most MAX_MODEL_FILE_BYTES and, for the weights, the size the uploaded manifest gives them (checked from the first part). The answer says how many parts are stored; the part that completes the set completes the file, checks its SHA-256 and answers `complete: true` with its size and checksum, as a file sent whole. manifest.json is always sent whole. Refusals: 409 `upload_not_started` (a part before part 1) or `upload_mismatch` (another N or checksum than part 1's); 413 and 422 (`size_mismatch`, `checksum_mismatch`) abandon the version's upload, every file stored for it removed.",
+  tags: ["models"],
+  request: {
+    params: z.object({ version: Version, file: FileName, part: z.coerce.number().int().min(1).openapi({ param: { name: "part", in: "path" }, example: 1 }) }),
+    headers: z.object({ "x-content-sha256": z.string().length(64), "x-file-sha256": z.string().length(64), "x-upload-parts": z.coerce.number().int().min(1) }),
+  },
+  responses: {
+    200: json(
+      z.object({
+        version: z.string(),
+        file: z.string(),
+        part: z.number().int(),
+        parts: z.number().int(),
+        received: z.number().int().openapi({ description: "Parts of this file stored so far." }),
+        complete: z.boolean(),
+        bytes: z.number().int().optional().openapi({ description: "Once complete: the file's size." }),
+        sha256: z.string().optional().openapi({ description: "Once complete: the file's SHA-256 (what staging names)." }),
+      }),
+      "Stored",
+    ),
+    ...errors(400, 403, 409, 413, 422, 503),
   },
 });
 
@@ -331,6 +363,22 @@ export const models = featureApp()
       () => c.req.arrayBuffer(),
       Number.isFinite(length) && length >= 0 ? length : undefined,
     );
+    return c.json({ version, file, ...stored }, 200);
+  })
+  .openapi(uploadPart, async (c) => {
+    const { version, file, part } = c.req.valid("param");
+    const h = c.req.valid("header");
+    const length = Number(c.req.header("content-length"));
+    const stored = await putFilePart(deps(c), {
+      version,
+      file,
+      part,
+      parts: h["x-upload-parts"],
+      partSha256: h["x-content-sha256"].toLowerCase(),
+      fileSha256: h["x-file-sha256"].toLowerCase(),
+      body: () => c.req.arrayBuffer(),
+      ...(Number.isFinite(length) && length >= 0 ? { declared: length } : {}),
+    });
     return c.json({ version, file, ...stored }, 200);
   })
   .openapi(discard, async (c) => {
