@@ -30,6 +30,7 @@ import harness as H  # noqa: E402
 from metrics import summary  # noqa: E402
 from prepare import prepare  # noqa: E402
 from model import ModelConfig, build  # noqa: E402
+from sparse_table import TableAdam, clip_grads  # noqa: E402
 
 
 def training_sequences(seqs, include_valid=False):
@@ -105,7 +106,8 @@ def sampled_loss(model, q, tgt, negatives, logq, bpreg=None):
     """Cross-entropy of q (M, d) over the rows' own targets plus shared sampled negatives; with
     `bpreg` set, BPR-max instead (below)."""
     cand = torch.cat([tgt, negatives])
-    logits = q @ model.emb.weight[cand].t() + model.item_bias[cand]
+    rows = model.emb(cand) if model.emb.sparse else model.emb.weight[cand]   # --sparse-table: a sparse gradient
+    logits = q @ rows.t() + model.item_bias[cand]
     if logq is not None:
         logits = logits - torch.cat([torch.zeros(len(tgt)), logq[negatives]]).unsqueeze(0)
     same = tgt.unsqueeze(1) == cand.unsqueeze(0)
@@ -173,7 +175,7 @@ def train_epoch_seq(model, opt, seqs, args, rng, sampler=None):
                                         args.bpreg if args.loss == "bpr-max" else None)
                 opt.zero_grad()
                 (loss / n).backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                clip_grads(model.parameters(), 5.0)
                 opt.step()
                 total += float(loss)
                 count += n
@@ -219,7 +221,7 @@ def train_epoch(model, opt, seqs, args, rng, sampler=None):
             state = model.advance(state, item[:, t], ns[:, t], gap[:, t])
         opt.zero_grad()
         (loss / n).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        clip_grads(model.parameters(), 5.0)
         opt.step()
         total += float(loss)
         count += float(n)
@@ -257,6 +259,9 @@ def main(argv=None):
                         "validation events for that many epochs (the validation split is never a test target)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over --epochs")
+    p.add_argument("--sparse-table", action="store_true", help="with --loss ce-sampled or bpr-max: update only the "
+                   "table rows a step used (sparse gradients, lazy Adam: sparse_table.py), for catalogs of a "
+                   "million items where a dense step walks the whole table")
     p.add_argument("--batch", type=int, default=64, help="users per batch (seq) / parallel lanes (hrnn)")
     p.add_argument("--bptt", type=int, default=20)
     p.add_argument("--min-count", type=int, default=3, help="items seen fewer times are not indexed")
@@ -276,6 +281,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
+    if args.sparse_table and args.loss == "ce-full":
+        p.error("--sparse-table is for --loss ce-sampled or bpr-max (a full softmax uses every row)")
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -303,7 +310,7 @@ def main(argv=None):
                       attn=args.attn if args.kind == "seq" else 0, hidden=args.hidden,
                       ring=args.ring if args.memory_kind == "gated" else 0, long_term=not args.no_long_term)
     model = build(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt = TableAdam(model, lr=args.lr) if args.sparse_table else torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)) if args.cosine else None
     history = []
     sampler = NegativeSampler(counts, args.sample_alpha, rng) if args.loss in ("ce-sampled", "bpr-max") else None
@@ -320,7 +327,8 @@ def main(argv=None):
             "item_counts": counts,
             "dataset": args.dataset,
             **({"events_path": os.path.abspath(args.ndjson)} if args.ndjson else {}),
-            "args": vars(args),
+            # --sparse-table left out while unset: a model records exactly the options it had before it existed
+            "args": {k: v for k, v in vars(args).items() if not (k == "sparse_table" and not v)},
             "history": history,
             "best_epoch": best_epoch,
             "train_seconds": train_seconds,
@@ -361,7 +369,7 @@ def main(argv=None):
     if args.refit and best_epoch:
         torch.manual_seed(args.seed)
         model = build(cfg)
-        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        opt = TableAdam(model, lr=args.lr) if args.sparse_table else torch.optim.Adam(model.parameters(), lr=args.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)) if args.cosine else None
         refit_seqs = training_sequences(seqs, include_valid=True)
         n_refit = sum(len(s[0]) for s in refit_seqs)
