@@ -48,14 +48,15 @@ function folderSizes(dir: string): { manifest: any; files: Record<string, { byte
 
 /** Build (or reuse) a synthetic model folder for a spec like `100000x64`, `31000x64+similar`,
  * `50000x64/float32`, `18000x64/seq` (SeqRec with attention over 20 recent items, as the committed
- * shop models; GRURec otherwise). */
+ * shop models; GRURec otherwise), `1000000x64/shards` (in item shards as export_shards.py chooses:
+ * the worker's part is measured). */
 function synthetic(spec: string): string {
-  const m = /^(\d+)x(\d+)([+-]similar)?(\/float32)?(\/seq)?$/.exec(spec);
-  if (!m) throw new Error(`bad size ${spec}: items x dim, e.g. 100000x64, 43000x128+similar, 50000x64/float32, 18000x64/seq`);
+  const m = /^(\d+)x(\d+)([+-]similar)?(\/float32)?(\/seq)?(\/shards)?$/.exec(spec);
+  if (!m) throw new Error(`bad size ${spec}: items x dim, e.g. 100000x64, 43000x128+similar, 50000x64/float32, 18000x64/seq, 1000000x64/shards`);
   const dir = join(tmpdir(), "gru-bench-model", spec.replace("+", "_with_").replace("-", "_without_").replaceAll("/", "_"));
   if (existsSync(join(dir, "manifest.json"))) return dir;
   mkdirSync(dir, { recursive: true });
-  const flags = [...(m[4] ? [] : ["--fp16", "--int8-table"]), ...(m[3] ? ["--similar", m[3][0] === "+" ? "yes" : "no"] : [])];
+  const flags = [...(m[4] ? [] : ["--fp16", "--int8-table"]), ...(m[3] ? ["--similar", m[3][0] === "+" ? "yes" : "no"] : []), ...(m[6] ? ["--shards", "auto"] : [])];
   const py = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
   console.error(`building ${spec} (export.py ${flags.join(" ")}) in ${dir} ...`);
   execFileSync(py, ["-W", "ignore", "models/training/random_model.py", "--items", m[1]!, "--dim", m[2]!, "--kind", m[5] ? "seq" : "hrnn", "--out", dir, ...flags], {
@@ -96,7 +97,13 @@ async function table(): Promise<void> {
       similar: Boolean(m.graphs.similar),
       // What memoryEstimate reads: the files' sizes and the manifest without its item ids.
       files,
-      manifest: { graphs: Object.fromEntries(Object.entries(m.graphs).map(([g, s]: [string, any]) => [g, { file: s.file }])), weights: { ...m.weights, sha256: undefined }, items: { rows: m.items.rows }, state: { size: m.state.size, layout: m.state.layout.map((p: any) => ({ name: p.name, size: p.size })) } },
+      manifest: {
+        graphs: Object.fromEntries(Object.entries(m.graphs).map(([g, s]: [string, any]) => [g, { file: s.file }])),
+        weights: { ...m.weights, sha256: undefined },
+        items: { rows: m.items.rows },
+        state: { size: m.state.size, layout: m.state.layout.map((p: any) => ({ name: p.name, size: p.size })) },
+        ...(m.shards ? { shards: m.shards.map((s: any) => ({ rows: s.rows, weights: { file: s.weights.file, bytes: s.weights.bytes }, score: s.score, similar: s.similar, ...(s.table ? { table: { dtype: s.table.dtype } } : {}) })) } : {}),
+      },
       measured_mib: { runtime: +mb(measured.runtime), settled: +mb(measured.settled), peak: +mb(measured.peak) },
       estimate_mib: { settled: +mb(est.runtime + est.resident), peak: +mb(est.runtime + est.resident + est.transient) },
     });

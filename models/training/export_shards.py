@@ -8,17 +8,23 @@ isolate (`shards_needed`). The worker needs no setting: a manifest with `shards`
 
 One isolate cannot hold a large item table several times over (the score graph folds about 5
 float16 copies of it, the similar graph 8). A sharded export writes:
-  step.onnx + weights.bin       the coordinator's graph (the worker's isolate): the step, plus two
-                                outputs, `query` (B, d), the vector that scores items for the input
-                                state at the given moment (the score graph's query), and
-                                `item_vector` (B, d), the input item's normalised embedding (the seed
-                                of similar items). It holds the table once (rows are gathered).
+  step.onnx + weights.bin       the coordinator's graph (the worker's isolate): the step, plus the
+                                output `query` (B, d), the vector that scores items for the input
+                                state at the given moment (the score graph's query). For a GRURec
+                                (`vector_step`) its input is the event's item as its table row,
+                                `item_vector` (B, d), which the worker reads from the item's shard
+                                (`table` below): the worker holds no table, only the recurrent
+                                weights. Otherwise (SeqRec, whose state records item rows) it takes
+                                the item's row, holds the table once (rows are gathered) and also
+                                outputs `item_vector` (B, d), the item's normalised embedding (the
+                                seed of similar items).
   score.s<i>.onnx               shard i: q (B, d), mask (B, n_i), k -> top-k of q . E_i + b_i
   similar.s<i>.onnx             shard i: vec (B, d), mask (B, n_i), k -> top-k cosine with E_i
   weights.s<i>.bin              shard i's rows of the table and of the item bias
   manifest.json                 as export.py's, without graphs.score / graphs.similar, with
-                                `shards`: [{rows: [lo, hi), score, similar, weights}] (global rows
-                                lo..hi-1; shard 0 starts at the padding row 0)
+                                `shards`: [{rows: [lo, hi), score, similar, weights, table?}] (global
+                                rows lo..hi-1; shard 0 starts at the padding row 0; `table`: {offset,
+                                dtype}, where the shard's rows lie in its weights file, row-major)
 The same ops as the single-isolate graphs compute the same floats, so the merged top-k of the
 shards is the single-isolate top-k (test/worker/shards.test.ts checks it on a model both serve).
 """
@@ -27,6 +33,7 @@ import json
 import os
 import sys
 
+import onnx
 import torch
 import torch.nn.functional as F
 
@@ -52,6 +59,44 @@ class _CoreStep(torch.nn.Module):
             # by it): round the seed's norm the same way, so its vector is that row of the table
             n = n.half().float()
         return nxt, q, e / n
+
+
+class _Given(torch.nn.Module):
+    """Stands in for the item embedding while the vector step is traced: returns the rows given."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = None
+
+    def forward(self, item):
+        return self.rows
+
+
+class _VecStep(torch.nn.Module):
+    """step -> (next_state (B, S), query (B, d)), the event's item given as its row of the table,
+    `item_vector` (B, d), which the worker reads from the item's shard: the worker holds no table."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.given = _Given()
+
+    def forward(self, state, item_vector, new_session, gap):
+        m = self.model
+        table = m.emb
+        self.given.rows = item_vector
+        m.emb = self.given                         # advance() reads the item's row through m.emb
+        try:
+            nxt = m.advance(state, torch.zeros(state.shape[0], dtype=torch.long), new_session, gap)
+        finally:
+            m.emb = table
+        return nxt, m.query(state, new_session, gap)
+
+
+def vector_step(model):
+    """Whether the worker's step graph can take the event's item as its table row (a GRURec whose
+    state does not record item rows: not the "gated" ring, not SeqRec's recent items)."""
+    return model.cfg.kind == "hrnn" and not getattr(model, "gated", False)
 
 
 class _ShardScore(torch.nn.Module):
@@ -81,16 +126,38 @@ def bounds(n_rows, shards):
     return [(i * step, min(n_rows, (i + 1) * step)) for i in range(shards) if i * step < n_rows]
 
 
+def table_offset(graph_path, n, d, half):
+    """Where the score graph keeps its (n, d) table in the shard's weights file: its byte offset
+    (checked: an (n, d) initializer of n * d float16 or float32 values, stored outside the graph)."""
+    g = onnx.load(graph_path, load_external_data=False)
+    want = "emb__fp16" if half else "emb"
+    for init in g.graph.initializer:
+        if init.name == want:
+            ext = {e.key: e.value for e in init.external_data}
+            if list(init.dims) != [n, d] or int(ext.get("length", -1)) != n * d * (2 if half else 4):
+                raise SystemExit(f"{graph_path}: the table {want} is {list(init.dims)}, {ext.get('length')} bytes; expected [{n}, {d}]")
+            return int(ext["offset"])
+    raise SystemExit(f"{graph_path}: no table initializer {want}")
+
+
 def export_sharded(model, out_dir, shards, half=False):
     """Write the coordinator's step graph and each shard's graphs and weights; returns the
-    manifest's `shards` list and the step graph's extra outputs."""
+    manifest's `shards` list and the step graph's inputs and outputs. With `vector_step(model)` the
+    step graph takes the event's item as its table row (the worker reads it from the shard, whose
+    `table` entry says where its rows are in its weights file) and holds no table."""
     S, N, d = model.state_size, model.cfg.n_items, model.cfg.dim
     state, ns, gap, item = torch.zeros(2, S), torch.ones(2), torch.tensor([0.0, 30.0]), torch.tensor([1, 2])
     step_path = os.path.join(out_dir, "step.onnx")
-    torch.onnx.export(_CoreStep(model, half).eval(), (state, item, ns, gap), step_path, opset_version=E.OPSET,
-                      input_names=["state", "item", "new_session", "gap"], output_names=["next_state", "query", "item_vector"],
-                      dynamic_axes={n: {0: "batch"} for n in ("state", "item", "new_session", "gap", "next_state", "query", "item_vector")})
-    E.keep_inputs(step_path, ["state", "item", "new_session", "gap"])
+    by_vector = vector_step(model)
+    if by_vector:
+        ins, outs = ["state", "item_vector", "new_session", "gap"], ["next_state", "query"]
+        torch.onnx.export(_VecStep(model).eval(), (state, model.emb(item).detach(), ns, gap), step_path, opset_version=E.OPSET,
+                          input_names=ins, output_names=outs, dynamic_axes={n: {0: "batch"} for n in ins + outs})
+    else:
+        ins, outs = ["state", "item", "new_session", "gap"], ["next_state", "query", "item_vector"]
+        torch.onnx.export(_CoreStep(model, half).eval(), (state, item, ns, gap), step_path, opset_version=E.OPSET,
+                          input_names=ins, output_names=outs, dynamic_axes={n: {0: "batch"} for n in ins + outs})
+    E.keep_inputs(step_path, ins)
     E.share_weights([step_path], os.path.join(out_dir, "weights.bin"), half=half)
     table, bias = model.emb.weight.detach(), model.item_bias.detach()
     out = []
@@ -108,11 +175,13 @@ def export_sharded(model, out_dir, shards, half=False):
         E.append_topk(mp)
         E.share_weights([sp, mp], wp, half=half)
         out.append({"rows": [lo, hi], "score": {"file": os.path.basename(sp)}, "similar": {"file": os.path.basename(mp)},
-                    "weights": {"file": os.path.basename(wp), "bytes": os.path.getsize(wp), "sha256": E.sha256(wp)}})
-    outputs = [{"name": "next_state", "dtype": "float32", "shape": ["batch", S]},
-               {"name": "query", "dtype": "float32", "shape": ["batch", d]},
-               {"name": "item_vector", "dtype": "float32", "shape": ["batch", d]}]
-    return out, outputs
+                    "weights": {"file": os.path.basename(wp), "bytes": os.path.getsize(wp), "sha256": E.sha256(wp)},
+                    **({"table": {"offset": table_offset(sp, n, d, half), "dtype": "float16" if half else "float32"}} if by_vector else {})})
+    width = {"state": S, "item_vector": d}
+    inputs = [{"name": n, "dtype": "int64" if n == "item" else "float32", "shape": ["batch", width[n]] if n in ("state", "item_vector") else ["batch"]}
+              for n in ins]
+    outputs = [{"name": n, "dtype": "float32", "shape": ["batch", S if n == "next_state" else d]} for n in outs]
+    return out, inputs, outputs
 
 
 # What an item shard may hold, bytes: its score graph folds about 5 float16 copies of its rows and
@@ -165,13 +234,15 @@ def main(argv=None):
     if args.int8_table and not args.fp16:
         raise SystemExit("--int8-table needs --fp16")
     model, ck = E.load(args.ckpt, half=args.fp16, int8=args.int8_table)
-    shards, outputs = export_sharded(model, args.out, args.shards, half=args.fp16)
-    int8_rows, expanded = E.pack_int8_table(args.out, model, graph="step.onnx") if args.int8_table else (None, None)
+    shards, inputs, outputs = export_sharded(model, args.out, args.shards, half=args.fp16)
+    # the worker's copy of the table as int8 rows (a step graph that takes item vectors has none)
+    packed = args.int8_table and not vector_step(model)
+    int8_rows, expanded = E.pack_int8_table(args.out, model, graph="step.onnx") if packed else (None, None)
     mpath = os.path.join(args.out, "manifest.json")
     m = json.load(open(mpath))
     wsum = E.sha256(os.path.join(args.out, "weights.bin"))
     m["version"] = f"{args.name}-{m['created_at'][:10].replace('-', '')}-{wsum[:8]}"
-    m["graphs"] = {"step": {**m["graphs"]["step"], "outputs": outputs}}
+    m["graphs"] = {"step": {**m["graphs"]["step"], "inputs": inputs, "outputs": outputs}}
     m["weights"] = {"file": "weights.bin", "bytes": os.path.getsize(os.path.join(args.out, "weights.bin")), "sha256": wsum,
                     "dtype": "float16" if args.fp16 else "float32",
                     **({"int8_rows": int8_rows, "expanded_bytes": expanded} if int8_rows else {})}

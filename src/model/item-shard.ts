@@ -6,16 +6,29 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { bundledWasm } from "./registry";
-import { runShard, shardSessions } from "./shard-sessions";
-import type { ShardAnswer, ShardSpec } from "./shards";
+import { readRows, runShard, shardSessions } from "./shard-sessions";
+import type { ShardAnswer, ShardRows, ShardSpec } from "./shards";
 
 /** The Durable Object class bound as ITEM_SHARDS (wrangler.toml); RPC methods only. */
 export class ItemShard extends DurableObject<{ MODEL_BUCKET?: R2Bucket }> {
+  private sessions(spec: ShardSpec) {
+    const bucket = this.env.MODEL_BUCKET;
+    if (!bucket) throw new Error("item shards need MODEL_BUCKET (R2) for their files");
+    return shardSessions(bucket, spec, bundledWasm());
+  }
+
   private async answer(graph: "score" | "similar", spec: ShardSpec, vec: Float32Array, mask: Uint8Array, k: number): Promise<ShardAnswer> {
     try {
-      const bucket = this.env.MODEL_BUCKET;
-      if (!bucket) throw new Error("item shards need MODEL_BUCKET (R2) for their files");
-      return await runShard(await shardSessions(bucket, spec, bundledWasm()), graph, spec, vec, mask, k);
+      return await runShard(await this.sessions(spec), graph, spec, vec, mask, k);
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+  }
+
+  /** This shard's rows `local` of the table (`dim` floats each); `normalized`: as a similar-items seed. */
+  async rows(spec: ShardSpec, local: Int32Array, normalized: boolean): Promise<ShardRows> {
+    try {
+      return { vectors: readRows(await this.sessions(spec), spec, local, normalized) };
     } catch (e) {
       return { error: (e as Error).message };
     }

@@ -4,6 +4,7 @@
  * See models/README.md for the meaning of every field.
  */
 import { z } from "zod";
+import { idIndexOf } from "./id-index";
 
 const Dim = z.union([z.number().int().nonnegative(), z.string()]);
 const Tensor = z.object({
@@ -48,7 +49,8 @@ export const ManifestSchema = z.object({
   golden: z.string().optional(),
   /** A sharded model (models/training/export_shards.py): the item table split in contiguous row
    * ranges, each scored by one Durable Object (src/model/shards.ts); the step graph also outputs
-   * `query` and `item_vector`. */
+   * `query`, and either takes the event's item as its table row (`item_vector`, read from its
+   * shard: VECTOR_STEP) or holds the table and also outputs `item_vector` (a seed's vector). */
   shards: z
     .array(
       z.object({
@@ -56,6 +58,8 @@ export const ManifestSchema = z.object({
         score: z.object({ file: z.string().min(1) }),
         similar: z.object({ file: z.string().min(1) }),
         weights: z.object({ file: z.string().min(1), bytes: z.number().int().positive(), sha256: z.string().length(64) }),
+        /** Where the shard's rows of the table lie in its weights file (a step graph that takes item vectors). */
+        table: z.object({ offset: z.number().int().nonnegative(), dtype: z.enum(["float16", "float32"]) }).optional(),
       }),
     )
     .min(1)
@@ -80,8 +84,16 @@ export const CONTRACT = {
   similar: { inputs: ["item", "mask", "k"], outputs: ["scores", "indices"] },
 } as const;
 
-/** The step graph's outputs in a sharded model. */
+/** The step graph's outputs in a sharded model that keeps the table in its step graph. */
 export const SHARDED_STEP_OUTPUTS = ["next_state", "query", "item_vector"] as const;
+/** The step graph of a sharded model whose worker holds no table: the event's item comes as its row
+ * (`item_vector`, read from its shard), and the query is the only extra output. */
+export const VECTOR_STEP = { inputs: ["state", "item_vector", "new_session", "gap"], outputs: ["next_state", "query"] } as const;
+
+/** Whether a manifest's step graph takes the event's item as its table row (read from the shards). */
+export function stepTakesVectors(m: Manifest): boolean {
+  return m.graphs.step.inputs[1]?.name === "item_vector";
+}
 
 /** Every file a manifest names (graphs, weights, shards' files, golden vectors). */
 export function manifestFiles(m: Manifest): string[] {
@@ -110,7 +122,11 @@ export function parseManifest(raw: unknown): Manifest {
   if (m.items.ids.length !== m.items.rows - 1) {
     throw new ModelLoadError(`manifest.items.ids has ${m.items.ids.length} ids, rows - 1 is ${m.items.rows - 1}`);
   }
-  if (new Set(m.items.ids).size !== m.items.ids.length) throw new ModelLoadError("manifest.items.ids has duplicates");
+  try {
+    idIndexOf(m.items.ids);
+  } catch (e) {
+    throw new ModelLoadError(`manifest.items.ids has duplicates: ${(e as Error).message}`);
+  }
   if (!m.graphs.score === !m.shards) throw new ModelLoadError("manifest: a model has either graphs.score or shards, not both nor neither");
   if (m.shards) {
     let next = 0;
@@ -125,11 +141,17 @@ export function parseManifest(raw: unknown): Manifest {
     const graph = m.graphs[g as keyof typeof CONTRACT];
     if (!graph) continue;
     const names = (ts: { name: string }[]) => ts.map((t) => t.name).join(",");
-    const outputs = g === "step" && m.shards ? SHARDED_STEP_OUTPUTS : spec.outputs;
-    if (names(graph.inputs) !== spec.inputs.join(",") || names(graph.outputs) !== outputs.join(",")) {
+    const byVector = g === "step" && m.shards && graph.inputs[1]?.name === "item_vector";
+    const inputs = byVector ? VECTOR_STEP.inputs : spec.inputs;
+    const outputs = byVector ? VECTOR_STEP.outputs : g === "step" && m.shards ? SHARDED_STEP_OUTPUTS : spec.outputs;
+    if (names(graph.inputs) !== inputs.join(",") || names(graph.outputs) !== outputs.join(",")) {
       throw new ModelLoadError(
-        `manifest.graphs.${g}: expected inputs [${spec.inputs}] outputs [${outputs}], got [${names(graph.inputs)}] [${names(graph.outputs)}]`,
+        `manifest.graphs.${g}: expected inputs [${inputs}] outputs [${outputs}], got [${names(graph.inputs)}] [${names(graph.outputs)}]`,
       );
+    }
+    if (byVector) {
+      const bare = m.shards!.findIndex((s) => !s.table);
+      if (bare >= 0) throw new ModelLoadError(`manifest.shards.${bare}.table: the step graph takes item vectors, so every shard says where its rows are`);
     }
   }
   const stateDim = m.graphs.step.inputs[0]!.shape[1];

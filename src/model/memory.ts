@@ -9,11 +9,18 @@
 /** What `memoryEstimate` reads: the sizes of a version's files and its manifest (item ids not needed). */
 export interface SizedManifest {
   weights: { file: string; bytes?: number; dtype?: string; expanded_bytes?: number };
-  graphs: Partial<Record<"step" | "score" | "similar", { file: string } | undefined>>;
+  graphs: Partial<Record<"step" | "score" | "similar", { file: string; outputs?: { shape: (number | string)[] }[] } | undefined>>;
   items: { rows: number };
   state?: { layout?: { name: string }[] };
   /** A sharded model: the worker holds the step graph; each shard its rows' score and similar graphs. */
-  shards?: { rows: [number, number]; weights: { bytes: number; file?: string }; score?: { file: string }; similar?: { file: string } }[];
+  shards?: {
+    rows: [number, number];
+    weights: { bytes: number; file?: string };
+    score?: { file: string };
+    similar?: { file: string };
+    /** The shard keeps its rows of the table in JS (the worker reads item vectors from it). */
+    table?: { dtype: "float16" | "float32" };
+  }[];
 }
 
 /** A model's memory in one isolate, bytes. */
@@ -39,7 +46,7 @@ const USED_AT_FIRST_TABLE = 10.28 * MiB;
 /** Per table row, before the score graph's weights: its N-long constants (item bias, padding mask). */
 const PER_ROW = 15.2;
 /** JS heap per byte of manifest.json once parsed and indexed (ids array, id -> row map). */
-const HEAP_PER_MANIFEST_BYTE = 5;
+const HEAP_PER_MANIFEST_BYTE = 2.8;
 /** emscripten grows a full heap to 1.2x; where many small allocations cross it the memory lands
  * anywhere in [needed, 1.2x]: the estimate takes 1.06x (fitted; large allocations grow it exactly). */
 const GEOMETRIC_GROWTH = 1.06;
@@ -77,7 +84,8 @@ export function memoryEstimate(files: Record<string, { bytes: number }>, manifes
   const seq = manifest.state?.layout?.some((p) => p.name === "recent_items") ?? false;
   // A sharded model's worker isolate holds only the step graph: its table (rows are gathered) and
   // its other weights, 1.4T at the load's high-water mark (fitted on models/diginetica-sharded:
-  // 30.7 MiB settled measured by scripts/bench-model.ts, one point, not in the 15% fixture yet).
+  // 30.7 MiB settled measured by scripts/bench-model.ts, one point, not in the 15% fixture yet);
+  // a step graph that takes item vectors has no table, and T is its recurrent weights alone.
   const allocs = manifest.shards ? [1.4 * T] : [T, PER_ROW * N, ...(f32 ? [T, T] : [T, T, T, 2 * T])];
   if (manifest.graphs.similar) {
     const k = f32 ? 3 : seq ? 11 : 8;
@@ -94,18 +102,22 @@ export function memoryEstimate(files: Record<string, { bytes: number }>, manifes
 /**
  * Estimated memory of each item shard of a sharded model in its Durable Object's isolate: the score
  * and similar graphs over its rows, as `memoryEstimate` counts them for a whole table (T = the
- * shard's weights: its rows of the table and of the item bias). No item ids: a shard has none.
+ * shard's weights: its rows of the table and of the item bias), and, where the worker reads item
+ * vectors from it, its copy of its rows as stored. No item ids: a shard has none.
  */
 export function shardEstimates(manifest: SizedManifest): MemoryEstimate[] {
   const f32 = manifest.weights.dtype !== "float16";
+  const d = manifest.graphs.step?.outputs?.[1]?.shape[1];
+  const dim = typeof d === "number" ? d : 0;
   return (manifest.shards ?? []).map((s) => {
     const T = s.weights.bytes;
     const n = s.rows[1] - s.rows[0];
+    const rows = s.table ? n * dim * (s.table.dtype === "float16" ? 2 : 4) : 0;
     const allocs = [T, PER_ROW * n, ...(f32 ? [T, T] : [T, T, T, 2 * T])];
     const k = f32 ? 3 : 8;
     for (let i = 0; i < 8; i++) allocs.push((k * T) / 8);
     const wasm = grow(ORT_INITIAL_WASM, USED_AT_FIRST_TABLE, allocs) - ORT_INITIAL_WASM;
-    return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm), transient: T + 4096 };
+    return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + rows), transient: T + 4096 };
   });
 }
 

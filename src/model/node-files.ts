@@ -7,7 +7,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { parseManifest } from "./manifest";
 import { GruModel, type ModelFiles } from "./runtime";
-import { runShard, shardSessions } from "./shard-sessions";
+import { readRows, runShard, shardSessions } from "./shard-sessions";
 import { type ShardBackend, shardSpecs } from "./shards";
 
 /** A sharded model folder's item shards run in this process (benchmarks, evaluation replay): the
@@ -16,7 +16,12 @@ export function localShards(dir: string, manifest: unknown, wasm: WebAssembly.Mo
   const specs = shardSpecs(parseManifest(manifest), dir);
   const files = { get: async (key: string) => ({ arrayBuffer: async () => new Uint8Array(readFileSync(key)).buffer as ArrayBuffer }) };
   const run = async (graph: "score" | "similar", i: number, vec: Float32Array, mask: Uint8Array, k: number) => runShard(await shardSessions(files, specs[i]!, wasm), graph, specs[i]!, vec, mask, k);
-  return { specs, score: (i, q, mask, k) => run("score", i, q, mask, k), similar: (i, v, mask, k) => run("similar", i, v, mask, k) };
+  return {
+    specs,
+    score: (i, q, mask, k) => run("score", i, q, mask, k),
+    similar: (i, v, mask, k) => run("similar", i, v, mask, k),
+    rows: async (i, local, normalized) => readRows(await shardSessions(files, specs[i]!, wasm), specs[i]!, local, normalized),
+  };
 }
 
 /** The model folder's files as the runtime takes them. */

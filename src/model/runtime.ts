@@ -9,7 +9,8 @@
  * seed's vector) and the item shards rank their row ranges (src/model/shards.ts).
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
-import { checkSessions, type Manifest, ModelLoadError, parseManifest } from "./manifest";
+import { checkSessions, type Manifest, ModelLoadError, parseManifest, stepTakesVectors } from "./manifest";
+import { type IdIndex, idIndexOf } from "./id-index";
 import { withOrt } from "./ort";
 import { expandInt8Rows } from "./int8-rows";
 import { type ShardBackend, mergeTops, packMask } from "./shards";
@@ -45,6 +46,9 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return Array.from(d, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
+/** Item rows a model that takes item vectors keeps from its shards (d floats each). */
+const ROW_CACHE = 4096;
+
 export class GruModel {
   readonly version: string;
   readonly stateSize: number;
@@ -52,8 +56,14 @@ export class GruModel {
   readonly rows: number;
   /** Idle gap after which the next event starts a new session, milliseconds. */
   readonly idleGapMs: number;
-  private readonly rowById: Map<string, number>;
+  private readonly rowById: IdIndex;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Embedding size d. */
+  private readonly dim: number;
+  /** A sharded model whose step graph takes the event's item as its row, read from the shards. */
+  private readonly byVector: boolean;
+  /** Item rows read from the shards lately (row -> d floats; raw rows, negative keys normalised). */
+  private readonly rowCache = new Map<number, Float32Array>();
 
   private constructor(
     readonly manifest: Manifest,
@@ -67,7 +77,10 @@ export class GruModel {
     this.stateSize = manifest.state.size;
     this.rows = manifest.items.rows;
     this.idleGapMs = manifest.session.idle_gap_seconds * 1000;
-    this.rowById = new Map(manifest.items.ids.map((id, i) => [id, i + 1]));
+    this.rowById = idIndexOf(manifest.items.ids);
+    const d = manifest.graphs.step.outputs[1]?.shape[1];
+    this.dim = typeof d === "number" ? d : 0;
+    this.byVector = shards !== undefined && stepTakesVectors(manifest);
   }
 
   /** Validate the manifest, check the weights' checksum, create the sessions, cross-check them.
@@ -121,7 +134,8 @@ export class GruModel {
 
   /** Embedding row of a catalog item id, or undefined when the model does not know it. */
   rowOf(itemId: string): number | undefined {
-    return this.rowById.get(itemId);
+    const i = this.rowById.get(itemId);
+    return i === undefined ? undefined : i + 1;
   }
 
   /** Catalog item id of an embedding row (1..rows-1). */
@@ -153,13 +167,39 @@ export class GruModel {
     return this.runStep(state, row, at, (out) => new Float32Array(out.next_state!.data as Float32Array));
   }
 
-  /** One step-graph run; `read` copies what it needs before every output is disposed. */
-  private runStep<R>(state: Float32Array, row: number, at: Moment, read: (out: InferenceSession.OnnxValueMapType) => R): Promise<R> {
+  /**
+   * Item `row` of the table from its shard (`normalized`: as a similar-items seed), for a model
+   * whose worker holds no table; the last ROW_CACHE rows read are kept (popular items recur).
+   */
+  private async shardRow(row: number, normalized: boolean): Promise<Float32Array> {
+    const key = normalized ? -row : row;
+    const hit = this.rowCache.get(key);
+    if (hit) return hit;
+    const specs = this.shards!.specs;
+    let lo = 0;
+    let hi = specs.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (specs[mid]!.rows[0] <= row) lo = mid;
+      else hi = mid - 1;
+    }
+    const v = await this.shards!.rows(lo, Int32Array.of(row - specs[lo]!.rows[0]), normalized);
+    if (this.rowCache.size >= ROW_CACHE) this.rowCache.delete(this.rowCache.keys().next().value!);
+    this.rowCache.set(key, v);
+    return v;
+  }
+
+  /** One step-graph run; `read` copies what it needs before every output is disposed. A model that
+   * takes item vectors reads the item's row from its shard first (row 0, a query alone: zeros). */
+  private async runStep<R>(state: Float32Array, row: number, at: Moment, read: (out: InferenceSession.OnnxValueMapType) => R): Promise<R> {
     const T = this.ort.Tensor;
+    const item: InferenceSession.OnnxValueMapType = this.byVector
+      ? { item_vector: new T("float32", row > 0 ? await this.shardRow(row, false) : new Float32Array(this.dim), [1, this.dim]) }
+      : { item: new T("int64", BigInt64Array.of(BigInt(row)), [1]) };
     return this.serial(async () => {
       const out = await this.stepSession.run({
         state: new T("float32", state, [1, this.stateSize]),
-        item: new T("int64", BigInt64Array.of(BigInt(row)), [1]),
+        ...item,
         new_session: new T("float32", Float32Array.of(at.newSession ? 1 : 0), [1]),
         gap: new T("float32", Float32Array.of(Math.max(0, at.gapHours)), [1]),
       });
@@ -181,18 +221,16 @@ export class GruModel {
     return this.shards !== undefined;
   }
 
-  /** The step graph's extra outputs of a sharded model: the query for `state` at `at`, and the
-   * normalised vector of item `row`. */
-  private vectors(state: Float32Array, row: number, at: Moment): Promise<{ query: Float32Array; itemVector: Float32Array }> {
-    return this.runStep(state, row, at, (out) => ({
-      query: new Float32Array(out.query!.data as Float32Array),
-      itemVector: new Float32Array(out.item_vector!.data as Float32Array),
-    }));
+  /** A sharded model's query for `state` at `at` (the step graph's `query` output). */
+  private query(state: Float32Array, at: Moment): Promise<Float32Array> {
+    return this.runStep(state, 0, at, (out) => new Float32Array(out.query!.data as Float32Array));
   }
 
-  /** The normalised vector of item `row` (a sharded model's step graph output). */
-  private async itemVector(row: number): Promise<Float32Array> {
-    return (await this.vectors(this.initialState(), row, { newSession: false, gapHours: 0 })).itemVector;
+  /** The normalised vector of item `row`, the seed of its similar items: from its shard, or the
+   * step graph's `item_vector` output where the step graph holds the table. */
+  private itemVector(row: number): Promise<Float32Array> {
+    if (this.byVector) return this.shardRow(row, true);
+    return this.runStep(this.initialState(), row, { newSession: false, gapHours: 0 }, (out) => new Float32Array(out.item_vector!.data as Float32Array));
   }
 
   /**
@@ -236,7 +274,7 @@ export class GruModel {
   topKMasked(state: Float32Array, at: Moment, k: number, mask: Float32Array): Promise<Scored[]> {
     const T = this.ort.Tensor;
     mask[0] = 1;
-    if (this.shards) return this.fanOut("score", async () => (await this.vectors(state, 0, at)).query, k, mask);
+    if (this.shards) return this.fanOut("score", () => this.query(state, at), k, mask);
     const kk = this.clampK(k, mask);
     if (kk === 0) return Promise.resolve([]);
     const session = this.scoreSession!;

@@ -10,6 +10,7 @@
  * next call of any shard in the isolate, so retired versions do not hold memory.
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
+import { toHalfBits } from "./int8-rows";
 import { withOrt } from "./ort";
 import type { ShardAnswer, ShardSpec, ShardTop } from "./shards";
 
@@ -25,6 +26,9 @@ export interface Loaded {
   usedAt: number;
   /** Reused mask buffer (one row a float). */
   mask: Float32Array;
+  /** The shard's rows of the table as stored (float16 or float32, row-major), when the spec has
+   * `table`: what `readRows` answers from (a copy: the weights file itself is let go). */
+  table?: Uint8Array;
 }
 
 const loaded = new Map<string, Promise<Loaded>>();
@@ -76,7 +80,14 @@ export async function loadShard(bucket: ShardFiles, spec: ShardSpec, wasm: WebAs
     });
     const s = await ort.InferenceSession.create(score, opts());
     const m = await ort.InferenceSession.create(similar, opts());
-    return { score: s, similar: m, ort, queue: Promise.resolve(), usedAt: Date.now(), mask: new Float32Array(spec.rows[1] - spec.rows[0]) };
+    const n = spec.rows[1] - spec.rows[0];
+    let table: Uint8Array | undefined;
+    if (spec.table) {
+      const bytes = n * spec.dim * (spec.table.dtype === "float16" ? 2 : 4);
+      if (spec.table.offset + bytes > weights.byteLength) throw new Error(`item shard ${spec.index}: its table runs past ${spec.weights.file}`);
+      table = weights.slice(spec.table.offset, spec.table.offset + bytes);
+    }
+    return { score: s, similar: m, ort, queue: Promise.resolve(), usedAt: Date.now(), mask: new Float32Array(n), ...(table ? { table } : {}) };
   });
 }
 
@@ -129,3 +140,39 @@ export async function runShard(l: Loaded, graph: "score" | "similar", spec: Shar
   return run;
 }
 
+
+/** The float a float16 holds (exact). */
+function fromHalf(h: number): number {
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  const v = e === 0 ? f * 2 ** -24 : e === 0x1f ? (f ? Number.NaN : Number.POSITIVE_INFINITY) : (1 + f / 1024) * 2 ** (e - 15);
+  return h & 0x8000 ? -v : v;
+}
+
+/**
+ * Rows `local` (local row numbers) of a shard's table, `dim` floats each, one after another: the
+ * values the graphs compute with (a float16 table is widened exactly). `normalized`: each row
+ * divided by its norm as export_shards.py's step graph and similar graphs divide (the norm, at least
+ * 1e-12, rounded to float16 for a float16 table), the seed vector of similar items.
+ */
+export function readRows(l: Loaded, spec: ShardSpec, local: Int32Array, normalized: boolean): Float32Array {
+  const n = spec.rows[1] - spec.rows[0];
+  const d = spec.dim;
+  if (!l.table || !spec.table) throw new Error(`item shard ${spec.index}: its manifest entry has no table to read rows from`);
+  const half = spec.table.dtype === "float16";
+  const view = new DataView(l.table.buffer, l.table.byteOffset, l.table.byteLength);
+  const out = new Float32Array(local.length * d);
+  for (let b = 0; b < local.length; b++) {
+    const r = local[b]!;
+    if (!(r >= 0 && r < n)) throw new Error(`item shard ${spec.index}: row ${r} is outside its ${n} rows`);
+    const at = b * d;
+    for (let c = 0; c < d; c++) out[at + c] = half ? fromHalf(view.getUint16(2 * (r * d + c), true)) : view.getFloat32(4 * (r * d + c), true);
+    if (!normalized) continue;
+    let sq = 0;
+    for (let c = 0; c < d; c++) sq += out[at + c]! * out[at + c]!;
+    let norm = Math.max(Math.fround(Math.sqrt(sq)), Math.fround(1e-12));
+    if (half) norm = fromHalf(toHalfBits(norm));
+    for (let c = 0; c < d; c++) out[at + c] = Math.fround(out[at + c]! / norm);
+  }
+  return out;
+}

@@ -4,9 +4,14 @@
  * (`ItemShard`, src/model/item-shard.ts), and the worker merges their top-k lists.
  *
  *   worker (coordinator)                        ItemShard "<prefix>#<i>", one per row range
- *   step graph: next_state, query, item_vector  score.s<i>.onnx:   q . E_i + b_i, masked, top-k
+ *   step graph: next_state, query               score.s<i>.onnx:   q . E_i + b_i, masked, top-k
  *   the rules -> one mask over all rows  ---->  similar.s<i>.onnx: cos(vec, E_i), masked, top-k
  *   merge: best k of the shards' lists   <----  (global rows = lo + local row)
+ *   an event's item, a similar-items seed ---->  rows: the item's row of E_i (raw, or normalised)
+ *
+ * The worker holds no item table: a GRURec's step graph takes the event's item as its row, read
+ * from the item's shard (`rows`), and a seed's normalised vector comes from there too (older
+ * exports and SeqRec models keep the table in the step graph, which then gives both itself).
  *
  * Exact: every shard returns its own best k under the same mask, so the k best of their union are
  * the k best overall (ties ordered by row, as onnxruntime's TopK orders them). The rules reach the
@@ -29,6 +34,9 @@ export interface ShardSpec {
   weights: { file: string; bytes: number; sha256: string };
   /** Embedding size (length of a query or item vector). */
   dim: number;
+  /** Where the shard's rows of the table lie in its weights file (row-major, `dim` values a row):
+   * present when the worker reads item vectors from the shards. */
+  table?: { offset: number; dtype: "float16" | "float32" };
 }
 
 /** One shard's answer: local rows and their scores, best first. */
@@ -40,11 +48,17 @@ export interface ShardTop {
 /** What an ItemShard call returns: its top-k, or why it could not answer (a value, not a throw). */
 export type ShardAnswer = ShardTop | { error: string };
 
+/** What an ItemShard `rows` call returns: the rows asked for, `dim` floats each, or why not. */
+export type ShardRows = { vectors: Float32Array } | { error: string };
+
 /** The calls a sharded model makes; `ItemShard` stubs in the worker, anything alike in tests. */
 export interface ShardBackend {
   readonly specs: readonly ShardSpec[];
   score(i: number, q: Float32Array, mask: Uint8Array, k: number): Promise<ShardTop>;
   similar(i: number, vec: Float32Array, mask: Uint8Array, k: number): Promise<ShardTop>;
+  /** Shard i's rows `local` (local row numbers) of the table, `dim` floats each, one after another;
+   * `normalized`: each divided by its norm as the similar graphs divide (a similar-items seed). */
+  rows(i: number, local: Int32Array, normalized: boolean): Promise<Float32Array>;
 }
 
 /** A shard could not answer (not bound, timed out, failed to load): the model is unavailable. */
@@ -77,6 +91,7 @@ export function shardSpecs(m: Manifest, prefix: string): ShardSpec[] {
     similar: s.similar.file,
     weights: s.weights,
     dim: typeof dim === "number" ? dim : 0,
+    ...(s.table ? { table: s.table } : {}),
   }));
 }
 
@@ -134,6 +149,7 @@ export interface ShardNamespace {
   get(id: DurableObjectId): {
     score(spec: ShardSpec, q: Float32Array, mask: Uint8Array, k: number): Promise<ShardAnswer>;
     similar(spec: ShardSpec, vec: Float32Array, mask: Uint8Array, k: number): Promise<ShardAnswer>;
+    rows(spec: ShardSpec, local: Int32Array, normalized: boolean): Promise<ShardRows>;
   };
 }
 
@@ -154,8 +170,8 @@ function timed<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
  */
 export function durableShards(ns: ShardNamespace, specs: ShardSpec[], timeoutMs = 3000): ShardBackend {
   const stub = (i: number) => ns.get(ns.idFromName(`${specs[i]!.prefix}#${i}`));
-  const call = async (what: string, fn: () => Promise<ShardAnswer>): Promise<ShardTop> => {
-    let a: ShardAnswer;
+  const call = async <A extends object>(what: string, fn: () => Promise<A | { error: string }>): Promise<A> => {
+    let a: A | { error: string };
     try {
       a = await timedCall("shard", () => timed(fn(), timeoutMs, what));
     } catch (e) {
@@ -167,8 +183,9 @@ export function durableShards(ns: ShardNamespace, specs: ShardSpec[], timeoutMs 
   };
   return {
     specs,
-    score: (i, q, mask, k) => call(`item shard ${i} score`, () => stub(i).score(specs[i]!, q, mask, k)),
-    similar: (i, vec, mask, k) => call(`item shard ${i} similar`, () => stub(i).similar(specs[i]!, vec, mask, k)),
+    score: (i, q, mask, k) => call<ShardTop>(`item shard ${i} score`, () => stub(i).score(specs[i]!, q, mask, k)),
+    similar: (i, vec, mask, k) => call<ShardTop>(`item shard ${i} similar`, () => stub(i).similar(specs[i]!, vec, mask, k)),
+    rows: async (i, local, normalized) => (await call<{ vectors: Float32Array }>(`item shard ${i} rows`, () => stub(i).rows(specs[i]!, local, normalized))).vectors,
   };
 }
 

@@ -8,20 +8,8 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import digGolden from "../../models/diginetica-sharded/golden.json";
-import digManifest from "../../models/diginetica-sharded/manifest.json";
-import digScore0 from "../../models/diginetica-sharded/score.s0.onnx";
-import digScore1 from "../../models/diginetica-sharded/score.s1.onnx";
-import digScore2 from "../../models/diginetica-sharded/score.s2.onnx";
-import digSimilar0 from "../../models/diginetica-sharded/similar.s0.onnx";
-import digSimilar1 from "../../models/diginetica-sharded/similar.s1.onnx";
-import digSimilar2 from "../../models/diginetica-sharded/similar.s2.onnx";
-import digStep from "../../models/diginetica-sharded/step.onnx";
-import digWeights from "../../models/diginetica-sharded/weights.bin";
-import digWeights0 from "../../models/diginetica-sharded/weights.s0.bin";
-import digWeights1 from "../../models/diginetica-sharded/weights.s1.bin";
-import digWeights2 from "../../models/diginetica-sharded/weights.s2.bin";
 import app from "../../src/index";
+import { DIG_SHARDED_FILES, digManifest } from "./dig-sharded";
 import { MIN_PART_BYTES } from "../../src/domain/model-parts";
 import { KEY } from "./helpers";
 
@@ -62,7 +50,7 @@ async function stored(version: string): Promise<string[]> {
 }
 
 const u8 = (b: ArrayBuffer | string) => (typeof b === "string" ? new TextEncoder().encode(b) : new Uint8Array(b));
-const weights = u8(digWeights);
+const weights = u8(DIG_SHARDED_FILES["weights.bin"]!);
 const manifestBytes = u8(JSON.stringify(digManifest));
 
 describe("model files sent in parts", { timeout: 120_000 }, () => {
@@ -86,20 +74,8 @@ describe("model files sent in parts", { timeout: 120_000 }, () => {
     expect((await stored(version)).filter((k) => k.includes("/.parts/"))).toEqual([]);
 
     const sums: Record<string, string> = { "manifest.json": await sha(manifestBytes), "weights.bin": last.body.sha256 };
-    const rest: Record<string, ArrayBuffer | string> = {
-      "step.onnx": digStep,
-      "golden.json": JSON.stringify(digGolden),
-      "score.s0.onnx": digScore0,
-      "score.s1.onnx": digScore1,
-      "score.s2.onnx": digScore2,
-      "similar.s0.onnx": digSimilar0,
-      "similar.s1.onnx": digSimilar1,
-      "similar.s2.onnx": digSimilar2,
-      "weights.s0.bin": digWeights0,
-      "weights.s1.bin": digWeights1,
-      "weights.s2.bin": digWeights2,
-    };
-    for (const [name, body] of Object.entries(rest)) {
+    const rest = Object.entries(DIG_SHARDED_FILES).filter(([name]) => name !== "manifest.json" && name !== "weights.bin");
+    for (const [name, body] of rest) {
       const r = await putWhole(version, name, u8(body));
       expect(r.status, JSON.stringify(r.body)).toBe(200);
       sums[name] = r.body.sha256;
@@ -133,7 +109,7 @@ describe("model files sent in parts", { timeout: 120_000 }, () => {
   it("abandons the upload when a part is under R2's smallest size or does not match its checksum", async () => {
     const version = "parts-bad";
     const file = new Uint8Array(2 * MIN_PART_BYTES).map((_, i) => (i * 13) & 255);
-    expect((await putWhole(version, "step.onnx", u8(digStep))).status).toBe(200);
+    expect((await putWhole(version, "step.onnx", u8(DIG_SHARDED_FILES["step.onnx"]!))).status).toBe(200);
     const small = await putPart(version, "weights.bin", file, 1, MiB);
     expect(small.status).toBe(422);
     expect(small.body.error).toMatchObject({ code: "size_mismatch" });

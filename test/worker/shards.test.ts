@@ -21,19 +21,6 @@ import shWeights from "../fixtures/shard-model/sharded/weights.bin";
 import shWeights0 from "../fixtures/shard-model/sharded/weights.s0.bin";
 import shWeights1 from "../fixtures/shard-model/sharded/weights.s1.bin";
 import shWeights2 from "../fixtures/shard-model/sharded/weights.s2.bin";
-import digGolden from "../../models/diginetica-sharded/golden.json";
-import digManifest from "../../models/diginetica-sharded/manifest.json";
-import digScore0 from "../../models/diginetica-sharded/score.s0.onnx";
-import digScore1 from "../../models/diginetica-sharded/score.s1.onnx";
-import digScore2 from "../../models/diginetica-sharded/score.s2.onnx";
-import digSimilar0 from "../../models/diginetica-sharded/similar.s0.onnx";
-import digSimilar1 from "../../models/diginetica-sharded/similar.s1.onnx";
-import digSimilar2 from "../../models/diginetica-sharded/similar.s2.onnx";
-import digStep from "../../models/diginetica-sharded/step.onnx";
-import digWeights from "../../models/diginetica-sharded/weights.bin";
-import digWeights0 from "../../models/diginetica-sharded/weights.s0.bin";
-import digWeights1 from "../../models/diginetica-sharded/weights.s1.bin";
-import digWeights2 from "../../models/diginetica-sharded/weights.s2.bin";
 import oneManifest from "../fixtures/shard-model/single/manifest.json";
 import oneScore from "../fixtures/shard-model/single/score.onnx";
 import oneSimilar from "../fixtures/shard-model/single/similar.onnx";
@@ -43,6 +30,7 @@ import { parseManifest } from "../../src/model/manifest";
 import { bundledWasm } from "../../src/model/registry";
 import { GruModel, type Scored } from "../../src/model/runtime";
 import { type ShardNamespace, ShardUnavailableError, durableShards, mergeTops, shardSpecs } from "../../src/model/shards";
+import { DIG_SHARDED_FILES, digGolden, digManifest } from "./dig-sharded";
 import { KEY, api, ev, manifest as bundledManifest, uid } from "./helpers";
 
 const SHARD_FILES: Record<string, ArrayBuffer> = {
@@ -94,6 +82,18 @@ beforeAll(async () => {
 });
 
 describe("a model in item shards (Durable Objects)", { timeout: 180_000 }, () => {
+  it("keeps no item table in the worker: the step graph takes the event's item as its row, read from its shard", () => {
+    const m = parseManifest(shManifest);
+    const d = m.graphs.step.outputs[1]!.shape[1] as number;
+    expect(m.graphs.step.inputs.map((t) => t.name)).toEqual(["state", "item_vector", "new_session", "gap"]);
+    expect(m.graphs.step.outputs.map((t) => t.name)).toEqual(["next_state", "query"]);
+    // weights.bin holds the recurrent weights alone: less than the float16 table it no longer has
+    expect(m.weights.bytes).toBeLessThan((m.items.rows * d * 2) / 2);
+    for (const s of m.shards!) expect(s.table).toEqual({ offset: expect.any(Number), dtype: "float16" });
+    const bare = { ...shManifest, shards: shManifest.shards.map((s: object, i: number) => (i === 1 ? { ...s, table: undefined } : s)) };
+    expect(() => parseManifest(bare)).toThrow(/shards\.1\.table/);
+  });
+
   it("steps a user's state exactly as the single-isolate model", async () => {
     const r = rng(1);
     let a = single.initialState();
@@ -235,21 +235,7 @@ describe("a sharded version through the registry", { timeout: 240_000 }, () => {
 
   it("makes diginetica (43k items x 128) live from the default config with its similar graph, in 3 shards", async () => {
     const version = digManifest.version;
-    await uploadAndStage(version, {
-      "manifest.json": JSON.stringify(digManifest),
-      "step.onnx": digStep,
-      "weights.bin": digWeights,
-      "golden.json": JSON.stringify(digGolden),
-      "score.s0.onnx": digScore0,
-      "score.s1.onnx": digScore1,
-      "score.s2.onnx": digScore2,
-      "similar.s0.onnx": digSimilar0,
-      "similar.s1.onnx": digSimilar1,
-      "similar.s2.onnx": digSimilar2,
-      "weights.s0.bin": digWeights0,
-      "weights.s1.bin": digWeights1,
-      "weights.s2.bin": digWeights2,
-    });
+    await uploadAndStage(version, DIG_SHARDED_FILES);
     const act = await api(`/v1/admin/models/${version}/activate`, { body: {} });
     expect(act.status, JSON.stringify(act.body)).toBe(200);
     const seed = digGolden.similar.item_id;
