@@ -10,7 +10,7 @@
  * Per size: a randomly initialised GRURec (models/training/random_model.py; the values do not change
  * the cost) exported as `export_shards.py --shards auto` chooses: whole when it fits one isolate,
  * else in item shards that each fit one (the worker's copy of the table as int8 rows), uploaded, staged (golden vectors) and activated
- * through the registry API as `npm run model` does (a file over 32 MiB, the 1M weights, in parts); a catalog of the model's items (20 x 20
+ * through the registry API as `npm run model` does (a file over 32 MiB in parts); a catalog of the model's items (20 x 20
  * categories, prices, 2% unavailable; `--no-catalog` leaves it out) uploaded in NDJSON batches of
  * 10,000, so every list applies the availability rule over all rows; 20 users with 10 events each; then --requests
  * sequential GET /recommendations (k=10, one user after another) and as many GET /similar (random

@@ -45,7 +45,8 @@ const ORT_JS = 1.6 * MiB;
 const USED_AT_FIRST_TABLE = 10.28 * MiB;
 /** Per table row, before the score graph's weights: its N-long constants (item bias, padding mask). */
 const PER_ROW = 15.2;
-/** JS heap per byte of manifest.json once parsed and indexed (ids array, id -> row map). */
+/** JS heap per byte of manifest.json once parsed and indexed (ids array, their IdIndex; fitted on
+ * the fixture, whose sharded rows at 1M items are mostly this). */
 const HEAP_PER_MANIFEST_BYTE = 2.8;
 /** emscripten grows a full heap to 1.2x; where many small allocations cross it the memory lands
  * anywhere in [needed, 1.2x]: the estimate takes 1.06x (fitted; large allocations grow it exactly). */
@@ -83,9 +84,9 @@ export function memoryEstimate(files: Record<string, { bytes: number }>, manifes
   const N = manifest.items.rows;
   const seq = manifest.state?.layout?.some((p) => p.name === "recent_items") ?? false;
   // A sharded model's worker isolate holds only the step graph: its table (rows are gathered) and
-  // its other weights, 1.4T at the load's high-water mark (fitted on models/diginetica-sharded:
-  // 30.7 MiB settled measured by scripts/bench-model.ts, one point, not in the 15% fixture yet);
-  // a step graph that takes item vectors has no table, and T is its recurrent weights alone.
+  // its other weights, 1.4T at the load's high-water mark (fitted on models/diginetica-sharded);
+  // a step graph that takes item vectors has no table, and T is its recurrent weights alone, so
+  // the parsed manifest (ids and their index) is most of it (the fixture's `/shards` rows).
   const allocs = manifest.shards ? [1.4 * T] : [T, PER_ROW * N, ...(f32 ? [T, T] : [T, T, T, 2 * T])];
   if (manifest.graphs.similar) {
     const k = f32 ? 3 : seq ? 11 : 8;

@@ -6,8 +6,9 @@
  * A shard's files (score.s<i>.onnx, similar.s<i>.onnx, weights.s<i>.bin) are read from MODEL_BUCKET under
  * the spec's prefix on first use, the weights checked against their SHA-256, and kept as two ORT
  * sessions. Sessions are cached per isolate by (prefix, shard, checksum): objects of one class may
- * share an isolate, and then share one load. A shard not used for SHARD_IDLE_MS is released on the
- * next call of any shard in the isolate, so retired versions do not hold memory.
+ * share an isolate, and then share one load. A shard not used for SHARD_IDLE_MS is released by a
+ * later call of any shard in the isolate (looked for once a minute), so retired versions do not hold
+ * memory.
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
 import { toHalfBits } from "./int8-rows";
@@ -16,6 +17,10 @@ import type { ShardAnswer, ShardSpec, ShardTop } from "./shards";
 
 /** A shard unused this long is released (ms). */
 const SHARD_IDLE_MS = 10 * 60_000;
+/** Idle shards are looked for at most this often (ms): every call walking every loaded shard of the
+ * isolate cost the 28 shards of a 1M-item model 28 awaits a call each. */
+const SWEEP_EVERY_MS = 60_000;
+let sweptAt = 0;
 
 export interface Loaded {
   score: InferenceSession;
@@ -44,7 +49,10 @@ export interface ShardFiles {
 export async function shardSessions(bucket: ShardFiles, spec: ShardSpec, wasm: WebAssembly.Module): Promise<Loaded> {
   const key = keyOf(spec);
   const now = Date.now();
-  await sweep(key, now);
+  if (now - sweptAt >= SWEEP_EVERY_MS) {
+    sweptAt = now;
+    await sweep(key, now);
+  }
   let p = loaded.get(key);
   if (!p) {
     p = loadShard(bucket, spec, wasm);

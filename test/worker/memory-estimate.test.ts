@@ -21,6 +21,8 @@ describe("memory estimate of a model version", () => {
     expect(Math.max(...items)).toBeGreaterThanOrEqual(1_000_000);
     expect(table.rows.some((r) => r.similar)).toBe(true);
     expect(table.rows.some((r) => r.model === "models/diginetica")).toBe(true);
+    // the worker's part of sharded models, up to a million items (its shards: bench:scale)
+    expect(table.rows.some((r) => "shards" in r.manifest && r.items >= 1_000_000)).toBe(true);
     expect(table.command).toMatch(/scripts\/bench-model\.ts --table/);
   });
 
