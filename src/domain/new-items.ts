@@ -136,7 +136,11 @@ const BATCH = 8;
  */
 interface Direction {
   sample: number[];
-  sum: Float64Array;
+  /** Single isolate: Σ_i cos(i, j) for every row j (from the similar graph's batched cosines). */
+  sum?: Float64Array;
+  /** Sharded: w / |w|, w = Σ_i ê_i from the shards' normalised rows (no pass over every row). */
+  vec?: Float32Array;
+  /** |Σ_i ê_i|. */
   norm: number;
 }
 
@@ -164,6 +168,14 @@ function groupDirection(model: GruModel, w: Warm, g: string): Promise<Direction>
     d = (async () => {
       const rows = w.rows.get(g) ?? [];
       const sample = [...rows].sort((a, b) => (c.rank.get(a) ?? Number.MAX_SAFE_INTEGER) - (c.rank.get(b) ?? Number.MAX_SAFE_INTEGER) || a - b).slice(0, SIMILAR_SAMPLE);
+      if (model.sharded) {
+        // cos(w, e_j) = ê_j . w / |w|: the direction itself, from the sample's normalised rows; a
+        // sharded model's similar graphs then rank every row by it (similarTo), exactly as a seed's.
+        const w = new Float64Array(model.dim);
+        for (const v of await model.itemVectors(sample)) for (let c = 0; c < w.length; c++) w[c] = w[c]! + v[c]!;
+        const norm = Math.sqrt(Math.max(w.reduce((t, x) => t + x * x, 0), 1e-12));
+        return { sample, norm, vec: Float32Array.from(w, (x) => x / norm) };
+      }
       const sum = new Float64Array(model.rows);
       for (let i = 0; i < sample.length; i += BATCH) {
         for (const cos of await model.similarityRows(sample.slice(i, i + BATCH))) for (let j = 1; j < model.rows; j++) sum[j] = sum[j]! + cos[j]!;
@@ -178,20 +190,37 @@ function groupDirection(model: GruModel, w: Warm, g: string): Promise<Direction>
   return d;
 }
 
+/** A new item's similar items as the picker reads them: the best `want` first, of `free` in all. */
+export interface SimilarOfNew {
+  free: number;
+  fetch(want: number): Promise<Candidate[]>;
+}
+
 /**
  * Similar items of a new item (one the model was not trained on): trained rows by cosine with its
  * direction, best first, never a masked row (1 = never return). Null when it has no warm group or
  * the model has no similar graph.
  */
-export async function similarOfNew(model: GruModel, catalog: CatalogMirror, id: string, mask: Float32Array): Promise<Candidate[] | null> {
+export async function similarOfNew(model: GruModel, catalog: CatalogMirror, id: string, mask: Float32Array): Promise<SimilarOfNew | null> {
   if (!model.hasSimilar || model.rowOf(id) !== undefined) return null;
   const w = warmGroups(model, catalog);
   const g = w.group.get(id);
   if (g === undefined) return null;
   const d = await groupDirection(model, w, g);
+  if (d.vec) {
+    let free = 0;
+    for (let j = 1; j < model.rows; j++) if (mask[j]! < 0.5) free++;
+    const vec = d.vec;
+    return {
+      free,
+      fetch: async (want) => (await model.similarTo(vec, want, mask.slice())).map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" as const })),
+    };
+  }
+  const sum = d.sum!;
   const out: Candidate[] = [];
-  for (let j = 1; j < model.rows; j++) if (mask[j]! < 0.5) out.push({ item_id: model.idOf(j), score: Math.fround(d.sum[j]! / d.norm), source: "model" });
-  return out.sort((a, b) => b.score - a.score);
+  for (let j = 1; j < model.rows; j++) if (mask[j]! < 0.5) out.push({ item_id: model.idOf(j), score: Math.fround(sum[j]! / d.norm), source: "model" });
+  out.sort((a, b) => b.score - a.score);
+  return { free: out.length, fetch: async (want) => out.slice(0, want) };
 }
 
 /**
@@ -205,6 +234,13 @@ export async function newInSimilar(model: GruModel, catalog: CatalogMirror, seed
   if (!groups.size) return [];
   const dirs = new Map<string, Direction>();
   for (const g of groups) dirs.set(g, await groupDirection(model, w, g));
+  if (model.sharded) {
+    // cos(seed, w) = ê_seed . w / |w|, from the seed's normalised row
+    const [seed] = await model.itemVectors([seedRow]);
+    const cos = new Map<string, number>();
+    for (const [g, d] of dirs) cos.set(g, d.vec!.reduce((t, x, c) => t + x * seed![c]!, 0));
+    return byGroupScore(w, ids, cos);
+  }
   // The seed's cosine with every sampled row: one similar run over those rows only.
   const mask = new Float32Array(model.rows).fill(1);
   let n = 0;

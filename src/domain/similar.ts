@@ -40,10 +40,10 @@ export async function similarItems(deps: { model: ModelHandle; context: () => Pr
     if (row !== undefined || whole) {
       // Boosts and the cap, exactly (arrange.ts); the exploration share is for user lists only.
       const a = isActive(o.arrange) ? { ...o.arrange, explore: undefined } : NO_ARRANGEMENT;
-      const free = whole ? whole.length : freeRows(mask);
+      const free = whole ? whole.free : freeRows(mask);
       const picker = new Picker(o.k, a, ctx.catalog);
       const fetch = whole
-        ? async (want: number) => whole.slice(0, want)
+        ? whole.fetch
         : async (want: number) => (await m.similar(row!, want, mask.slice())).map((t) => ({ item_id: m.idOf(t.row), score: t.score, source: "model" as const }));
       await pickBest(fetch, free, picker, a, ctx.catalog, Date.now(), fresh);
       const items: RecItem[] = picker.items;

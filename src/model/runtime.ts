@@ -58,8 +58,8 @@ export class GruModel {
   readonly idleGapMs: number;
   private readonly rowById: IdIndex;
   private queue: Promise<unknown> = Promise.resolve();
-  /** Embedding size d. */
-  private readonly dim: number;
+  /** Embedding size d (the length of a query or item vector). */
+  readonly dim: number;
   /** A sharded model whose step graph takes the event's item as its row, read from the shards. */
   private readonly byVector: boolean;
   /** Item rows read from the shards lately (row -> d floats; raw rows, negative keys normalised). */
@@ -175,6 +175,20 @@ export class GruModel {
     const key = normalized ? -row : row;
     const hit = this.rowCache.get(key);
     if (hit) return hit;
+    const i = this.shardOf(row);
+    const v = await this.shards!.rows(i, Int32Array.of(row - this.shards!.specs[i]!.rows[0]), normalized);
+    this.remember(key, v);
+    return v;
+  }
+
+  /** Keep a row read from the shards (the oldest goes past ROW_CACHE). */
+  private remember(key: number, v: Float32Array): void {
+    if (this.rowCache.size >= ROW_CACHE) this.rowCache.delete(this.rowCache.keys().next().value!);
+    this.rowCache.set(key, v);
+  }
+
+  /** The shard whose row range holds `row`. */
+  private shardOf(row: number): number {
     const specs = this.shards!.specs;
     let lo = 0;
     let hi = specs.length - 1;
@@ -183,10 +197,7 @@ export class GruModel {
       if (specs[mid]!.rows[0] <= row) lo = mid;
       else hi = mid - 1;
     }
-    const v = await this.shards!.rows(lo, Int32Array.of(row - specs[lo]!.rows[0]), normalized);
-    if (this.rowCache.size >= ROW_CACHE) this.rowCache.delete(this.rowCache.keys().next().value!);
-    this.rowCache.set(key, v);
-    return v;
+    return lo;
   }
 
   /** One step-graph run; `read` copies what it needs before every output is disposed. A model that
@@ -252,6 +263,38 @@ export class GruModel {
       }),
     );
     return mergeTops(parts, k);
+  }
+
+  /** The normalised vectors of `rows` (a sharded model's: from the shards, or its step graph),
+   * as its similar graphs see them: cos(i, j) = itemVectors([i])[0] . itemVectors([j])[0]. */
+  async itemVectors(rows: readonly number[]): Promise<Float32Array[]> {
+    if (!this.shards) throw new Error(`model ${this.version} is not sharded: its similar graph gives cosines, not vectors`);
+    if (!this.byVector) return Promise.all(rows.map((r) => this.itemVector(r)));
+    // one `rows` call per shard for the rows not cached
+    const want = new Map<number, number[]>();
+    for (const r of rows) {
+      if (this.rowCache.has(-r)) continue;
+      const i = this.shardOf(r);
+      const list = want.get(i) ?? [];
+      if (!want.has(i)) want.set(i, list);
+      if (!list.includes(r)) list.push(r);
+    }
+    await Promise.all(
+      [...want].map(async ([i, list]) => {
+        const lo = this.shards!.specs[i]!.rows[0];
+        const v = await this.shards!.rows(i, Int32Array.from(list, (r) => r - lo), true);
+        list.forEach((r, j) => this.remember(-r, v.slice(j * this.dim, (j + 1) * this.dim)));
+      }),
+    );
+    return Promise.all(rows.map((r) => this.shardRow(r, true)));
+  }
+
+  /** A sharded model's k rows closest (cosine) to the unit vector `vec`, never a masked row (1 = never
+   * return), best first: what `similar` does for a seed row, for any direction (a new item's). */
+  similarTo(vec: Float32Array, k: number, mask: Float32Array): Promise<Scored[]> {
+    if (!this.shards) return Promise.reject(new Error(`model ${this.version} is not sharded`));
+    mask[0] = 1;
+    return this.fanOut("similar", async () => vec, k, mask);
   }
 
   /** A mask (1 = never return) with the padding row and `exclude` set; also how many are set. */

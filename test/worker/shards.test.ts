@@ -7,7 +7,7 @@
  * serves the API.
  */
 import { env, exports } from "cloudflare:workers";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import shGolden from "../fixtures/shard-model/sharded/golden.json";
 import shManifest from "../fixtures/shard-model/sharded/manifest.json";
 import shScore0 from "../fixtures/shard-model/sharded/score.s0.onnx";
@@ -231,6 +231,35 @@ describe("a sharded version through the registry", { timeout: 240_000 }, () => {
     expect(sim.body.source).toBe("model");
     const want = await single.similar(single.rowOf(ids[40]!)!, 8);
     expect(sim.body.items.map((i: { item_id: string }) => i.item_id)).toEqual(want.map((t) => single.idOf(t.row)));
+
+    // A new arrival (not in the model) takes the direction of its category's items, w = Σ ê_i / |Σ ê_i|,
+    // from the shards' normalised rows: cos(w, e_j) = Σ_i cos(i, j) / sqrt(Σ_i Σ_l cos(i, l)), the
+    // pairwise cosines from the API itself; and it is found as a similar item of a trained one.
+    const tiny = [ids[100]!, ids[900]!, ids[1800]!];
+    const item = (id: string, path: string[]) => ({ id, title: id, category_path: path, price: 5, currency: "EUR", available: true });
+    const put = await api("/v1/items/batch", { body: [...tiny.map((id) => item(id, ["Films", "Tiny"])), item("arrival-s", ["Films", "Tiny", "Shorts"])] });
+    expect(put.status, JSON.stringify(put.body)).toBe(200);
+    // the catalog copy is the isolate's: leave it empty for the next test
+    onTestFinished(async () => {
+      for (const id of [...tiny, "arrival-s"]) await api(`/v1/items/${id}`, { method: "DELETE" });
+    });
+    const q = `category=${encodeURIComponent("Films > Tiny")}`;
+    const cos = new Map<string, number>();
+    for (const i of tiny) {
+      cos.set(`${i}|${i}`, 1);
+      const s = await api(`/v1/items/${i}/similar?k=3&${q}`);
+      for (const it of s.body.items) if (it.item_id !== "arrival-s") cos.set(`${i}|${it.item_id}`, it.score);
+    }
+    const norm = Math.sqrt(tiny.reduce((s, i) => s + tiny.reduce((t, l) => t + cos.get(`${i}|${l}`)!, 0), 0));
+    const ofNew = await api(`/v1/items/arrival-s/similar?k=3&${q}`);
+    expect(ofNew.body).toMatchObject({ source: "model" });
+    expect(ofNew.body.items.map((i: { item_id: string }) => i.item_id).sort()).toEqual([...tiny].sort());
+    // (the API's scores carry 5 decimals, so the sums here are good to about 1e-4)
+    for (const it of ofNew.body.items) expect(it.score).toBeCloseTo(tiny.reduce((s, i) => s + cos.get(`${i}|${it.item_id}`)!, 0) / norm, 3);
+    const seedList = await api(`/v1/items/${tiny[0]}/similar?k=3&${q}`);
+    const found = seedList.body.items.find((i: { item_id: string }) => i.item_id === "arrival-s");
+    expect(found).toMatchObject({ source: "model", warm: true });
+    expect(found.score).toBeCloseTo(tiny.reduce((s, i) => s + cos.get(`${tiny[0]}|${i}`)!, 0) / norm, 3);
   });
 
   it("makes diginetica (43k items x 128) live from the default config with its similar graph, in 3 shards", async () => {
