@@ -5,7 +5,9 @@
  * known items, else the mean of every known row. Scores are q·e + b, linear in the row, so its
  * score for a user is exactly the mean score of those items: one masked score run over the
  * categories in use gives every new item's score, and new items compete with the model's items in
- * the same ranking (recommendations, re-ranking, the exploration share). Similar items are a
+ * the same ranking (recommendations, re-ranking, the exploration share); a sharded model takes the
+ * mean over the group's SIMILAR_SAMPLE most trained rows (a department of a million-item catalog is
+ * tens of thousands of rows, each a score its shard would return). Similar items are a
  * cosine, not linear in the row: there a new item takes the mean direction of its category's most
  * trained items (SIMILAR_SAMPLE), computed from the similar graph's own cosines, so it has a
  * similar list and is found in trained items' similar lists before a retrain.
@@ -104,10 +106,14 @@ export async function warmScores(model: GruModel, catalog: CatalogMirror, vector
   const w = warmGroups(model, catalog);
   const used = groupsOf(w, ids);
   if (!used.size) return [];
+  // A sharded model averages over each group's SIMILAR_SAMPLE most trained rows (as its similar
+  // direction does): its shards return every score they are asked for, and a department of a
+  // million-item catalog is tens of thousands of rows a request.
+  const rowsOf = (g: string) => (model.sharded ? groupSample(model, g, w.rows.get(g)!) : w.rows.get(g)!);
   const mask = new Float32Array(model.rows).fill(1);
   let n = 0;
   for (const g of used) {
-    for (const r of w.rows.get(g)!) {
+    for (const r of rowsOf(g)) {
       if (mask[r] === 1) n++;
       mask[r] = 0;
     }
@@ -117,7 +123,7 @@ export async function warmScores(model: GruModel, catalog: CatalogMirror, vector
   for (const t of top) score[t.row] = t.score;
   const mean = new Map<string, number>();
   for (const g of used) {
-    const rows = w.rows.get(g)!;
+    const rows = rowsOf(g);
     let s = 0;
     for (const r of rows) s += score[r]!;
     mean.set(g, s / rows.length);
@@ -144,20 +150,38 @@ interface Direction {
   norm: number;
 }
 
-const directions = new WeakMap<GruModel, { view: RowView; byGroup: Map<string, Promise<Direction>>; rank: Map<number, number> }>();
+const directions = new WeakMap<GruModel, { view: RowView; byGroup: Map<string, Promise<Direction>>; samples: Map<string, number[]> }>();
 
 function directionCache(model: GruModel, w: Warm) {
   let c = directions.get(model);
   if (!c || c.view !== w.view) {
-    const rank = new Map<number, number>();
-    model.manifest.popular.ids.forEach((id, i) => {
-      const r = model.rowOf(id);
-      if (r !== undefined && !rank.has(r)) rank.set(r, i);
-    });
-    c = { view: w.view, byGroup: new Map(), rank };
+    c = { view: w.view, byGroup: new Map(), samples: new Map() };
     directions.set(model, c);
   }
   return c;
+}
+
+const popularRank = new WeakMap<GruModel, Map<number, number>>();
+
+/** A group's SIMILAR_SAMPLE most trained rows (the model's popular list first, then by row). */
+function groupSample(model: GruModel, g: string, rows: readonly number[]): number[] {
+  const w = cache.get(model);
+  const c = w ? directionCache(model, w) : undefined;
+  const hit = c?.samples.get(g);
+  if (hit) return hit;
+  let rank = popularRank.get(model);
+  if (!rank) {
+    rank = new Map<number, number>();
+    for (const [i, id] of model.manifest.popular.ids.entries()) {
+      const r = model.rowOf(id);
+      if (r !== undefined && !rank.has(r)) rank.set(r, i);
+    }
+    popularRank.set(model, rank);
+  }
+  const rk = rank;
+  const sample = [...rows].sort((a, b) => (rk.get(a) ?? Number.MAX_SAFE_INTEGER) - (rk.get(b) ?? Number.MAX_SAFE_INTEGER) || a - b).slice(0, SIMILAR_SAMPLE);
+  c?.samples.set(g, sample);
+  return sample;
 }
 
 /** The direction of a warm group (computed once per model and catalog version, in batches of the similar graph). */
@@ -166,8 +190,7 @@ function groupDirection(model: GruModel, w: Warm, g: string): Promise<Direction>
   let d = c.byGroup.get(g);
   if (!d) {
     d = (async () => {
-      const rows = w.rows.get(g) ?? [];
-      const sample = [...rows].sort((a, b) => (c.rank.get(a) ?? Number.MAX_SAFE_INTEGER) - (c.rank.get(b) ?? Number.MAX_SAFE_INTEGER) || a - b).slice(0, SIMILAR_SAMPLE);
+      const sample = groupSample(model, g, w.rows.get(g) ?? []);
       if (model.sharded) {
         // cos(w, e_j) = ê_j . w / |w|: the direction itself, from the sample's normalised rows; a
         // sharded model's similar graphs then rank every row by it (similarTo), exactly as a seed's.

@@ -256,6 +256,11 @@ describe("a sharded version through the registry", { timeout: 240_000 }, () => {
     expect(ofNew.body.items.map((i: { item_id: string }) => i.item_id).sort()).toEqual([...tiny].sort());
     // (the API's scores carry 5 decimals, so the sums here are good to about 1e-4)
     for (const it of ofNew.body.items) expect(it.score).toBeCloseTo(tiny.reduce((s, i) => s + cos.get(`${i}|${it.item_id}`)!, 0) / norm, 3);
+    // ... ranked for a shopper as the mean score of its category's rows (its warm row's score)
+    const ranked = await api(`/v1/users/${user}/rank`, { body: { item_ids: [...tiny, "arrival-s"] } });
+    const score = new Map<string, number>(ranked.body.items.map((i: { item_id: string; score: number }) => [i.item_id, i.score]));
+    expect(ranked.body.items.find((i: { item_id: string }) => i.item_id === "arrival-s")).toMatchObject({ source: "model", warm: true });
+    expect(score.get("arrival-s")).toBeCloseTo(tiny.reduce((t, id) => t + score.get(id)!, 0) / 3, 4);
     const seedList = await api(`/v1/items/${tiny[0]}/similar?k=3&${q}`);
     const found = seedList.body.items.find((i: { item_id: string }) => i.item_id === "arrival-s");
     expect(found).toMatchObject({ source: "model", warm: true });
