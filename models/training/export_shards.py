@@ -96,7 +96,12 @@ class _VecStep(torch.nn.Module):
 def vector_step(model):
     """Whether the worker's step graph can take the event's item as its table row (a GRURec whose
     state does not record item rows: not the "gated" ring, not SeqRec's recent items)."""
-    return model.cfg.kind == "hrnn" and not getattr(model, "gated", False)
+    return vector_step_config(model.cfg.to_dict())
+
+
+def vector_step_config(cfg):
+    """vector_step from a checkpoint's config dict (before the model is built)."""
+    return cfg.get("kind", "hrnn") == "hrnn" and cfg.get("memory_kind", "hrnn") != "gated"
 
 
 class _ShardScore(torch.nn.Module):
@@ -222,6 +227,11 @@ def main(argv=None):
         args.shards = shards_needed(cfg["n_items"], cfg["dim"], half=args.fp16)
         print(f"{cfg['n_items']:,} items x {cfg['dim']}: {args.shards or 'no'} item shards", file=sys.stderr)
     args.shards = int(args.shards)
+    if args.shards and args.int8_table and vector_step_config(torch.load(args.ckpt, map_location="cpu")["config"]):
+        # the worker's copy of the table is what --int8-table packs, and a GRURec's worker has none:
+        # its shards keep float16 rows (nothing rounded to int8)
+        print("--int8-table: the worker holds no table (its step graph takes item vectors); the shards keep float16 rows", file=sys.stderr)
+        args.int8_table = False
     if args.shards == 0:
         return E.main(["--ckpt", args.ckpt, "--out", args.out, "--name", args.name, "--popular", str(args.popular)]
                       + (["--fp16"] if args.fp16 else []) + (["--int8-table"] if args.int8_table else []) + rest)
@@ -235,9 +245,7 @@ def main(argv=None):
         raise SystemExit("--int8-table needs --fp16")
     model, ck = E.load(args.ckpt, half=args.fp16, int8=args.int8_table)
     shards, inputs, outputs = export_sharded(model, args.out, args.shards, half=args.fp16)
-    # the worker's copy of the table as int8 rows (a step graph that takes item vectors has none)
-    packed = args.int8_table and not vector_step(model)
-    int8_rows, expanded = E.pack_int8_table(args.out, model, graph="step.onnx") if packed else (None, None)
+    int8_rows, expanded = E.pack_int8_table(args.out, model, graph="step.onnx") if args.int8_table else (None, None)
     mpath = os.path.join(args.out, "manifest.json")
     m = json.load(open(mpath))
     wsum = E.sha256(os.path.join(args.out, "weights.bin"))

@@ -29,9 +29,9 @@ def test_row_ranges_cover_every_row_once_from_the_padding_row():
         assert all(b[i][1] == b[i + 1][0] and b[i][0] < b[i][1] for i in range(len(b) - 1))
 
 
-def _checkpoint(tmp_path, n=300, d=16):
+def _checkpoint(tmp_path, n=300, d=16, kind="seq"):
     torch.manual_seed(3)
-    cfg = ModelConfig(n_items=n + 1, dim=d, kind="seq", attn=4)
+    cfg = ModelConfig(n_items=n + 1, dim=d, kind="seq", attn=4) if kind == "seq" else ModelConfig(n_items=n + 1, dim=d, kind="hrnn")
     ids = [f"i{k}" for k in range(1, n + 1)]
     ev = tmp_path / "events.ndjson"
     ev.write_text("".join(json.dumps({"user_id": f"u{u}", "item_id": ids[(u * 13 + j) % n], "timestamp": 1_700_000_000_000 + j * 60_000})
@@ -55,6 +55,27 @@ def test_a_sharded_export_names_every_file_and_covers_the_table(tmp_path):
             onnx.checker.check_model(str(out / f))
         assert os.path.getsize(out / s["weights"]["file"]) == s["weights"]["bytes"]
     assert "similar" in json.load(open(out / "golden.json"))
+
+
+def test_a_grurec_is_exported_with_no_table_in_the_worker_and_each_shard_says_where_its_rows_are(tmp_path):
+    path, ck = _checkpoint(tmp_path, kind="hrnn")
+    out = tmp_path / "sharded"
+    export_shards.main(["--ckpt", str(path), "--out", str(out), "--name", "t", "--shards", "3", "--fp16", "--int8-table"])
+    m = json.load(open(out / "manifest.json"))
+    step = m["graphs"]["step"]
+    assert [t["name"] for t in step["inputs"]] == ["state", "item_vector", "new_session", "gap"]
+    assert [t["name"] for t in step["outputs"]] == ["next_state", "query"]
+    g = onnx.load(str(out / "step.onnx"), load_external_data=False)
+    assert [i.name for i in g.graph.input] == ["state", "item_vector", "new_session", "gap"]
+    assert not any(list(i.dims) == [301, 16] for i in g.graph.initializer)          # no table in the worker's graph
+    assert "int8_rows" not in m["weights"]                                           # so none to pack
+    table = ck["state_dict"]["emb.weight"].numpy().astype(np.float16)
+    for s in m["shards"]:
+        lo, hi = s["rows"]
+        assert s["table"]["dtype"] == "float16"
+        raw = open(out / s["weights"]["file"], "rb").read()
+        rows = np.frombuffer(raw, dtype=np.float16, count=(hi - lo) * 16, offset=s["table"]["offset"]).reshape(hi - lo, 16)
+        np.testing.assert_array_equal(rows, table[lo:hi])
 
 
 def test_a_checkpoint_read_back_from_an_export_has_the_exported_weights(tmp_path):
