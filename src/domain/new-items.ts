@@ -184,6 +184,30 @@ function groupSample(model: GruModel, g: string, rows: readonly number[]): numbe
   return sample;
 }
 
+/** A sharded model's direction from its sample's normalised rows: w / |w|, w = Σ_i ê_i. */
+function directionOf(sample: number[], vectors: Float32Array[], dim: number): Direction {
+  const w = new Float64Array(dim);
+  for (const v of vectors) for (let c = 0; c < dim; c++) w[c] = w[c]! + v[c]!;
+  const norm = Math.sqrt(Math.max(w.reduce((t, x) => t + x * x, 0), 1e-12));
+  return { sample, norm, vec: Float32Array.from(w, (x) => x / norm) };
+}
+
+/** The directions of the `groups` a sharded model has none for yet, from one read of all their
+ * sample rows (one `rows` call per shard), stored with the others. */
+async function shardedDirections(model: GruModel, w: Warm, groups: string[]): Promise<void> {
+  const c = directionCache(model, w);
+  const missing = groups.filter((g) => !c.byGroup.has(g));
+  if (!missing.length) return;
+  const samples = missing.map((g) => groupSample(model, g, w.rows.get(g) ?? []));
+  const vectors = await model.itemVectors(samples.flat());
+  let at = 0;
+  missing.forEach((g, i) => {
+    const n = samples[i]!.length;
+    c.byGroup.set(g, Promise.resolve(directionOf(samples[i]!, vectors.slice(at, at + n), model.dim)));
+    at += n;
+  });
+}
+
 /** The direction of a warm group (computed once per model and catalog version, in batches of the similar graph). */
 function groupDirection(model: GruModel, w: Warm, g: string): Promise<Direction> {
   const c = directionCache(model, w);
@@ -191,14 +215,9 @@ function groupDirection(model: GruModel, w: Warm, g: string): Promise<Direction>
   if (!d) {
     d = (async () => {
       const sample = groupSample(model, g, w.rows.get(g) ?? []);
-      if (model.sharded) {
-        // cos(w, e_j) = ê_j . w / |w|: the direction itself, from the sample's normalised rows; a
-        // sharded model's similar graphs then rank every row by it (similarTo), exactly as a seed's.
-        const w = new Float64Array(model.dim);
-        for (const v of await model.itemVectors(sample)) for (let c = 0; c < w.length; c++) w[c] = w[c]! + v[c]!;
-        const norm = Math.sqrt(Math.max(w.reduce((t, x) => t + x * x, 0), 1e-12));
-        return { sample, norm, vec: Float32Array.from(w, (x) => x / norm) };
-      }
+      // cos(w, e_j) = ê_j . w / |w|: the direction itself, from the sample's normalised rows; a
+      // sharded model's similar graphs then rank every row by it (similarTo), exactly as a seed's.
+      if (model.sharded) return directionOf(sample, await model.itemVectors(sample), model.dim);
       const sum = new Float64Array(model.rows);
       for (let i = 0; i < sample.length; i += BATCH) {
         for (const cos of await model.similarityRows(sample.slice(i, i + BATCH))) for (let j = 1; j < model.rows; j++) sum[j] = sum[j]! + cos[j]!;
@@ -255,6 +274,9 @@ export async function newInSimilar(model: GruModel, catalog: CatalogMirror, seed
   const w = warmGroups(model, catalog);
   const groups = groupsOf(w, ids);
   if (!groups.size) return [];
+  // a sharded model reads the sample rows of the groups without a direction yet first: one `rows`
+  // call per shard in all
+  if (model.sharded) await shardedDirections(model, w, [...groups]);
   const dirs = new Map<string, Direction>();
   for (const g of groups) dirs.set(g, await groupDirection(model, w, g));
   if (model.sharded) {

@@ -271,22 +271,30 @@ export class GruModel {
     if (!this.shards) throw new Error(`model ${this.version} is not sharded: its similar graph gives cosines, not vectors`);
     if (!this.byVector) return Promise.all(rows.map((r) => this.itemVector(r)));
     // one `rows` call per shard for the rows not cached
-    const want = new Map<number, number[]>();
+    const got = new Map<number, Float32Array>();
+    const want = new Map<number, Set<number>>();
     for (const r of rows) {
-      if (this.rowCache.has(-r)) continue;
-      const i = this.shardOf(r);
-      const list = want.get(i) ?? [];
-      if (!want.has(i)) want.set(i, list);
-      if (!list.includes(r)) list.push(r);
+      const hit = this.rowCache.get(-r);
+      if (hit) got.set(r, hit);
+      else {
+        const i = this.shardOf(r);
+        if (!want.has(i)) want.set(i, new Set());
+        want.get(i)!.add(r);
+      }
     }
     await Promise.all(
-      [...want].map(async ([i, list]) => {
+      [...want].map(async ([i, set]) => {
+        const list = [...set];
         const lo = this.shards!.specs[i]!.rows[0];
         const v = await this.shards!.rows(i, Int32Array.from(list, (r) => r - lo), true);
-        list.forEach((r, j) => this.remember(-r, v.slice(j * this.dim, (j + 1) * this.dim)));
+        list.forEach((r, j) => {
+          const vec = v.slice(j * this.dim, (j + 1) * this.dim);
+          got.set(r, vec);
+          this.remember(-r, vec);
+        });
       }),
     );
-    return Promise.all(rows.map((r) => this.shardRow(r, true)));
+    return rows.map((r) => got.get(r)!);
   }
 
   /** A sharded model's k rows closest (cosine) to the unit vector `vec`, never a masked row (1 = never
