@@ -63,9 +63,19 @@ class ModelConfig:
     cell: str = "gru"       # SeqRec: "gru" or "lstm"
     attn: int = 0           # SeqRec: R, the recent items attended at scoring time (0: none)
     hidden: int = 0         # SeqRec: recurrent state size H (0: = dim)
+    emb_dropout: float = None  # SeqRec: dropout on the input item embeddings alone (None: = dropout,
+                               # today's behaviour); `dropout` then applies to h and the attended items
+    heads: int = None       # SeqRec: attention heads over the recent items (None: one), each over
+                            # dim / heads of the embedding with its own recency bias
+    pos_emb: bool = None    # SeqRec: a learned embedding per recency slot added to the recent items'
+                            # rows before attention (keys and values; None: only a bias per slot)
+
+    # fields that older checkpoints do not have: left out of the dict while unset, so a model built
+    # without them records exactly the configuration it recorded before
+    OPTIONAL = ("emb_dropout", "heads", "pos_emb")
 
     def to_dict(self):
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if not (k in self.OPTIONAL and v is None)}
 
 
 class GRURec(nn.Module):
@@ -249,14 +259,20 @@ class SeqRec(nn.Module):
         rnn = nn.LSTM if cfg.cell == "lstm" else nn.GRU
         self.rnn = rnn(d + 2, H, batch_first=True)             # input: [item | new_session | log1p(gap)]
         self.feat = nn.Linear(2, d)                            # request's [new_session | log1p(gap)] -> query
+        self.nh = cfg.heads or 1
         if R:
+            assert d % self.nh == 0, "dim must be a multiple of heads"
             self.att_q = nn.Linear(H, d)                        # h -> attention query over recent items
-            self.pos = nn.Parameter(torch.zeros(R))             # learned bias per recency slot
+            # learned bias per recency slot (per head and slot with several heads)
+            self.pos = nn.Parameter(torch.zeros(R) if self.nh == 1 else torch.zeros(self.nh, R))
+            if cfg.pos_emb:
+                self.pos_e = nn.Parameter(torch.zeros(R, d))    # per slot, added to its item's row
             self.out = nn.Linear(H + d, d)                      # [h | attended items] -> query
         else:
             self.out = nn.Linear(H, d)
         self.item_bias = nn.Parameter(torch.zeros(cfg.n_items))
         self.drop = nn.Dropout(cfg.dropout)
+        self.emb_drop = self.drop if cfg.emb_dropout is None else nn.Dropout(cfg.emb_dropout)
         nn.init.normal_(self.emb.weight, std=0.05)
         with torch.no_grad():
             self.emb.weight[0].zero_()
@@ -316,7 +332,7 @@ class SeqRec(nn.Module):
         """state (B, S), item (B,) int64, new_session (B,), gap (B,) hours -> next state (B, S)."""
         gap = torch.zeros_like(new_session) if gap is None else gap
         h, c, recent = self.split(state)
-        x = torch.cat([self.drop(self.emb(item)), self.features(new_session, gap)], dim=1)
+        x = torch.cat([self.emb_drop(self.emb(item)), self.features(new_session, gap)], dim=1)
         h2, c2 = self._cell(x, h, c)
         parts = [h2] + ([c2] if c2 is not None else [])
         if self.R:
@@ -329,9 +345,21 @@ class SeqRec(nn.Module):
         if self.R:
             keys = self.emb(recent_rows)                                    # (M, R, d)
             valid = (recent_rows > 0).to(h.dtype)                           # (M, R)
-            a = (self.att_q(hq).unsqueeze(1) * keys).sum(-1) / math.sqrt(self.cfg.dim) + self.pos
-            a = torch.softmax(a - (1 - valid) * 1e9, dim=1) * valid         # empty slots weigh 0
-            ctx = (a.unsqueeze(-1) * keys).sum(1)                           # (M, d)
+            if self.cfg.pos_emb:
+                keys = keys + self.pos_e
+            if self.nh == 1:
+                a = (self.att_q(hq).unsqueeze(1) * keys).sum(-1) / math.sqrt(self.cfg.dim) + self.pos
+                a = torch.softmax(a - (1 - valid) * 1e9, dim=1) * valid     # empty slots weigh 0
+                ctx = (a.unsqueeze(-1) * keys).sum(1)                       # (M, d)
+            else:                                                           # heads over slices of d
+                M, R, d = keys.shape
+                hd = d // self.nh
+                kh = keys.reshape(M, R, self.nh, hd).permute(0, 2, 1, 3)    # (M, nh, R, hd)
+                qh = self.att_q(hq).reshape(M, self.nh, 1, hd)
+                a = (qh * kh).sum(-1) / math.sqrt(hd) + self.pos            # (M, nh, R)
+                vm = valid.unsqueeze(1)
+                a = torch.softmax(a - (1 - vm) * 1e9, dim=2) * vm
+                ctx = (a.unsqueeze(-1) * kh).sum(2).reshape(M, d)           # (M, d)
             q = self.out(torch.cat([hq, self.drop(ctx)], dim=1))
         else:
             q = self.out(hq)
@@ -356,7 +384,7 @@ class SeqRec(nn.Module):
         the chunk -> per-position hidden h_t (B, T, H), recent rows after each event (B, T, R) and
         the state after the chunk (B, S)."""
         h0, c0, recent = self.split(state)
-        x = torch.cat([self.drop(self.emb(items)), self.features(ns, gap)], dim=2)
+        x = torch.cat([self.emb_drop(self.emb(items)), self.features(ns, gap)], dim=2)
         if self.cfg.cell == "lstm":
             out, (hT, cT) = self.rnn(x, (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()))
             parts = [hT[0], cT[0]]

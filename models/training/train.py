@@ -143,7 +143,7 @@ def seq_batches(seqs, batch, rng):
     return [groups[i] for i in rng.permutation(len(groups))]
 
 
-def train_epoch_seq(model, opt, seqs, args, rng, sampler=None):
+def train_epoch_seq(model, opt, seqs, args, rng, sampler=None, lr_step=None):
     model.train()
     total, count = 0.0, 0.0
     for g in seq_batches(seqs, args.batch, rng):
@@ -169,18 +169,82 @@ def train_epoch_seq(model, opt, seqs, args, rng, sampler=None):
                 tgt = item[:, c0 + 1:c1 + 1][m]
                 q = model._query(out[m], win[m] if win is not None else None, ns[:, c0 + 1:c1 + 1][m], gap[:, c0 + 1:c1 + 1][m])
                 if sampler is None:
-                    loss = F.cross_entropy(F.linear(q, model.emb.weight, model.item_bias) + model.pad_mask, tgt, reduction="sum")
+                    logits = F.linear(q, model.emb.weight, model.item_bias) + model.pad_mask
+                    if getattr(args, "mask_history", False):
+                        logits = history_masked(logits, item, m, c0 + 1, tgt)
+                    ls = getattr(args, "label_smoothing", None)
+                    if ls:
+                        loss = smoothed_ce(logits, tgt, ls)
+                    else:
+                        loss = F.cross_entropy(logits, tgt, reduction="sum")
                 else:
                     loss = sampled_loss(model, q, tgt, sampler.draw(args.n_sample), sampler.logq if args.logq else None,
                                         args.bpreg if args.loss == "bpr-max" else None)
                 opt.zero_grad()
                 (loss / n).backward()
                 clip_grads(model.parameters(), 5.0)
+                if lr_step is not None:
+                    lr_step()
                 opt.step()
                 total += float(loss)
                 count += n
             state = nxt.detach()
     return total / max(count, 1)
+
+
+def smoothed_ce(logits, tgt, ls):
+    """--label-smoothing: cross-entropy with label smoothing ls spread uniformly over the items a row
+    can score (its finite logits: not the padding row, not what --mask-history left out), summed over
+    rows. With every item finite this is F.cross_entropy(..., label_smoothing=ls) over those items;
+    torch's own would count the -inf logits and give an infinite loss."""
+    logp = F.log_softmax(logits, dim=1)
+    finite = torch.isfinite(logits)
+    nll = -logp.gather(1, tgt.unsqueeze(1)).squeeze(1)
+    smooth = -logp.masked_fill(~finite, 0.0).sum(1) / finite.sum(1)
+    return ((1 - ls) * nll + ls * smooth).sum()
+
+
+def history_masked(logits, item, m, t0, tgt):
+    """--mask-history: the full-softmax logits (M, N) of the targets m (B, T) marks at positions
+    t0..t0+T-1 of item (B, L), with every item the user had before its target at -inf (the
+    last-item protocol's masking, so training does not spend itself on pushing the history down);
+    a target that repeats an earlier item keeps its own logit."""
+    B, L = item.shape
+    T = m.shape[1]
+    pos = (torch.arange(T) + t0).unsqueeze(0).expand(B, T)[m]                  # (M,) target positions
+    rows = torch.arange(B).unsqueeze(1).expand(B, T)[m]                        # (M,) users
+    prior = item[rows] * (torch.arange(L).unsqueeze(0) < pos.unsqueeze(1))     # (M, L), 0 = none
+    mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, prior, True)
+    mask[torch.arange(len(tgt)), tgt] = False
+    mask[:, 0] = False                                                         # padding: -inf already
+    return logits.masked_fill(mask, float("-inf"))
+
+
+class LrSchedule:
+    """--warmup: the learning rate per optimiser step: linear warm-up over the first `warmup`
+    epochs' steps, then (with --cosine) cosine decay to 0 at --epochs, per step."""
+
+    def __init__(self, opt, base, warmup_epochs, epochs, steps_per_epoch, cosine):
+        self.opt, self.base, self.cosine = opt, base, cosine
+        self.warm = max(1, int(round(warmup_epochs * steps_per_epoch)))
+        self.total = max(1, epochs * steps_per_epoch)
+        self.step_no = 0
+
+    def factor(self, i):
+        f = min(1.0, (i + 1) / self.warm)
+        if self.cosine and i >= self.warm:
+            f *= 0.5 * (1 + math.cos(math.pi * min(1.0, (i - self.warm) / max(1, self.total - self.warm))))
+        return f
+
+    def __call__(self):
+        for g in self.opt.param_groups:
+            g["lr"] = self.base * self.factor(self.step_no)
+        self.step_no += 1
+
+
+def seq_steps(seqs, batch, bptt):
+    """Optimiser steps in one train_epoch_seq epoch (one per batch and BPTT chunk with targets)."""
+    return sum(-(-(max(len(seqs[i][0]) for i in g) - 1) // bptt) for g in seq_batches(seqs, batch, np.random.default_rng(0)))
 
 
 def validate(model, valid_seqs, proto):
@@ -228,6 +292,11 @@ def train_epoch(model, opt, seqs, args, rng, sampler=None):
     return total / max(count, 1)
 
 
+# options added after models were committed: left out of the checkpoint's args while unset, so a
+# model trained without them records (and its REPORT.md rebuilds with) exactly the options it had
+NEW_OPTIONS = ("warmup", "wd", "emb_dropout", "heads", "pos_emb", "label_smoothing", "mask_history", "sparse_table")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="movielens-latest-small", choices=sorted(D.LOADERS))
@@ -259,9 +328,22 @@ def main(argv=None):
                         "validation events for that many epochs (the validation split is never a test target)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over --epochs")
+    p.add_argument("--warmup", type=float, default=None, help="seq: linear lr warm-up over this many epochs, "
+                   "then the rate (with --cosine: cosine decay to 0 at --epochs) set per step (default: none, "
+                   "the rate set per epoch)")
+    p.add_argument("--wd", type=float, default=None, help="decoupled weight decay (AdamW) on all weights (default: Adam, none)")
     p.add_argument("--sparse-table", action="store_true", help="with --loss ce-sampled or bpr-max: update only the "
                    "table rows a step used (sparse gradients, lazy Adam: sparse_table.py), for catalogs of a "
                    "million items where a dense step walks the whole table")
+    p.add_argument("--emb-dropout", type=float, default=None, help="seq: dropout on the input item embeddings "
+                   "alone (default: --dropout); --dropout then applies to the state and the attended items")
+    p.add_argument("--heads", type=int, default=None, help="seq: attention heads over the recent items (default: one)")
+    p.add_argument("--pos-emb", action="store_true", help="seq: a learned embedding per recency slot added to the "
+                   "recent items' rows before attention (default: a bias per slot only)")
+    p.add_argument("--label-smoothing", type=float, default=None, help="seq, ce-full: label smoothing of the "
+                   "cross-entropy over all items (default: none)")
+    p.add_argument("--mask-history", action="store_true", help="seq, ce-full: leave every item the user had "
+                   "before out of each target's softmax (the last-item protocol's masking)")
     p.add_argument("--batch", type=int, default=64, help="users per batch (seq) / parallel lanes (hrnn)")
     p.add_argument("--bptt", type=int, default=20)
     p.add_argument("--min-count", type=int, default=3, help="items seen fewer times are not indexed")
@@ -281,8 +363,6 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    if args.sparse_table and args.loss == "ce-full":
-        p.error("--sparse-table is for --loss ce-sampled or bpr-max (a full softmax uses every row)")
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -308,14 +388,35 @@ def main(argv=None):
     cfg = ModelConfig(n_items=len(ids) + 1, dim=args.dim, dropout=args.dropout, memory=not args.no_memory,
                       memory_kind=args.memory_kind, use_gap=args.gap, kind=args.kind, cell=args.cell,
                       attn=args.attn if args.kind == "seq" else 0, hidden=args.hidden,
-                      ring=args.ring if args.memory_kind == "gated" else 0, long_term=not args.no_long_term)
+                      ring=args.ring if args.memory_kind == "gated" else 0, long_term=not args.no_long_term,
+                      emb_dropout=args.emb_dropout, heads=args.heads, pos_emb=args.pos_emb or None)
     model = build(cfg)
-    opt = TableAdam(model, lr=args.lr) if args.sparse_table else torch.optim.Adam(model.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)) if args.cosine else None
+    if (args.warmup is not None or args.label_smoothing or args.mask_history or args.emb_dropout is not None
+            or args.heads or args.pos_emb) and args.kind != "seq":
+        p.error("--warmup, --emb-dropout, --heads, --pos-emb, --label-smoothing and --mask-history are for --kind seq")
+    if (args.label_smoothing or args.mask_history) and args.loss != "ce-full":
+        p.error("--label-smoothing and --mask-history are for --loss ce-full")
+    if args.sparse_table and args.loss == "ce-full":
+        p.error("--sparse-table is for --loss ce-sampled or bpr-max (a full softmax uses every row)")
+
+    def optimiser(model, seqs):
+        # Adam (today's) or, with --wd, AdamW; the per-epoch cosine scheduler or --warmup's per-step one
+        if args.sparse_table:
+            opt = TableAdam(model, lr=args.lr, weight_decay=args.wd or 0.0)
+        elif args.wd is not None:
+            opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        if args.warmup is not None:
+            return opt, None, LrSchedule(opt, args.lr, args.warmup, args.epochs, seq_steps(seqs, args.batch, args.bptt), args.cosine)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)) if args.cosine else None
+        return opt, sched, None
+
+    opt, sched, lr_step = optimiser(model, train_seqs)
     history = []
     sampler = NegativeSampler(counts, args.sample_alpha, rng) if args.loss in ("ce-sampled", "bpr-max") else None
     best, best_state, best_epoch, waited = -1.0, None, 0, 0
-    epoch_fn = train_epoch_seq if args.kind == "seq" else train_epoch
+    epoch_fn = (lambda *a: train_epoch_seq(*a, lr_step=lr_step)) if args.kind == "seq" else train_epoch
     def save(state_dict, train_seconds):
         """Checkpoint = state_dict + config + item index + history (written at every better epoch,
         so a run stopped by hand keeps its best epoch)."""
@@ -327,8 +428,7 @@ def main(argv=None):
             "item_counts": counts,
             "dataset": args.dataset,
             **({"events_path": os.path.abspath(args.ndjson)} if args.ndjson else {}),
-            # --sparse-table left out while unset: a model records exactly the options it had before it existed
-            "args": {k: v for k, v in vars(args).items() if not (k == "sparse_table" and not v)},
+            "args": {k: v for k, v in vars(args).items() if not (k in NEW_OPTIONS and v in (None, False))},
             "history": history,
             "best_epoch": best_epoch,
             "train_seconds": train_seconds,
@@ -369,9 +469,8 @@ def main(argv=None):
     if args.refit and best_epoch:
         torch.manual_seed(args.seed)
         model = build(cfg)
-        opt = TableAdam(model, lr=args.lr) if args.sparse_table else torch.optim.Adam(model.parameters(), lr=args.lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1)) if args.cosine else None
         refit_seqs = training_sequences(seqs, include_valid=True)
+        opt, sched, lr_step = optimiser(model, refit_seqs)
         n_refit = sum(len(s[0]) for s in refit_seqs)
         print(f"refit: {best_epoch} epochs on {n_refit} training + validation events", flush=True)
         for epoch in range(best_epoch):
