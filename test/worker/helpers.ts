@@ -111,3 +111,25 @@ export function captureLogs(): { lines: string[]; text(): string } {
   });
   return { lines, text: () => lines.join("\n") };
 }
+
+/**
+ * A new item's similar-item scores as the API should give them, from the API's own pairwise
+ * cosines of the trained items it takes its direction from: w = Σ ê_i / |Σ ê_i|, so
+ * cos(w, e_j) = Σ_i cos(i, j) / sqrt(Σ_i Σ_l cos(i, l)). `query` narrows the similar lists (e.g. to
+ * the items' category); `newId` is left out of them. Returns the expected score of a
+ * trained item j, and the new item's score in a trained seed's list, Σ_i cos(seed, i) / norm.
+ */
+export async function newItemCosines(items: readonly string[], query: string, newId: string) {
+  const cos = new Map<string, number>();
+  for (const i of items) {
+    cos.set(`${i}|${i}`, 1);
+    const sim = await api(`/v1/items/${i}/similar?k=${items.length}&${query}`);
+    for (const it of sim.body.items) if (it.item_id !== newId) cos.set(`${i}|${it.item_id}`, it.score);
+  }
+  const norm = Math.sqrt(items.reduce((s, i) => s + items.reduce((t, l) => t + cos.get(`${i}|${l}`)!, 0), 0));
+  return {
+    expected: (j: string) => items.reduce((s, i) => s + cos.get(`${i}|${j}`)!, 0) / norm,
+    /** The new item's score in trained `seed`'s list. */
+    inSeedList: (seed: string) => items.reduce((s, i) => s + cos.get(`${seed}|${i}`)!, 0) / norm,
+  };
+}

@@ -6,7 +6,7 @@
  * arrived 90 days ago, six of them (three the model knows, three only the catalog knows) today.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { api, ev, manifest, uid } from "./helpers";
+import { api, ev, manifest, newItemCosines, uid } from "./helpers";
 
 const ids = manifest.items.ids;
 const CATS = ["Drama", "Comedy", "Action"];
@@ -260,14 +260,7 @@ describe("new arrivals before a retrain", () => {
       // Similar items: the new item takes the mean direction of its category's items, w = Σ ê_i / |Σ ê_i|,
       // so cos(w, e_j) = Σ_i cos(i, j) / sqrt(Σ_i Σ_l cos(i, l)); the pairwise cosines come from the API itself.
       const tinyQ = `category=${encodeURIComponent("Films > Tiny")}`;
-      const cos = new Map<string, number>();
-      for (const i of tiny) {
-        cos.set(`${i}|${i}`, 1);
-        const sim = await api(`/v1/items/${i}/similar?k=3&${tinyQ}`);
-        for (const it of sim.body.items) if (it.item_id !== "arrival-d") cos.set(`${i}|${it.item_id}`, it.score);
-      }
-      const norm = Math.sqrt(tiny.reduce((s, i) => s + tiny.reduce((t, l) => t + cos.get(`${i}|${l}`)!, 0), 0));
-      const expected = (j: string) => tiny.reduce((s, i) => s + cos.get(`${i}|${j}`)!, 0) / norm;
+      const { expected, inSeedList } = await newItemCosines(tiny, tinyQ, "arrival-d");
       const ofNew = await api(`/v1/items/arrival-d/similar?k=3&${tinyQ}`);
       expect(ofNew.body).toMatchObject({ source: "model" });
       expect(itemIds(ofNew).sort()).toEqual([...tiny].sort());
@@ -277,7 +270,7 @@ describe("new arrivals before a retrain", () => {
       const seedList = await api(`/v1/items/${tiny[0]}/similar?k=3&${tinyQ}`);
       const found = seedList.body.items.find((i: any) => i.item_id === "arrival-d");
       expect(found).toMatchObject({ source: "model", warm: true });
-      expect(found.score).toBeCloseTo(tiny.reduce((s, i) => s + cos.get(`${tiny[0]}|${i}`)!, 0) / norm, 4);
+      expect(found.score).toBeCloseTo(inSeedList(tiny[0]!), 4);
     } finally {
       for (const id of tiny) await api(`/v1/items/${id}`, { method: "PATCH", body: { category_path: ["Films", catOf(id)] } });
       await api("/v1/items/arrival-d", { method: "DELETE" });
