@@ -9,7 +9,7 @@
  */
 import { ApiError } from "../errors";
 import { versionPrefix } from "../model/registry";
-import { FILE_RE, VERSION_RE, type RegistryDeps, bad, getVersion, needBucket, removeFiles } from "./models";
+import { FILE_RE, VERSION_RE, type RegistryDeps, bad, getVersion, needBucket, removeFiles, sha256Hex, storedSha256 } from "./models";
 
 /** R2's smallest part (every part but the last), bytes. */
 export const MIN_PART_BYTES = 5 * 2 ** 20;
@@ -84,16 +84,6 @@ async function partMarkers(bucket: R2Bucket, version: string, file: string): Pro
   return out;
 }
 
-/** SHA-256 (hex) of a stored object, read as a stream (a file in parts can be larger than memory allows). */
-async function storedSha256(bucket: R2Bucket, key: string): Promise<string | null> {
-  const obj = await bucket.get(key);
-  if (!obj) return null;
-  const Digest = (crypto as unknown as { DigestStream: new (alg: string) => WritableStream<Uint8Array> & { digest: Promise<ArrayBuffer> } }).DigestStream;
-  const d = new Digest("SHA-256");
-  await obj.body.pipeTo(d);
-  return Array.from(new Uint8Array(await d.digest), (x) => x.toString(16).padStart(2, "0")).join("");
-}
-
 /**
  * Store one part of a model file sent in parts. Part 1 starts the file's upload (a file started
  * before is started over); the others may come in any order, one at a time, with the same `parts`
@@ -151,7 +141,7 @@ export async function putFilePart(deps: RegistryDeps & { maxBodyBytes?: number }
     if (want !== undefined && (want < lo || want > hi)) {
       throw bad(422, "size_mismatch", `${file} in ${parts} parts of ${size} bytes cannot be the ${want} bytes the uploaded manifest.json says (manifest.weights.bytes)`, "body");
     }
-    const sum = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)), (x) => x.toString(16).padStart(2, "0")).join("");
+    const sum = await sha256Hex(bytes);
     if (sum !== p.partSha256) throw bad(422, "checksum_mismatch", `part ${part} of ${file}: the body's SHA-256 is ${sum}, the upload says ${p.partSha256}`, "body");
 
     if (!plan) {

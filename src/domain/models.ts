@@ -313,15 +313,21 @@ async function checkGolden(model: GruModel, golden: any): Promise<string | null>
 
 /** Check stored files against their SHA-256 without holding them (streamed through the digest). */
 async function verifyStored(bucket: R2Bucket, version: string, expected: Record<string, string>): Promise<void> {
-  const Digest = (crypto as unknown as { DigestStream: new (alg: string) => WritableStream<Uint8Array> & { digest: Promise<ArrayBuffer> } }).DigestStream;
   for (const [name, sha] of Object.entries(expected)) {
-    const obj = await bucket.get(`${versionPrefix(version)}/${name}`);
-    if (!obj) throw bad(422, "model_rejected", `${name} was not uploaded for version ${version}`, `files.${name}`);
-    const d = new Digest("SHA-256");
-    await obj.body.pipeTo(d);
-    const sum = Array.from(new Uint8Array(await d.digest), (x) => x.toString(16).padStart(2, "0")).join("");
+    const sum = await storedSha256(bucket, `${versionPrefix(version)}/${name}`);
+    if (sum === null) throw bad(422, "model_rejected", `${name} was not uploaded for version ${version}`, `files.${name}`);
     if (sum !== sha) throw bad(422, "model_rejected", `${name}: stored bytes hash to ${sum}, expected ${sha}`, `files.${name}`);
   }
+}
+
+/** SHA-256 (hex) of a stored object read as a stream (never all in memory), or null when absent. */
+export async function storedSha256(bucket: R2Bucket, key: string): Promise<string | null> {
+  const obj = await bucket.get(key);
+  if (!obj) return null;
+  const Digest = (crypto as unknown as { DigestStream: new (alg: string) => WritableStream<Uint8Array> & { digest: Promise<ArrayBuffer> } }).DigestStream;
+  const d = new Digest("SHA-256");
+  await obj.body.pipeTo(d);
+  return Array.from(new Uint8Array(await d.digest), (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
 function goldenOf(bytes: ArrayBuffer | undefined, name: string): unknown {
