@@ -43,6 +43,14 @@ export function toHalfBits(v: number): number {
   return sign | h;
 }
 
+/** The number a float16's bits hold (exact: every float16 is a float32). */
+export function fromHalfBits(h: number): number {
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  const v = e === 0 ? f * 2 ** -24 : e === 0x1f ? (f ? Number.NaN : Number.POSITIVE_INFINITY) : (1 + f / 1024) * 2 ** (e - 15);
+  return h & 0x8000 ? -v : v;
+}
+
 /** Bytes of a packed table in weights.bin. */
 function packedBytes(t: Int8Rows): number {
   const q = t.rows * t.cols;

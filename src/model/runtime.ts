@@ -168,17 +168,36 @@ export class GruModel {
   }
 
   /**
-   * Item `row` of the table from its shard (`normalized`: as a similar-items seed), for a model
-   * whose worker holds no table; the last ROW_CACHE rows read are kept (popular items recur).
+   * Item `rows` of the table from their shards (`normalized`: as similar-items seeds), for a model
+   * whose worker holds no table: one `rows` call per shard for the rows not among the last
+   * ROW_CACHE read (popular items recur).
    */
-  private async shardRow(row: number, normalized: boolean): Promise<Float32Array> {
-    const key = normalized ? -row : row;
-    const hit = this.rowCache.get(key);
-    if (hit) return hit;
-    const i = this.shardOf(row);
-    const v = await this.shards!.rows(i, Int32Array.of(row - this.shards!.specs[i]!.rows[0]), normalized);
-    this.remember(key, v);
-    return v;
+  private async shardRows(rows: readonly number[], normalized: boolean): Promise<Float32Array[]> {
+    const key = (r: number) => (normalized ? -r : r);
+    const got = new Map<number, Float32Array>();
+    const want = new Map<number, Set<number>>();
+    for (const r of rows) {
+      const hit = this.rowCache.get(key(r));
+      if (hit) got.set(r, hit);
+      else {
+        const i = this.shardOf(r);
+        if (!want.has(i)) want.set(i, new Set());
+        want.get(i)!.add(r);
+      }
+    }
+    await Promise.all(
+      [...want].map(async ([i, set]) => {
+        const list = [...set];
+        const lo = this.shards!.specs[i]!.rows[0];
+        const v = await this.shards!.rows(i, Int32Array.from(list, (r) => r - lo), normalized);
+        list.forEach((r, j) => {
+          const vec = v.slice(j * this.dim, (j + 1) * this.dim);
+          got.set(r, vec);
+          this.remember(key(r), vec);
+        });
+      }),
+    );
+    return rows.map((r) => got.get(r)!);
   }
 
   /** Keep a row read from the shards (the oldest goes past ROW_CACHE). */
@@ -205,7 +224,7 @@ export class GruModel {
   private async runStep<R>(state: Float32Array, row: number, at: Moment, read: (out: InferenceSession.OnnxValueMapType) => R): Promise<R> {
     const T = this.ort.Tensor;
     const item: InferenceSession.OnnxValueMapType = this.byVector
-      ? { item_vector: new T("float32", row > 0 ? await this.shardRow(row, false) : new Float32Array(this.dim), [1, this.dim]) }
+      ? { item_vector: new T("float32", row > 0 ? (await this.shardRows([row], false))[0]! : new Float32Array(this.dim), [1, this.dim]) }
       : { item: new T("int64", BigInt64Array.of(BigInt(row)), [1]) };
     return this.serial(async () => {
       const out = await this.stepSession.run({
@@ -239,8 +258,8 @@ export class GruModel {
 
   /** The normalised vector of item `row`, the seed of its similar items: from its shard, or the
    * step graph's `item_vector` output where the step graph holds the table. */
-  private itemVector(row: number): Promise<Float32Array> {
-    if (this.byVector) return this.shardRow(row, true);
+  private async itemVector(row: number): Promise<Float32Array> {
+    if (this.byVector) return (await this.shardRows([row], true))[0]!;
     return this.runStep(this.initialState(), row, { newSession: false, gapHours: 0 }, (out) => new Float32Array(out.item_vector!.data as Float32Array));
   }
 
@@ -269,32 +288,7 @@ export class GruModel {
    * as its similar graphs see them: cos(i, j) = itemVectors([i])[0] . itemVectors([j])[0]. */
   async itemVectors(rows: readonly number[]): Promise<Float32Array[]> {
     if (!this.shards) throw new Error(`model ${this.version} is not sharded: its similar graph gives cosines, not vectors`);
-    if (!this.byVector) return Promise.all(rows.map((r) => this.itemVector(r)));
-    // one `rows` call per shard for the rows not cached
-    const got = new Map<number, Float32Array>();
-    const want = new Map<number, Set<number>>();
-    for (const r of rows) {
-      const hit = this.rowCache.get(-r);
-      if (hit) got.set(r, hit);
-      else {
-        const i = this.shardOf(r);
-        if (!want.has(i)) want.set(i, new Set());
-        want.get(i)!.add(r);
-      }
-    }
-    await Promise.all(
-      [...want].map(async ([i, set]) => {
-        const list = [...set];
-        const lo = this.shards!.specs[i]!.rows[0];
-        const v = await this.shards!.rows(i, Int32Array.from(list, (r) => r - lo), true);
-        list.forEach((r, j) => {
-          const vec = v.slice(j * this.dim, (j + 1) * this.dim);
-          got.set(r, vec);
-          this.remember(-r, vec);
-        });
-      }),
-    );
-    return rows.map((r) => got.get(r)!);
+    return this.byVector ? this.shardRows(rows, true) : Promise.all(rows.map((r) => this.itemVector(r)));
   }
 
   /** A sharded model's k rows closest (cosine) to the unit vector `vec`, never a masked row (1 = never

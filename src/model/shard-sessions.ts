@@ -11,7 +11,7 @@
  * memory.
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
-import { toHalfBits } from "./int8-rows";
+import { fromHalfBits, toHalfBits } from "./int8-rows";
 import { withOrt } from "./ort";
 import type { ShardAnswer, ShardSpec, ShardTop } from "./shards";
 
@@ -148,15 +148,6 @@ export async function runShard(l: Loaded, graph: "score" | "similar", spec: Shar
   return run;
 }
 
-
-/** The float a float16 holds (exact). */
-function fromHalf(h: number): number {
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  const v = e === 0 ? f * 2 ** -24 : e === 0x1f ? (f ? Number.NaN : Number.POSITIVE_INFINITY) : (1 + f / 1024) * 2 ** (e - 15);
-  return h & 0x8000 ? -v : v;
-}
-
 /**
  * Rows `local` (local row numbers) of a shard's table, `dim` floats each, one after another: the
  * values the graphs compute with (a float16 table is widened exactly). `normalized`: each row
@@ -174,12 +165,12 @@ export function readRows(l: Loaded, spec: ShardSpec, local: Int32Array, normaliz
     const r = local[b]!;
     if (!(r >= 0 && r < n)) throw new Error(`item shard ${spec.index}: row ${r} is outside its ${n} rows`);
     const at = b * d;
-    for (let c = 0; c < d; c++) out[at + c] = half ? fromHalf(view.getUint16(2 * (r * d + c), true)) : view.getFloat32(4 * (r * d + c), true);
+    for (let c = 0; c < d; c++) out[at + c] = half ? fromHalfBits(view.getUint16(2 * (r * d + c), true)) : view.getFloat32(4 * (r * d + c), true);
     if (!normalized) continue;
     let sq = 0;
     for (let c = 0; c < d; c++) sq += out[at + c]! * out[at + c]!;
     let norm = Math.max(Math.fround(Math.sqrt(sq)), Math.fround(1e-12));
-    if (half) norm = fromHalf(toHalfBits(norm));
+    if (half) norm = fromHalfBits(toHalfBits(norm));
     for (let c = 0; c < d; c++) out[at + c] = Math.fround(out[at + c]! / norm);
   }
   return out;

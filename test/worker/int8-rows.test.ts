@@ -1,6 +1,6 @@
 // Int8 item tables: float16 rounding and the expansion of a packed weights file, by hand.
 import { describe, expect, it } from "vitest";
-import { expandInt8Rows, toHalfBits } from "../../src/model/int8-rows";
+import { expandInt8Rows, fromHalfBits, toHalfBits } from "../../src/model/int8-rows";
 
 describe("int8 item tables", () => {
   it("rounds numbers to float16 bits as IEEE round-to-nearest-even does", () => {
@@ -13,6 +13,15 @@ describe("int8 item tables", () => {
     expect(toHalfBits(2 ** -26)).toBe(0x0000);
     expect(toHalfBits(1 + 2 ** -11)).toBe(0x3c00); // tie: to even
     expect(toHalfBits(1 + 3 * 2 ** -11)).toBe(0x3c02); // tie: to even (up)
+  });
+
+  it("reads float16 bits back exactly: every one of the 65,536 round-trips through its value", () => {
+    expect([fromHalfBits(0x3c00), fromHalfBits(0xc000), fromHalfBits(0x0001), fromHalfBits(0x7bff)]).toEqual([1, -2, 2 ** -24, 65504]);
+    expect(fromHalfBits(0x7c00)).toBe(Number.POSITIVE_INFINITY);
+    expect(fromHalfBits(0x7e00)).toBeNaN();
+    let back = 0;
+    for (let h = 0; h < 0x10000; h++) if ((h & 0x7c00) !== 0x7c00 && toHalfBits(fromHalfBits(h)) === h) back++;
+    expect(back).toBe(0x10000 - 2 * 1024); // every finite float16 (the two exponent-31 blocks are inf/NaN)
   });
 
   it("rebuilds the float16 table between untouched bytes, and refuses a layout that does not add up", () => {
