@@ -74,3 +74,10 @@ export function modelMask(model: GruModel, r: Rules): Float32Array {
   }
   return mask;
 }
+
+/** Count of rows a mask leaves free (padding row 0 never counts). */
+export function freeRows(mask: Float32Array): number {
+  let n = 0;
+  for (let i = 1; i < mask.length; i++) if (mask[i]! < 0.5) n++;
+  return n;
+}

@@ -16,6 +16,7 @@ import type { CatalogMirror, RowView } from "../catalog/mirror";
 import { CATEGORY_SEPARATOR } from "../catalog/schemas";
 import type { GruModel, Moment } from "../model/runtime";
 import type { Candidate } from "./arrange";
+import { freeRows } from "./filters";
 
 /** At most this many catalog-only items (the newest) get a warm row. */
 export const MAX_WARM_ITEMS = 20_000;
@@ -109,7 +110,7 @@ export async function warmScores(model: GruModel, catalog: CatalogMirror, vector
   // A sharded model averages over each group's SIMILAR_SAMPLE most trained rows (as its similar
   // direction does): its shards return every score they are asked for, and a department of a
   // million-item catalog is tens of thousands of rows a request.
-  const rowsOf = (g: string) => (model.sharded ? groupSample(model, g, w.rows.get(g)!) : w.rows.get(g)!);
+  const rowsOf = (g: string) => (model.sharded ? groupSample(model, w, g) : w.rows.get(g)!);
   const mask = new Float32Array(model.rows).fill(1);
   let n = 0;
   for (const g of used) {
@@ -164,10 +165,9 @@ function directionCache(model: GruModel, w: Warm) {
 const popularRank = new WeakMap<GruModel, Map<number, number>>();
 
 /** A group's SIMILAR_SAMPLE most trained rows (the model's popular list first, then by row). */
-function groupSample(model: GruModel, g: string, rows: readonly number[]): number[] {
-  const w = cache.get(model);
-  const c = w ? directionCache(model, w) : undefined;
-  const hit = c?.samples.get(g);
+function groupSample(model: GruModel, w: Warm, g: string): number[] {
+  const c = directionCache(model, w);
+  const hit = c.samples.get(g);
   if (hit) return hit;
   let rank = popularRank.get(model);
   if (!rank) {
@@ -179,8 +179,8 @@ function groupSample(model: GruModel, g: string, rows: readonly number[]): numbe
     popularRank.set(model, rank);
   }
   const rk = rank;
-  const sample = [...rows].sort((a, b) => (rk.get(a) ?? Number.MAX_SAFE_INTEGER) - (rk.get(b) ?? Number.MAX_SAFE_INTEGER) || a - b).slice(0, SIMILAR_SAMPLE);
-  c?.samples.set(g, sample);
+  const sample = [...(w.rows.get(g) ?? [])].sort((a, b) => (rk.get(a) ?? Number.MAX_SAFE_INTEGER) - (rk.get(b) ?? Number.MAX_SAFE_INTEGER) || a - b).slice(0, SIMILAR_SAMPLE);
+  c.samples.set(g, sample);
   return sample;
 }
 
@@ -198,7 +198,7 @@ async function shardedDirections(model: GruModel, w: Warm, groups: string[]): Pr
   const c = directionCache(model, w);
   const missing = groups.filter((g) => !c.byGroup.has(g));
   if (!missing.length) return;
-  const samples = missing.map((g) => groupSample(model, g, w.rows.get(g) ?? []));
+  const samples = missing.map((g) => groupSample(model, w, g));
   const vectors = await model.itemVectors(samples.flat());
   let at = 0;
   missing.forEach((g, i) => {
@@ -214,7 +214,7 @@ function groupDirection(model: GruModel, w: Warm, g: string): Promise<Direction>
   let d = c.byGroup.get(g);
   if (!d) {
     d = (async () => {
-      const sample = groupSample(model, g, w.rows.get(g) ?? []);
+      const sample = groupSample(model, w, g);
       // cos(w, e_j) = ê_j . w / |w|: the direction itself, from the sample's normalised rows; a
       // sharded model's similar graphs then rank every row by it (similarTo), exactly as a seed's.
       if (model.sharded) return directionOf(sample, await model.itemVectors(sample), model.dim);
@@ -250,11 +250,9 @@ export async function similarOfNew(model: GruModel, catalog: CatalogMirror, id: 
   if (g === undefined) return null;
   const d = await groupDirection(model, w, g);
   if (d.vec) {
-    let free = 0;
-    for (let j = 1; j < model.rows; j++) if (mask[j]! < 0.5) free++;
     const vec = d.vec;
     return {
-      free,
+      free: freeRows(mask),
       fetch: async (want) => (await model.similarTo(vec, want, mask.slice())).map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" as const })),
     };
   }

@@ -22,7 +22,7 @@ import type { UserState } from "../state/codec";
 import type { SeenFilter } from "../state/seen";
 import { StoreUnavailableError, type UserStateStore } from "../state/store";
 import { type Arrangement, type Candidate, DEFAULT_NEW_DAYS, type Picked, Picker, boosted, exploreSlots, isActive, isNew, pickBest, pickBestSync, withExploration } from "./arrange";
-import { type Filters, type Rules, allowed, modelMask } from "./filters";
+import { type Filters, type Rules, allowed, freeRows, modelMask } from "./filters";
 import { warmIds, warmScores } from "./new-items";
 
 export type Reason = "cold-user" | "state-corrupt" | "state-unavailable" | "model-unavailable" | "unknown-item" | "no-similar-graph" | "strategy";
@@ -225,13 +225,6 @@ function newItemScores(model: GruModel, ctx: RankContext, rules: Rules, vector: 
 export async function rankWithWarm(model: GruModel, ctx: RankContext, vector: Float32Array, at: Moment, ids: readonly string[]): Promise<Candidate[]> {
   const [known, fresh] = await Promise.all([rankOnly(model, vector, at, ids), ctx.catalog.restricts ? warmScores(model, ctx.catalog, vector, at, ids) : []]);
   return fresh.length ? [...known, ...fresh].sort((a, b) => b.score - a.score) : known;
-}
-
-/** Count of rows a mask leaves free (padding row 0 never counts). */
-export function freeRows(mask: Float32Array): number {
-  let n = 0;
-  for (let i = 1; i < mask.length; i++) if (mask[i]! < 0.5) n++;
-  return n;
 }
 
 /** rankFromState under an arrangement: the model's boosted and capped top (warm rows of new items among it), popular fill, then the exploration share. */

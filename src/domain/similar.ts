@@ -9,9 +9,9 @@ import type { ModelHandle } from "../model/registry";
 import type { GruModel } from "../model/runtime";
 import { whenShardsFail } from "../model/shards";
 import { NO_ARRANGEMENT, Picker, isActive, pickBest } from "./arrange";
-import { type Filters, type Rules, allowed, modelMask } from "./filters";
+import { type Filters, type Rules, allowed, freeRows, modelMask } from "./filters";
 import { newInSimilar, similarOfNew, warmIds } from "./new-items";
-import { type RankContext, type Reason, type RecItem, type Recommendation, fillPopular, freeRows } from "./recommend";
+import { type RankContext, type Reason, type RecItem, type Recommendation, fillPopular } from "./recommend";
 
 export interface SimilarOptions extends Filters {
   k: number;
