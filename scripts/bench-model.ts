@@ -7,7 +7,10 @@
  * files and the expanded weights are still alive) and settled after the timed runs; and next to
  * each, what the registry's `memoryEstimate` (src/domain/models.ts) says for the same files.
  *
- *   node --expose-gc --import tsx scripts/bench-model.ts models/amazon-beauty [--runs 2000]
+ *   node --expose-gc --import tsx scripts/bench-model.ts models/amazon-beauty [--runs 2000] [--catalog]
+ *
+ * (`--catalog`: also the isolate once its catalog copy holds every item of the model and the row
+ * view is built, as a worker that serves it from a full catalog.)
  *
  * The memory table (one fresh process per model, since wasm memory never shrinks): synthetic
  * models of the given sizes built with the project's own export (`export.py --fp16 --int8-table`
@@ -28,6 +31,8 @@ import { runShard, shardSessions } from "../src/model/shard-sessions";
 import { type ShardSpec, shardSpecs } from "../src/model/shards";
 import { withOrt } from "../src/model/ort";
 import { parseManifest } from "../src/model/manifest";
+import { CatalogMirror } from "../src/catalog/mirror";
+import { rowPositions } from "../src/state/seen";
 import { GruModel, type ModelFiles } from "../src/model/runtime";
 
 const arg = (name: string) => {
@@ -155,6 +160,15 @@ async function oneShard(
   else console.log(`shard ${i} (${n} rows): settled ${mb(measured.settled)} MiB (estimate ${mb(est.runtime + est.resident)}), peak ${mb(measured.peak)} MiB (estimate ${mb(est.runtime + est.resident + est.transient)}), run p50 ${p50.toFixed(3)} ms`);
 }
 
+/** A catalog copy holding every item of a model folder (in a function of its own, so no frame of
+ * the caller keeps the parsed ids alive). */
+function fullCatalog(dir: string): CatalogMirror {
+  const mirror = new CatalogMirror();
+  const ids: string[] = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")).items.ids;
+  ids.forEach((id, i) => mirror.note(id, { available: i % 10 !== 9, price: 1 + (i % 997) / 10, categoryKey: `Dept ${i % 20} > Cat ${i % 400}`, createdMs: 1_700_000_000_000 + i }));
+  return mirror;
+}
+
 /** One model folder in this process. */
 async function one(dir: string, json: boolean): Promise<void> {
   const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
@@ -211,6 +225,10 @@ async function one(dir: string, json: boolean): Promise<void> {
     return s;
   };
   if (shard) return oneShard(shard.spec, shard.est, wasmModule, { base, started, settle, isolate, json });
+  // `--catalog`: the worker isolate as it serves, its catalog copy holding every item of the model
+  // (facts in 400 categories) before the model loads; every figure below then includes it.
+  const mirror = process.argv.includes("--catalog") ? fullCatalog(dir) : undefined;
+  const withCatalog = mirror ? await settle() : undefined;
   let files: ModelFiles | undefined = readModelFolder(dir);
   const t0 = performance.now();
   // A sharded model: its item shards run in this process after the load (the memory figures are
@@ -223,6 +241,14 @@ async function one(dir: string, json: boolean): Promise<void> {
   files = undefined;
   // A sharded model's worker isolate holds only what loaded so far (its shards load on first use).
   const afterLoad = model.sharded ? await settle() : undefined;
+  // The row view of the model over its catalog copy (what filtering reads) and its rows' seen-filter
+  // positions (`exclude_seen`), built before any run (a sharded model's shards run in this process
+  // once it serves).
+  if (mirror) {
+    mirror.rowView(model);
+    rowPositions(model);
+  }
+  const withView = mirror ? await settle() : undefined;
 
   let state = model.initialState();
   const warm = Math.min(model.rows - 1, 50);
@@ -250,7 +276,7 @@ async function one(dir: string, json: boolean): Promise<void> {
   const { manifest, files: sizes } = folderSizes(dir);
   const est = memoryEstimate(sizes, manifest);
   if (json) {
-    console.log(JSON.stringify({ ...measured, items: model.rows - 1, loadMs }));
+    console.log(JSON.stringify({ ...measured, items: model.rows - 1, loadMs, ...(withCatalog && withView ? { catalog: withCatalog.total - started.total, withView: withView.total - base.total } : {}) }));
     return;
   }
   const line = (name: string, xs: number[]) =>
@@ -261,7 +287,9 @@ async function one(dir: string, json: boolean): Promise<void> {
   console.log(`\nisolate-counted memory, MiB${gc ? "" : " (run with --expose-gc for settled figures)"}\n| when | JS heap used | array buffers | wasm linear memory | total |\n|---|---|---|---|---|`);
   console.log(row("before ORT", base));
   console.log(row("ORT started, no model", started));
+  if (withCatalog) console.log(row(`ORT and the catalog copy (${model.rows - 1} items), no model`, withCatalog));
   console.log(row("peak of the load (files held)", peak));
+  if (withView) console.log(row("loaded, the row view and seen positions built", withView));
   console.log(row(`after ${runs} runs`, ran));
   console.log(`\n| above "before ORT", MiB | measured | memoryEstimate | ratio |\n|---|---|---|---|`);
   const cmp = (name: string, m: number, e: number) => console.log(`| ${name} | ${mb(m)} | ${mb(e)} | ${(e / m).toFixed(2)} |`);

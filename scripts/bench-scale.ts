@@ -21,9 +21,11 @@
  *   - workerd's resident memory (VmRSS) after the size's requests: the worker isolate and every
  *     shard together (one fresh workerd per size);
  *   - subrequests per request (the worker's own count in Server-Timing: Redis, D1, R2, shard calls);
- *   - memory: workerd reports none, so the registry's estimate for the worker isolate and for each
- *     shard (src/model/memory.ts), and what scripts/bench-model.ts measures in Node for the worker's
- *     part and for shard 0 (`--measure` off: estimates only).
+ *   - memory: workerd reports none, so the registry's estimate for the worker isolate (the model,
+ *     its catalog copy of every item and its masks) and for each shard (src/model/memory.ts), and
+ *     what scripts/bench-model.ts measures in Node for the worker isolate (`--catalog`: the model
+ *     loaded beside a catalog copy of all its items, its row view and seen positions built) and
+ *     for shard 0 (`--measure` off: estimates only).
  * Then the plan each size needs, from Cloudflare's documented limits (below).
  * `--profile prefix`: workerd's CPU profile (V8 inspector) of the timed recommendation requests,
  * written to `<prefix>-<items>.cpuprofile` (open it in Chrome DevTools), its 15 costliest functions
@@ -39,7 +41,7 @@ import { startBridgeProcess } from "../local/bridge-process.ts";
 import { bundleWorker, cpuMs, rssMiB, startMiniflareWorker } from "../local/miniflare.ts";
 import { startRedis } from "../local/redis-server.ts";
 import { ROOT } from "../local/stack.ts";
-import { memoryEstimate, shardEstimates } from "../src/model/memory.ts";
+import { catalogEstimate, memoryEstimate, shardEstimates } from "../src/model/memory.ts";
 import { call, upload } from "./model.ts";
 import { type CpuProfile, inspectWorker, topSelfTime } from "../local/worker-profile.ts";
 
@@ -87,13 +89,14 @@ function build(n: number): string {
 }
 
 
-/** Memory measured in Node by bench-model.ts (JSON): the worker's part, or one shard. */
+/** Memory measured in Node by bench-model.ts (JSON): the worker isolate with its catalog copy of
+ * every item (its peak: the load's, or once the row view and seen positions are built), or one shard. */
 function measured(dir: string, shard?: number): { settled: number; peak: number } | null {
   if (!a.measure) return null;
-  const args = ["--expose-gc", "--import", "tsx", join(ROOT, "scripts", "bench-model.ts"), dir, "--runs", "20", "--json", ...(shard === undefined ? [] : ["--shard", String(shard)])];
+  const args = ["--expose-gc", "--import", "tsx", join(ROOT, "scripts", "bench-model.ts"), dir, "--runs", "20", "--json", ...(shard === undefined ? ["--catalog"] : ["--shard", String(shard)])];
   const out = execFileSync(process.execPath, args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], maxBuffer: 64 << 20 });
   const r = JSON.parse(out.trim().split("\n").pop()!);
-  return { settled: r.settled, peak: r.peak };
+  return { settled: r.withView ?? r.settled, peak: Math.max(r.peak, r.withView ?? 0) };
 }
 
 interface Row {
@@ -224,7 +227,9 @@ try {
     const sEst = shardEstimates(manifest)[0];
     const workerMeasured = measured(dir);
     const shardMeasured = shards ? measured(dir, 0) : null;
-    const workerEstimate = est.runtime + est.resident + est.transient;
+    // The whole worker isolate: the model, its files while it loads or its masks once it serves,
+    // and the catalog copy of every item (as the registry counts it).
+    const workerEstimate = est.runtime + est.resident + Math.max(est.transient, est.masks) + catalogEstimate(n, n);
     const worst = Math.max(workerMeasured?.peak ?? workerEstimate, workerEstimate, sEst ? sEst.runtime + sEst.resident + sEst.transient : 0, shardMeasured?.peak ?? 0);
     const fits = worst / 2 ** 20 <= LIMITS.memoryMiB;
     const free = rec.cpuMs <= LIMITS.cpuMs.free && rec.sub <= LIMITS.subrequests.free;

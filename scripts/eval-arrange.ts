@@ -86,7 +86,7 @@ const model = await loadModelFolder(modelDir);
 const seqs = timeSplit(csvRows(join(DATA, "ratings.csv")), model.idleGapMs);
 const films = movies(join(DATA, "movies.csv"));
 
-const modelIds = model.manifest.items.ids;
+const modelIds = Array.from({ length: model.rows - 1 }, (_, i) => model.idOf(i + 1));
 const yearOf = new Map<string, number | undefined>();
 const categoryOf = new Map<string, string>();
 let maxYear = 0;

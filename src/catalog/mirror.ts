@@ -5,7 +5,9 @@
  * when the shared revision stamp (published by every catalog write) moved, and at least every
  * `maxStaleMs` in case a stamp was lost. Lookups are then memory reads on the request path.
  */
+import { itemKeys } from "../model/item-keys";
 import type { GruModel } from "../model/runtime";
+import { inCategory } from "./schemas";
 import { type Db, itemsChangedSince } from "./db";
 import { sql } from "drizzle-orm";
 
@@ -45,24 +47,36 @@ export function scalarAttributes(json: string | null | Record<string, unknown>):
 
 /** Catalog facts aligned to one model's embedding rows (index = row). */
 export interface RowView {
-  /** The model mask of the catalog alone: 1 for the padding row and every row not ok. */
+  /** The model mask of the catalog alone: 1 for the padding row and every row not in the catalog
+   * or not available. */
   mask: Float32Array;
-  /** 1 when the row's item is in the catalog and available. */
-  ok: Uint8Array;
-  price: Float64Array;
-  category: (string | undefined)[];
+  /** The category key of a row's item (undefined when the catalog does not have it). */
+  categoryOf(row: number): string | undefined;
+  /** Set mask[row] = 1 for every row still 0 whose item is not under `category` (when given) or
+   * whose price is outside [minPrice, maxPrice] (when either is given; no price: outside). */
+  restrict(mask: Float32Array, rules: { category?: string; minPrice?: number; maxPrice?: number }): void;
 }
 
 const PAGE = 5000;
 
+/** Category masks a row view keeps (the most recently asked; N/8 bytes each). */
+const CATEGORY_MASKS = 16;
+
+/** mask's rows set (> 0.5) as bits, bit r & 7 of byte r >> 3. */
+function packBits(mask: Float32Array): Uint8Array {
+  const bits = new Uint8Array((mask.length + 7) >> 3);
+  for (let r = 0; r < mask.length; r++) if (mask[r]! > 0.5) bits[r >> 3]! |= 1 << (r & 7);
+  return bits;
+}
+
 /**
- * The catalog facts in columns: one slot per live item (an id -> slot map, typed arrays for the
- * facts, category keys interned, attributes only where an item has some). About 80 bytes an item
- * in V8 where a Map of fact objects took about 280 (measured with 1M items), so the copy every
- * isolate keeps stays small beside the model.
+ * The catalog facts in columns indexed by the isolate's item keys (item-keys.ts): typed arrays for
+ * the facts, category keys interned, attributes only where an item has some. The id strings and
+ * their lookup table are shared with the loaded models, so at a million items the copy adds about
+ * 30 bytes an item (it took 76 with its own id -> slot map, and a Map of fact objects about 280).
  */
 class FactColumns {
-  private readonly slot = new Map<string, number>();
+  private live = new Uint8Array(1024);
   private available = new Uint8Array(1024);
   private price = new Float64Array(1024);
   private created = new Float64Array(1024);
@@ -70,46 +84,81 @@ class FactColumns {
   private readonly attrs = new Map<number, Readonly<Record<string, string | number | boolean>>>();
   private readonly categories: string[] = [];
   private readonly categoryIndex = new Map<string, number>();
-  private readonly free: number[] = [];
-  private used = 0;
+  private count = 0;
 
   get size(): number {
-    return this.slot.size;
+    return this.count;
   }
 
-  keys(): IterableIterator<string> {
-    return this.slot.keys();
+  /** Live ids, in key order (the order the isolate first met them). */
+  *keys(): IterableIterator<string> {
+    const n = Math.min(this.live.length, itemKeys.size + 1);
+    for (let k = 1; k < n; k++) if (this.live[k]) yield itemKeys.id(k);
+  }
+
+  private at(id: string): number {
+    const k = itemKeys.find(id);
+    return k < this.live.length && this.live[k] ? k : 0;
   }
 
   get(id: string): ItemFacts | undefined {
-    const i = this.slot.get(id);
-    if (i === undefined) return undefined;
+    const i = this.at(id);
+    if (!i) return undefined;
     const a = this.attrs.get(i);
     return { available: this.available[i] === 1, price: this.price[i]!, categoryKey: this.categories[this.category[i]!]!, createdMs: this.created[i]!, ...(a ? { attrs: a } : {}) };
   }
 
-  /** Copy the facts of `id` into row `r` of a row view's columns; false when it is not in the catalog. */
-  fillRow(id: string, r: number, ok: Uint8Array, price: Float64Array, category: (string | undefined)[]): boolean {
-    const i = this.slot.get(id);
-    if (i === undefined) return false;
-    ok[r] = this.available[i]!;
-    price[r] = this.price[i]!;
-    category[r] = this.categories[this.category[i]!];
-    return true;
-  }
-
   /** When the item entered the catalog (NaN when it is not in it). */
   createdOf(id: string): number {
-    const i = this.slot.get(id);
-    return i === undefined ? Number.NaN : this.created[i]!;
+    const i = this.at(id);
+    return i ? this.created[i]! : Number.NaN;
+  }
+
+  /** Is key k live and available (the rows of a model read their facts by key). */
+  okAt(k: number): boolean {
+    return k > 0 && k < this.live.length && this.live[k] === 1 && this.available[k] === 1;
+  }
+
+  /** The category key of key k (undefined when not live). */
+  categoryAt(k: number): string | undefined {
+    return k > 0 && k < this.live.length && this.live[k] ? this.categories[this.category[k]!] : undefined;
+  }
+
+  /** The price of key k (NaN when none or not live). */
+  priceAt(k: number): number {
+    return k > 0 && k < this.live.length && this.live[k] ? this.price[k]! : Number.NaN;
+  }
+
+  /**
+   * Set mask[r] = 1 for every row r still 0 whose item (key `keys[r]`) is not under `category`
+   * (when given) or has no price in [lo, hi] (when `price`): one test per category key, then one
+   * pass over the rows reading the columns.
+   */
+  restrict(keys: Int32Array, mask: Float32Array, category: string | undefined, price: boolean, lo: number, hi: number): void {
+    const under = category === undefined ? undefined : Uint8Array.from(this.categories, (c) => (inCategory(c, category) ? 1 : 0));
+    const live = this.live;
+    const n = live.length;
+    for (let r = 1; r < mask.length; r++) {
+      if (mask[r]) continue;
+      const k = keys[r]!;
+      if (k <= 0 || k >= n || !live[k]) {
+        mask[r] = 1;
+        continue;
+      }
+      if (under && !under[this.category[k]!]) mask[r] = 1;
+      else if (price) {
+        const p = this.price[k]!;
+        if (!(p >= lo && p <= hi)) mask[r] = 1;
+      }
+    }
   }
 
   set(id: string, f: ItemFacts): void {
-    let i = this.slot.get(id);
-    if (i === undefined) {
-      i = this.free.pop() ?? this.used++;
-      if (i >= this.available.length) this.grow();
-      this.slot.set(id, i);
+    const i = itemKeys.key(id);
+    if (i >= this.live.length) this.grow(i + 1);
+    if (!this.live[i]) {
+      this.live[i] = 1;
+      this.count++;
     }
     let c = this.categoryIndex.get(f.categoryKey);
     if (c === undefined) {
@@ -125,27 +174,28 @@ class FactColumns {
   }
 
   delete(id: string): void {
-    const i = this.slot.get(id);
-    if (i === undefined) return;
-    this.slot.delete(id);
+    const i = this.at(id);
+    if (!i) return;
+    this.live[i] = 0;
+    this.count--;
     this.attrs.delete(i);
-    this.free.push(i);
   }
 
   clear(): void {
-    this.slot.clear();
+    this.live.fill(0);
     this.attrs.clear();
-    this.free.length = 0;
-    this.used = 0;
+    this.count = 0;
   }
 
-  private grow(): void {
-    const n = this.available.length * 2;
+  private grow(need: number): void {
+    let n = this.live.length;
+    while (n < need) n *= 2;
     const more = <T extends Uint8Array | Float64Array | Uint32Array>(a: T, make: (n: number) => T): T => {
       const b = make(n);
       b.set(a as never);
       return b;
     };
+    this.live = more(this.live, (k) => new Uint8Array(k));
     this.available = more(this.available, (k) => new Uint8Array(k));
     this.price = more(this.price, (k) => new Float64Array(k));
     this.created = more(this.created, (k) => new Float64Array(k));
@@ -178,7 +228,7 @@ export class CatalogMirror {
     return this.facts.get(id);
   }
 
-  /** Live item ids (insertion order). */
+  /** Live item ids (in the order the isolate first met them: see item-keys.ts). */
   ids(): IterableIterator<string> {
     return this.facts.keys();
   }
@@ -290,17 +340,38 @@ export class CatalogMirror {
     return out.slice(0, limit).map(([id]) => id);
   }
 
-  /** Catalog facts per model row (rebuilt only after the catalog changed). */
+  /** Catalog facts per model row (the mask rebuilt only after the catalog changed; the rest read
+   * through the model's row keys, nothing copied per row). */
   rowView(model: GruModel): RowView {
     const cached = this.views.get(model);
     if (cached && cached.changes === this.changes) return cached.view;
-    const ok = new Uint8Array(model.rows);
-    const price = new Float64Array(model.rows).fill(Number.NaN);
-    const category: (string | undefined)[] = new Array(model.rows);
-    for (let r = 1; r < model.rows; r++) this.facts.fillRow(model.idOf(r), r, ok, price, category);
+    const keys = model.rowKeys;
+    const facts = this.facts;
+    const categories = new Map<string, Uint8Array>();
     const mask = new Float32Array(model.rows);
-    for (let r = 0; r < model.rows; r++) mask[r] = ok[r] ? 0 : 1;
-    const view = { mask, ok, price, category };
+    mask[0] = 1;
+    for (let r = 1; r < model.rows; r++) if (!facts.okAt(keys[r]!)) mask[r] = 1;
+    const view: RowView = {
+      mask,
+      categoryOf: (row) => facts.categoryAt(keys[row]!),
+      restrict: (m, { category, minPrice, maxPrice }) => {
+        if (category !== undefined) {
+          // A category's rows (1 bit a row: not under it) are kept for the catalog version: the
+          // pass over the columns reads them in key order, not row order (tens of ms at 1M rows).
+          let bits = categories.get(category);
+          if (bits) categories.delete(category);
+          else {
+            const all = new Float32Array(model.rows);
+            facts.restrict(keys, all, category, false, 0, 0);
+            bits = packBits(all);
+            if (categories.size >= CATEGORY_MASKS) categories.delete(categories.keys().next().value!);
+          }
+          categories.set(category, bits);
+          for (let r = 1; r < m.length; r++) if ((bits[r >> 3]! >> (r & 7)) & 1) m[r] = 1;
+        }
+        if (minPrice !== undefined || maxPrice !== undefined) facts.restrict(keys, m, undefined, true, minPrice ?? -Infinity, maxPrice ?? Infinity);
+      },
+    };
     this.views.set(model, { changes: this.changes, view });
     return view;
   }

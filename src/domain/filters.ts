@@ -54,15 +54,7 @@ export function modelMask(model: GruModel, r: Rules): Float32Array {
   const view = needView ? r.catalog.rowView(model) : null;
   // Availability is precomputed per catalog version; only category and price need a pass.
   const mask = view && r.catalog.restricts ? view.mask.slice() : model.mask();
-  if (view && (r.category !== undefined || price)) {
-    const lo = r.minPrice ?? -Infinity;
-    const hi = r.maxPrice ?? Infinity;
-    for (let row = 1; row < model.rows; row++) {
-      if (mask[row]) continue;
-      if (r.category !== undefined && !(view.category[row] !== undefined && inCategory(view.category[row]!, r.category))) mask[row] = 1;
-      else if (price && !(view.price[row]! >= lo && view.price[row]! <= hi)) mask[row] = 1;
-    }
-  }
+  if (view && (r.category !== undefined || price)) view.restrict(mask, r);
   if (r.seen) maskSeenRows(r.seen, rowPositions(model), mask);
   for (const id of r.never) {
     const row = model.rowOf(id);

@@ -21,7 +21,8 @@ import type { Db } from "../catalog/db";
 import { ApiError } from "../errors";
 import { invalidateLive, liveRows, unloadVersions } from "../model/live";
 import { type Manifest, manifestFiles, parseManifest } from "../model/manifest";
-import { type MemoryEstimate, RUNTIME_BYTES, memoryEstimate, shardEstimates } from "../model/memory";
+import { readManifestText } from "../model/manifest-ids";
+import { type MemoryEstimate, RUNTIME_BYTES, catalogEstimate, memoryEstimate, shardEstimates } from "../model/memory";
 import { shardBackendFor } from "../model/shards";
 import { type ModelHandle, versionHandle, versionPrefix } from "../model/registry";
 import { GruModel, type ModelFiles } from "../model/runtime";
@@ -90,7 +91,7 @@ export async function ensureBundled(deps: RegistryDeps): Promise<void> {
       manifestSha256: files["manifest.json"].sha256,
       files,
       metrics: (m.metrics ?? {}) as Record<string, unknown>,
-      memoryBytes: memoryEstimate(files, m).resident,
+      memoryBytes: servingBytes(memoryEstimate(files, m)),
       createdAt: now,
       activatedAt: now,
       servedAt: now,
@@ -148,7 +149,7 @@ function fitsAlone(deps: RegistryDeps, version: string, est: MemoryEstimate, fie
 function manifestOf(bytes: ArrayBuffer, version: string): { raw: unknown; m: Manifest } {
   let raw: unknown;
   try {
-    raw = JSON.parse(new TextDecoder().decode(bytes));
+    raw = readManifestText(new TextDecoder().decode(bytes));
   } catch {
     throw bad(422, "model_rejected", "manifest.json is not JSON", "files.manifest.json");
   }
@@ -366,6 +367,22 @@ async function loadAndCheck(deps: RegistryDeps, m: Manifest, raw: unknown, bytes
 /** The bytes every live version takes in one isolate, onnxruntime's base included. */
 const liveBytes = (rows: readonly ModelRow[]) => RUNTIME_BYTES + rows.reduce((n, r) => n + r.memoryBytes, 0);
 
+/** What a live version takes once it serves (its `memoryBytes`): resident, and its masks. */
+const servingBytes = (est: MemoryEstimate) => est.resident + est.masks;
+
+/**
+ * A version being added (`est`, `known` item rows; `loading`: its files are read now) with the
+ * catalog copy every worker isolate keeps (memory.ts `catalogEstimate`), bytes: its resident part,
+ * its files while it loads or its masks once it serves (never both: the masks are built by the
+ * requests after the load), and the catalog copy.
+ */
+async function withCatalog(db: Db, est: MemoryEstimate, loading: boolean, known: number): Promise<{ adding: number; catalog: number; extra: number }> {
+  const r = await db.get<{ n: number | null }>(sql`SELECT count(*) AS n FROM items WHERE deleted_at IS NULL`);
+  const catalog = catalogEstimate(Number(r?.n ?? 0), known);
+  const extra = Math.max(loading ? est.transient : 0, est.masks);
+  return { adding: est.resident + extra + catalog, catalog, extra };
+}
+
 /**
  * Stage an uploaded version: every file in `claimed` (name -> sha256) must be in R2 with exactly
  * those bytes; the manifest must parse, name this version, and list only uploaded files whose
@@ -406,7 +423,8 @@ export async function stageVersion(deps: RegistryDeps, version: string, claimed:
     const est = memoryEstimate(sizes, m);
     fitsAlone(deps, version, est, "files");
     shardsFit(deps, version, m, "files");
-    const beside = liveBytes(await liveRows(deps.db)) + est.resident + est.transient <= deps.memoryBudgetBytes;
+    const live = await liveRows(deps.db);
+    const beside = liveBytes(live) + (await withCatalog(deps.db, est, true, m.items.rows - 1)).adding <= deps.memoryBudgetBytes;
     const rest = Object.fromEntries(Object.entries(claimed).filter(([n]) => n !== "manifest.json"));
     if (beside) {
       const bytes = await readVerified(bucket, version, rest);
@@ -425,7 +443,7 @@ export async function stageVersion(deps: RegistryDeps, version: string, claimed:
       manifestSha256: claimed["manifest.json"],
       files: sizes,
       metrics: (m.metrics ?? {}) as Record<string, unknown>,
-      memoryBytes: est.resident,
+      memoryBytes: servingBytes(est),
       createdAt: Date.now(),
       activatedAt: null,
       servedAt: null,
@@ -453,11 +471,12 @@ export type Previous = "auto" | "shadow" | "retire";
  * (a row staged by an older estimate is counted as it is now), the files it loads with, and its
  * golden vectors. Checksums are verified streaming (nothing held but the manifest and golden).
  */
-async function prepare(deps: RegistryDeps, row: ModelRow): Promise<{ est: MemoryEstimate; golden: unknown }> {
+async function prepare(deps: RegistryDeps, row: ModelRow): Promise<{ est: MemoryEstimate; golden: unknown; rows: number }> {
   if (row.source !== "r2") {
     const b = deps.bundled && deps.bundled.name === row.name ? deps.bundled : undefined;
-    const est = b ? memoryEstimate(row.files, parseManifest(b.files.manifest)) : { runtime: RUNTIME_BYTES, resident: row.memoryBytes, transient: 0 };
-    return { est, golden: undefined };
+    const m = b ? parseManifest(b.files.manifest) : undefined;
+    const est = m ? memoryEstimate(row.files, m) : { runtime: RUNTIME_BYTES, resident: row.memoryBytes, transient: 0, masks: 0 };
+    return { est, golden: undefined, rows: m?.items.rows ?? 0 };
   }
   const bucket = needBucket(deps);
   const small = ["manifest.json"];
@@ -466,7 +485,7 @@ async function prepare(deps: RegistryDeps, row: ModelRow): Promise<{ est: Memory
   if (m.golden && row.files[m.golden]) small.push(m.golden);
   await verifyStored(bucket, row.version, Object.fromEntries(Object.entries(row.files).filter(([n]) => !small.includes(n)).map(([n, f]) => [n, f.sha256])));
   const golden = m.golden && row.files[m.golden] ? goldenOf((await readVerified(bucket, row.version, { [m.golden]: row.files[m.golden]!.sha256 })).get(m.golden), m.golden) : undefined;
-  return { est: memoryEstimate(row.files, m), golden };
+  return { est: memoryEstimate(row.files, m), golden, rows: m.items.rows };
 }
 
 /** Load a version through its isolate handle (what serving uses) and replay its golden vectors. */
@@ -504,11 +523,12 @@ export async function activateVersion(
   await ensureBundled(deps);
   const row = await getVersion(deps.db, version);
   if (!row) throw bad(404, "model_not_found", `no version ${version} in the registry`, "version");
-  const { est, golden } = await prepare(deps, row);
+  const { est, golden, rows } = await prepare(deps, row);
   const live = await liveRows(deps.db);
   const isLive = row.status === "live";
-  // A live version is loaded already: its files are not read again.
-  const adding = est.resident + (isLive ? 0 : est.transient);
+  // A live version is loaded already: its files are not read again. The catalog copy every worker
+  // isolate keeps is counted with it.
+  const { adding, catalog, extra } = await withCatalog(deps.db, est, !isLive, Math.max(0, rows - 1));
   const others = live.filter((r) => r.version !== version);
   const serving = live[0];
   const budget = deps.memoryBudgetBytes;
@@ -529,7 +549,7 @@ export async function activateVersion(
       throw bad(
         409,
         "over_memory_budget",
-        `${version} beside ${keep.length ? keep.map((r) => r.version).join(", ") : "nothing else"} would need about ${mib(total)} MiB per isolate (onnxruntime ${mib(RUNTIME_BYTES)}, ${version} ${mib(est.resident)} and ${mib(isLive ? 0 : est.transient)} while it loads, the others ${mib(total - RUNTIME_BYTES - adding)}); the budget (MODEL_MEMORY_BUDGET_MB) is ${mib(budget)} MiB: ${hint}`,
+        `${version} beside ${keep.length ? keep.map((r) => r.version).join(", ") : "nothing else"} would need about ${mib(total)} MiB per isolate (onnxruntime ${mib(RUNTIME_BYTES)}, the catalog copy ${mib(catalog)}, ${version} ${mib(est.resident)} and ${mib(extra)} more while it loads or for its masks over the catalog, the others ${mib(total - RUNTIME_BYTES - adding)}); the budget (MODEL_MEMORY_BUDGET_MB) is ${mib(budget)} MiB: ${hint}`,
         "version",
       );
     }
@@ -539,7 +559,7 @@ export async function activateVersion(
       throw bad(
         409,
         "over_memory_budget",
-        `live versions would need about ${mib(total)} MiB per isolate, the budget (MODEL_MEMORY_BUDGET_MB) is ${mib(budget)} MiB; retire a version first (${others.map((r) => r.version).join(", ")})`,
+        `live versions would need about ${mib(total)} MiB per isolate (the catalog copy ${mib(catalog)} of it), the budget (MODEL_MEMORY_BUDGET_MB) is ${mib(budget)} MiB; retire a version first (${others.map((r) => r.version).join(", ")})`,
         "version",
       );
     }
@@ -548,7 +568,7 @@ export async function activateVersion(
   const servedAt = o.shadow ? (isLive ? row.servedAt : null) : now;
   const goLive = deps.db
     .update(models)
-    .set({ status: "live", activatedAt: isLive ? row.activatedAt : now, servedAt, retiredAt: null, memoryBytes: est.resident })
+    .set({ status: "live", activatedAt: isLive ? row.activatedAt : now, servedAt, retiredAt: null, memoryBytes: servingBytes(est) })
     .where(eq(models.version, version));
   if (!replaced) {
     if (!isLive) await loadLive(deps, row, golden);

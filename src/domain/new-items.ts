@@ -42,7 +42,7 @@ export function warmGroups(model: GruModel, catalog: CatalogMirror): Warm {
   const byPrefix = new Map<string, number[]>();
   if (only.length) {
     for (let r = 1; r < model.rows; r++) {
-      const key = view.category[r];
+      const key = view.categoryOf(r);
       if (!key) continue;
       const levels = key.split(CATEGORY_SEPARATOR);
       for (let l = 1; l <= levels.length; l++) {

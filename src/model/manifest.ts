@@ -4,7 +4,7 @@
  * See models/README.md for the meaning of every field.
  */
 import { z } from "zod";
-import { idIndexOf } from "./id-index";
+import { IdList } from "./manifest-ids";
 
 const Dim = z.union([z.number().int().nonnegative(), z.string()]);
 const Tensor = z.object({
@@ -41,7 +41,8 @@ export const ManifestSchema = z.object({
     initial: z.literal("zeros"),
     layout: z.array(z.object({ name: z.string(), offset: z.number().int().nonnegative(), size: z.number().int().positive() })),
   }),
-  items: z.object({ rows: z.number().int().positive(), padding_row: z.literal(0), ids: z.array(z.string()) }),
+  /** `ids`: an array, or an IdList left in the manifest's text (readManifestText, manifest-ids.ts). */
+  items: z.object({ rows: z.number().int().positive(), padding_row: z.literal(0), ids: z.union([z.instanceof(IdList), z.array(z.string())]) }),
   popular: z.object({ ids: z.array(z.string()), counts: z.array(z.number()) }).passthrough(),
   session: z.object({ idle_gap_seconds: z.number().positive() }).passthrough(),
   training: z.record(z.string(), z.unknown()).optional(),
@@ -68,6 +69,9 @@ export const ManifestSchema = z.object({
 });
 
 export type Manifest = z.infer<typeof ManifestSchema>;
+
+/** A loaded model's manifest: its item ids are in the isolate's `itemKeys` instead (item-keys.ts). */
+export type LoadedManifest = Omit<Manifest, "items"> & { items: Omit<Manifest["items"], "ids"> };
 
 /** Thrown when a model cannot be used: bad manifest, or manifest and ONNX graphs disagree. */
 export class ModelLoadError extends Error {
@@ -121,11 +125,6 @@ export function parseManifest(raw: unknown): Manifest {
   }
   if (m.items.ids.length !== m.items.rows - 1) {
     throw new ModelLoadError(`manifest.items.ids has ${m.items.ids.length} ids, rows - 1 is ${m.items.rows - 1}`);
-  }
-  try {
-    idIndexOf(m.items.ids);
-  } catch (e) {
-    throw new ModelLoadError(`manifest.items.ids has duplicates: ${(e as Error).message}`);
   }
   if (!m.graphs.score === !m.shards) throw new ModelLoadError("manifest: a model has either graphs.score or shards, not both nor neither");
   if (m.shards) {

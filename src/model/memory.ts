@@ -31,9 +31,19 @@ export interface MemoryEstimate {
   resident: number;
   /** Held only while it loads, on top of `resident`: the files read and the expanded weights. */
   transient: number;
+  /** Once it serves, on top of `resident` (none while it loads): masks over its rows, MASKS_PER_ROW
+   * bytes a row. */
+  masks: number;
 }
 
 const MiB = 2 ** 20;
+
+/** Per row of a serving model: its row view's mask over the catalog and the mask a request builds
+ * (Float32Array each, 8 bytes), once `exclude_seen` is asked for its rows' seen-filter positions
+ * (state/seen.ts rowPositions: 7 Uint16, 14 bytes), and the view's 16 category masks (a bit a row
+ * each, 2 bytes). Measured at 1M rows (`bench-model.ts --catalog`): the view and the positions
+ * 17.2 MiB, a request's mask 3.8 more. */
+const MASKS_PER_ROW = 24;
 
 // Measured with scripts/bench-model.ts (onnxruntime-web 1.30, Node 22); see the fixture.
 /** ORT's wasm linear memory when it starts (it only grows from there). */
@@ -45,7 +55,8 @@ const ORT_JS = 1.6 * MiB;
 const USED_AT_FIRST_TABLE = 10.28 * MiB;
 /** Per table row, before the score graph's weights: its N-long constants (item bias, padding mask). */
 const PER_ROW = 15.2;
-/** JS heap per byte of manifest.json once parsed and indexed (ids array, their IdIndex; fitted on
+/** Memory per byte of manifest.json once loaded: its ids as keys (item-keys.ts: their code units,
+ * the key table, the model's row <-> key arrays) and the rest of it parsed (fitted on
  * the fixture, whose sharded rows at 1M items are mostly this). */
 const HEAP_PER_MANIFEST_BYTE = 2.8;
 /** emscripten grows a full heap to 1.2x; where many small allocations cross it the memory lands
@@ -72,7 +83,7 @@ function grow(size: number, used: number, allocs: number[]): number {
  *   - similar graph: the normalised table and its transposes, folded in many smaller pieces: 8T
  *     (11T for a SeqRec model, whose state has `recent_items`; 3T for float32), rounded up by
  *     emscripten's 1.2x growth steps.
- *   - JS: the parsed manifest (ids and the id -> row map), 5 bytes per manifest byte.
+ *   - JS: the manifest loaded (its ids as keys, the row <-> key arrays), 2.8 bytes per manifest byte.
  * `runtime` (ORT's base) is paid once per isolate; `transient` (every file read plus the expanded
  * weights, alive while the graphs load) once per load.
  */
@@ -97,7 +108,7 @@ export function memoryEstimate(files: Record<string, { bytes: number }>, manifes
   // The files this isolate reads while loading (a sharded model's shard files are read by its shards).
   const elsewhere = new Set((manifest.shards ?? []).flatMap((s) => [s.weights.file, s.score?.file, s.similar?.file]));
   const transient = Object.entries(files).reduce((n, [name, f]) => n + (elsewhere.has(name) ? 0 : f.bytes), 0) + (w.expanded_bytes ?? 0);
-  return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + heap), transient };
+  return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + heap), transient, masks: MASKS_PER_ROW * N };
 }
 
 /**
@@ -118,8 +129,27 @@ export function shardEstimates(manifest: SizedManifest): MemoryEstimate[] {
     const k = f32 ? 3 : 8;
     for (let i = 0; i < 8; i++) allocs.push((k * T) / 8);
     const wasm = grow(ORT_INITIAL_WASM, USED_AT_FIRST_TABLE, allocs) - ORT_INITIAL_WASM;
-    return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + rows), transient: T + 4096 };
+    return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + rows), transient: T + 4096, masks: 0 };
   });
+}
+
+/** Per catalog item, the catalog copy's fact columns (catalog/mirror.ts: live, available, price,
+ * created, category), bytes; the arrays grow by doubling. */
+const CATALOG_COLUMNS = 22;
+/** An item id's key (item-keys.ts) where no model's manifest counted it: 16 UTF-16 code units
+ * assumed and its table slots, bytes. */
+const KEY_BYTES = 44;
+
+/**
+ * The catalog copy a worker isolate keeps beside its models, bytes: its fact columns and the keys of
+ * its ids beyond the `known` ones a model's estimate counts (a model's ids are taken to be catalog
+ * items). Measured at 1M items (`bench-model.ts --catalog`): the columns 22 MiB.
+ */
+export function catalogEstimate(items: number, known = 0): number {
+  if (items <= 0) return 0;
+  let cap = 1024;
+  while (cap < items + 1) cap *= 2;
+  return cap * CATALOG_COLUMNS + Math.max(0, items - known) * KEY_BYTES;
 }
 
 /** ORT's base in one isolate, bytes (the `runtime` of every estimate). */

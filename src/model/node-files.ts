@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { parseManifest } from "./manifest";
+import { readManifestText } from "./manifest-ids";
 import { GruModel, type ModelFiles } from "./runtime";
 import { readRows, runShard, shardSessions } from "./shard-sessions";
 import { type ShardBackend, shardSpecs } from "./shards";
@@ -26,7 +27,11 @@ export function localShards(dir: string, manifest: unknown, wasm: WebAssembly.Mo
 
 /** The model folder's files as the runtime takes them. */
 export function readModelFolder(dir: string): ModelFiles {
-  const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+  const manifest = readManifestText(readFileSync(join(dir, "manifest.json"), "utf8")) as {
+    graphs?: { step?: { file?: string }; score?: { file?: string }; similar?: { file: string } };
+    weights?: { file?: string };
+    shards?: unknown;
+  };
   return {
     manifest,
     step: readFileSync(join(dir, manifest.graphs?.step?.file ?? "step.onnx")),

@@ -18,6 +18,7 @@ import mlSmallSimilar from "../../models/ml-small/similar.onnx";
 import mlSmallStep from "../../models/ml-small/step.onnx";
 import mlSmallWeights from "../../models/ml-small/weights.bin";
 import { ModelLoadError, parseManifest } from "./manifest";
+import { readManifestText } from "./manifest-ids";
 import { GruModel, type ModelFiles } from "./runtime";
 import { shardBackendFor } from "./shards";
 
@@ -72,9 +73,15 @@ export function r2Source(bucket: R2Bucket, prefix: string): ModelSource {
     if (!obj) throw new ModelLoadError(`model ${prefix}: ${key} not found in the model bucket`);
     return obj;
   };
+  // The manifest's facts are kept without the item ids (a million-item manifest's ids are tens of
+  // MiB as strings); a load reads the whole file again, its ids left in the text (manifest-ids.ts).
   let manifest: Promise<unknown> | undefined;
+  const full = async () => readManifestText(await (await read("manifest.json")).text());
   const getManifest = () => {
-    manifest ??= read("manifest.json").then((o) => o.json());
+    manifest ??= full().then((m) => {
+      const items = (m as { items?: object }).items;
+      return items ? { ...(m as object), items: { ...items, ids: [] } } : m;
+    });
     manifest.catch(() => (manifest = undefined));
     return manifest;
   };
@@ -82,7 +89,7 @@ export function r2Source(bucket: R2Bucket, prefix: string): ModelSource {
     prefix,
     manifest: getManifest,
     async files() {
-      const m = (await getManifest()) as {
+      const m = (await full()) as {
         graphs?: { step?: { file?: string }; score?: { file?: string }; similar?: { file?: string } };
         weights?: { file?: string };
       };

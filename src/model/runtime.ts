@@ -9,8 +9,8 @@
  * seed's vector) and the item shards rank their row ranges (src/model/shards.ts).
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
-import { checkSessions, type Manifest, ModelLoadError, parseManifest, stepTakesVectors } from "./manifest";
-import { type IdIndex, idIndexOf } from "./id-index";
+import { checkSessions, type LoadedManifest, type Manifest, ModelLoadError, parseManifest, stepTakesVectors } from "./manifest";
+import { RowKeys } from "./item-keys";
 import { withOrt } from "./ort";
 import { expandInt8Rows } from "./int8-rows";
 import { type ShardBackend, mergeTops, packMask } from "./shards";
@@ -56,7 +56,8 @@ export class GruModel {
   readonly rows: number;
   /** Idle gap after which the next event starts a new session, milliseconds. */
   readonly idleGapMs: number;
-  private readonly rowById: IdIndex;
+  /** Rows <-> the isolate's item keys (the ids themselves are kept once, in `itemKeys`). */
+  private readonly keys: RowKeys;
   private queue: Promise<unknown> = Promise.resolve();
   /** Embedding size d (the length of a query or item vector). */
   readonly dim: number;
@@ -65,19 +66,24 @@ export class GruModel {
   /** Item rows read from the shards lately (row -> d floats; raw rows, negative keys normalised). */
   private readonly rowCache = new Map<number, Float32Array>();
 
+  /** The manifest without its item ids (rowOf / idOf / rowKeys answer for them). */
+  readonly manifest: LoadedManifest;
+
   private constructor(
-    readonly manifest: Manifest,
+    manifest: Manifest,
+    keys: RowKeys,
     private readonly ort: typeof import("onnxruntime-web/wasm"),
     private readonly stepSession: InferenceSession,
     private readonly scoreSession: InferenceSession | undefined,
     private readonly similarSession: InferenceSession | undefined,
     private readonly shards?: ShardBackend,
   ) {
+    this.manifest = { ...manifest, items: { rows: manifest.items.rows, padding_row: manifest.items.padding_row } };
+    this.keys = keys;
     this.version = manifest.version;
     this.stateSize = manifest.state.size;
     this.rows = manifest.items.rows;
     this.idleGapMs = manifest.session.idle_gap_seconds * 1000;
-    this.rowById = idIndexOf(manifest.items.ids);
     const d = manifest.graphs.step.outputs[1]?.shape[1];
     this.dim = typeof d === "number" ? d : 0;
     this.byVector = shards !== undefined && stepTakesVectors(manifest);
@@ -87,6 +93,12 @@ export class GruModel {
    * A sharded manifest needs `shards` (the item shards of this version). */
   static async load(wasm: WebAssembly.Module, files: ModelFiles, shards?: ShardBackend): Promise<GruModel> {
     const m = parseManifest(files.manifest);
+    let keys: RowKeys;
+    try {
+      keys = new RowKeys(m.items.ids);
+    } catch (e) {
+      throw new ModelLoadError(`model ${m.name}: manifest.items.ids has duplicates: ${(e as Error).message}`);
+    }
     if (m.shards && !shards) throw new ModelLoadError(`model ${m.name}: sharded (${m.shards.length} item shards) and no ITEM_SHARDS Durable Object namespace is bound`);
     const stored = u8(files.weights);
     if (stored.byteLength !== m.weights.bytes) {
@@ -121,7 +133,7 @@ export class GruModel {
       }
       if (m.graphs.similar && !similar) throw new ModelLoadError(`model ${m.name}: manifest names ${m.graphs.similar.file} but it was not supplied`);
       checkSessions(m, { step, score, similar });
-      return new GruModel(m, ort, step, score, similar, m.shards ? shards : undefined);
+      return new GruModel(m, keys, ort, step, score, similar, m.shards ? shards : undefined);
     });
   }
 
@@ -134,13 +146,18 @@ export class GruModel {
 
   /** Embedding row of a catalog item id, or undefined when the model does not know it. */
   rowOf(itemId: string): number | undefined {
-    const i = this.rowById.get(itemId);
-    return i === undefined ? undefined : i + 1;
+    return this.keys.rowOf(itemId);
   }
 
   /** Catalog item id of an embedding row (1..rows-1). */
   idOf(row: number): string {
-    return this.manifest.items.ids[row - 1]!;
+    return this.keys.idOf(row);
+  }
+
+  /** Row -> the item's key in the isolate's `itemKeys` (0 for the padding row): how the catalog
+   * copy reads its facts for the model's rows without the ids. */
+  get rowKeys(): Int32Array {
+    return this.keys.rowKey;
   }
 
   /** The timeline position of an event or request at `atMs` for a user last active at `lastMs`

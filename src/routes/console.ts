@@ -52,7 +52,7 @@ export const consoleViews = featureApp().openapi(coverage, async (c) => {
     per.set(key, p);
   }
   let missing = 0;
-  for (const id of m.manifest.items.ids) if (!cat.get(id)) missing++;
+  for (let r = 1; r < m.rows; r++) if (!cat.get(m.idOf(r))) missing++;
   const by_category = [...per].map(([category, p]) => ({ category, ...p })).sort((a, b) => b.items - a.items).slice(0, 200);
   return c.json(
     {

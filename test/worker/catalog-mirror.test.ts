@@ -4,6 +4,9 @@
  */
 import { describe, expect, it } from "vitest";
 import { CatalogMirror, type ItemFacts } from "../../src/catalog/mirror";
+import { inCategory } from "../../src/catalog/schemas";
+import { RowKeys } from "../../src/model/item-keys";
+import type { GruModel } from "../../src/model/runtime";
 
 const facts = (o: Partial<ItemFacts> = {}): ItemFacts => ({ available: true, price: 10, categoryKey: "A > B", createdMs: 1000, ...o });
 
@@ -45,5 +48,38 @@ describe("the catalog copy in columns", () => {
     m.note("a", facts());
     expect(m.get("a")!.attrs).toBeUndefined();
     expect(m.restricts).toBe(true);
+  });
+
+  it("gives a model's rows the catalog's availability, category and price rules, asked twice, across catalog changes", () => {
+    const m = new CatalogMirror();
+    const ids = Array.from({ length: 300 }, (_, i) => `row-${i}`);
+    const model = new RowKeys(ids);
+    const served = { rows: ids.length + 1, rowKeys: model.rowKey } as unknown as GruModel;
+    let seed = 11;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const expected = (rules: { category?: string; minPrice?: number; maxPrice?: number }) =>
+      ids.map((id) => {
+        const f = m.get(id);
+        if (!f || !f.available) return 1;
+        if (rules.category !== undefined && !inCategory(f.categoryKey, rules.category)) return 1;
+        const priced = rules.minPrice !== undefined || rules.maxPrice !== undefined;
+        if (priced && !(f.price >= (rules.minPrice ?? -Infinity) && f.price <= (rules.maxPrice ?? Infinity))) return 1;
+        return 0;
+      });
+    for (let round = 0; round < 4; round++) {
+      // Some rows' items change, leave the catalog or never enter it.
+      for (const id of ids) {
+        const x = rnd();
+        if (x < 0.1) m.note(id, null);
+        else if (x < 0.6 || round === 0) m.note(id, facts({ available: rnd() < 0.8, price: rnd() < 0.1 ? Number.NaN : Math.round(rnd() * 100), categoryKey: `C${Math.floor(rnd() * 4)} > L${Math.floor(rnd() * 3)}` }));
+      }
+      const view = m.rowView(served);
+      expect(Array.from(view.mask.subarray(1))).toEqual(expected({}));
+      for (const rules of [{ category: "C1" }, { category: "C2 > L1" }, { category: "C1" }, { minPrice: 20, maxPrice: 60 }, { category: "C3", maxPrice: 50 }, { category: "C2 > L1" }]) {
+        const mask = view.mask.slice();
+        view.restrict(mask, rules);
+        expect(Array.from(mask.subarray(1)), JSON.stringify(rules)).toEqual(expected(rules));
+      }
+    }
   });
 });

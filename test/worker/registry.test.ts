@@ -21,7 +21,7 @@ import step100k from "../../models/ml-100k/step.onnx";
 import weights100k from "../../models/ml-100k/weights.bin";
 import { database } from "../../src/catalog/db";
 import { UPLOAD_TTL_MS, sweepUploads } from "../../src/domain/models";
-import { KEY, api, apiWith, ev, logged, manifest, uid } from "./helpers";
+import { KEY, api, apiWith, ev, item, logged, manifest, uid } from "./helpers";
 
 const V2 = manifest100k.version;
 
@@ -309,5 +309,34 @@ describe("model registry", { timeout: 240_000 }, () => {
     expect(await sweepUploads(deps, UPLOAD_TTL_MS, Date.now() + UPLOAD_TTL_MS + 60_000)).toEqual(["left-2"]);
     expect(await stored("left-2")).toEqual([]);
     expect((await stored("kept-1")).length).toBe(5);
+  });
+
+  // Last in this file: the catalog it loads would restrict what the tests before it serve.
+  it("counts the catalog copy every isolate keeps: a version that fits beside an empty catalog is refused beside 30,000 more items", async () => {
+    expect((await upload("cat-budget")).status).toBe(201);
+    const need = async (budget: string) => {
+      const r = await apiWith({ MODEL_MEMORY_BUDGET_MB: budget }, "/v1/admin/models/cat-budget/activate", { body: {} });
+      expect(r.status).toBe(409);
+      expect(r.body.error.code).toBe("over_memory_budget");
+      const m = /would need about ([\d.]+) MiB per isolate \(onnxruntime [\d.]+, the catalog copy ([\d.]+),/.exec(r.body.error.message);
+      expect(m, r.body.error.message).not.toBeNull();
+      return { total: Number(m![1]), catalog: Number(m![2]) };
+    };
+    const before = await need("5");
+    const p = uid("cat");
+    for (let b = 0; b < 3; b++) {
+      const r = await api("/v1/items/batch", { body: Array.from({ length: 10_000 }, (_, i) => item(`${p}-${b}-${i}`)) });
+      expect(r.body.stored).toBe(10_000);
+    }
+    const after = await need("5");
+    // 30,000 items the version does not know (its 1,682 ids are counted with it): their fact
+    // columns (22 bytes an item, in arrays grown by doubling) and their ids' keys (44 bytes an id).
+    expect(after.catalog - before.catalog).toBeGreaterThan(1.8);
+    expect(after.total - before.total).toBeCloseTo(after.catalog - before.catalog, 0);
+    // A budget the version fitted under before the items came is now refused.
+    const budget = Math.ceil(before.total + 0.05);
+    expect(budget).toBeLessThan(after.total);
+    expect((await need(String(budget))).total).toBe(after.total);
+    expect((await api("/v1/admin/models")).body.serving).toBe(manifest.version);
   });
 });
