@@ -22,6 +22,11 @@ export class IdList {
     this.length = n;
   }
 
+  /** The ids as an array (JSON.stringify of a manifest read this way gives the manifest back). */
+  toJSON(): string[] {
+    return [...this];
+  }
+
   *[Symbol.iterator](): IterableIterator<string> {
     const t = this.text;
     let i = skipSpace(t, this.lo + 1);

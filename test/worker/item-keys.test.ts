@@ -50,6 +50,8 @@ describe("manifest ids left in the text", () => {
       const { ids: _, ...items } = read.items;
       expect({ ...read, items }).toEqual({ ...JSON.parse(text), items: { ...m.items, ids: undefined } });
       expect(parseManifest(read).items.rows).toBe(m.items.rows);
+      // Served as it was uploaded (GET /v1/device/model/.../manifest.json stringifies it).
+      expect(JSON.parse(JSON.stringify(read))).toEqual(JSON.parse(text));
     }
   });
 
