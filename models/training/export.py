@@ -70,6 +70,12 @@ def load(ckpt_path, half=False, int8=False):
     ck = torch.load(ckpt_path, map_location="cpu")
     model = build(ModelConfig(**ck["config"]))
     sd = dict(ck["state_dict"])
+    normed = bool(ck["config"].get("norm_scale"))
+    if normed:
+        # --norm-scale: the exported table holds the normalised rows (rounded below like any table),
+        # and the model reads them as they are: the graphs normalise and scale only the query, and
+        # the serving runtime gathers and scores rows exactly as for any other model
+        sd["emb.weight"] = torch.nn.functional.normalize(sd["emb.weight"].float(), dim=1)
     table = None
     if int8:
         half = True
@@ -78,6 +84,7 @@ def load(ckpt_path, half=False, int8=False):
     if half:
         sd = {k: (v.half().float() if v.is_floating_point() else v) for k, v in sd.items()}
     model.load_state_dict(sd)
+    model.table_normed = normed
     model.int8_table = table
     model.eval()
     return model, ck

@@ -69,10 +69,13 @@ class ModelConfig:
                             # dim / heads of the embedding with its own recency bias
     pos_emb: bool = None    # SeqRec: a learned embedding per recency slot added to the recent items'
                             # rows before attention (keys and values; None: only a bias per slot)
+    norm_scale: float = None  # SeqRec: normalised scores (NISER / CORE): every item row is L2-normalised
+                              # wherever it is read (GRU input, attention keys and values, output) and
+                              # score = norm_scale * cos(query, row) + item_bias (None: plain dot product)
 
     # fields that older checkpoints do not have: left out of the dict while unset, so a model built
     # without them records exactly the configuration it recorded before
-    OPTIONAL = ("emb_dropout", "heads", "pos_emb")
+    OPTIONAL = ("emb_dropout", "heads", "pos_emb", "norm_scale")
 
     def to_dict(self):
         return {k: v for k, v in asdict(self).items() if not (k in self.OPTIONAL and v is None)}
@@ -279,6 +282,28 @@ class SeqRec(nn.Module):
         pad = torch.zeros(cfg.n_items)
         pad[0] = float("-inf")
         self.register_buffer("pad_mask", pad, persistent=False)
+        # --norm-scale: export.load stores the normalised rows in the table and sets this, so the
+        # exported graphs read the table as it is (no normalisation of the table in any graph) and
+        # only normalise and scale the query
+        self.table_normed = False
+
+    # ---- item rows as the model reads them (normalised with cfg.norm_scale) ----
+    @property
+    def _norm(self) -> bool:
+        return bool(self.cfg.norm_scale) and not self.table_normed
+
+    def rows(self, idx):
+        """Embedding rows of item indices idx (any shape) -> (..., d)."""
+        e = self.emb(idx)
+        return F.normalize(e, dim=-1) if self._norm else e
+
+    def table(self):
+        """The whole item table (N, d) as scored against (normalised rows with cfg.norm_scale)."""
+        return F.normalize(self.emb.weight, dim=1) if self._norm else self.emb.weight
+
+    def scale_query(self, q):
+        """With cfg.norm_scale: norm_scale * q / |q|, so q . row = norm_scale * cos(q, row)."""
+        return self.cfg.norm_scale * F.normalize(q, dim=-1) if self.cfg.norm_scale else q
 
     @property
     def n_rec(self) -> int:
@@ -332,7 +357,7 @@ class SeqRec(nn.Module):
         """state (B, S), item (B,) int64, new_session (B,), gap (B,) hours -> next state (B, S)."""
         gap = torch.zeros_like(new_session) if gap is None else gap
         h, c, recent = self.split(state)
-        x = torch.cat([self.emb_drop(self.emb(item)), self.features(new_session, gap)], dim=1)
+        x = torch.cat([self.emb_drop(self.rows(item)), self.features(new_session, gap)], dim=1)
         h2, c2 = self._cell(x, h, c)
         parts = [h2] + ([c2] if c2 is not None else [])
         if self.R:
@@ -343,7 +368,7 @@ class SeqRec(nn.Module):
         """h (M, H), recent_rows (M, R) int64 (0 = empty), new_session (M,), gap (M,) -> (M, d)."""
         hq = self.drop(h)
         if self.R:
-            keys = self.emb(recent_rows)                                    # (M, R, d)
+            keys = self.rows(recent_rows)                                   # (M, R, d)
             valid = (recent_rows > 0).to(h.dtype)                           # (M, R)
             if self.cfg.pos_emb:
                 keys = keys + self.pos_e
@@ -366,13 +391,19 @@ class SeqRec(nn.Module):
         return q + self.feat(self.features(new_session, gap))
 
     def query(self, state, new_session, gap=None):
+        """The query as scored against the table's rows (scaled and normalised with cfg.norm_scale,
+        so a sharded export's q . row + bias is the score)."""
         gap = torch.zeros_like(new_session) if gap is None else gap
         h, _, recent = self.split(state)
-        return self._query(h, recent.long(), new_session, gap)
+        return self.scale_query(self._query(h, recent.long(), new_session, gap))
 
     def logits(self, state, new_session, gap=None):
         """Scores of every item for the next event. (B, S), (B,), (B,) -> (B, N)."""
-        return F.linear(self.query(state, new_session, gap), self.emb.weight, self.item_bias) + self.pad_mask
+        return F.linear(self.query(state, new_session, gap), self.table(), self.item_bias) + self.pad_mask
+
+    def out_logits(self, q):
+        """Scores of every item for the training path's queries q (M, d) (_query) -> (M, N), padding at -inf."""
+        return F.linear(self.scale_query(q), self.table(), self.item_bias) + self.pad_mask
 
     def similar(self, item):
         e = F.normalize(self.emb.weight, dim=1)
@@ -384,7 +415,7 @@ class SeqRec(nn.Module):
         the chunk -> per-position hidden h_t (B, T, H), recent rows after each event (B, T, R) and
         the state after the chunk (B, S)."""
         h0, c0, recent = self.split(state)
-        x = torch.cat([self.emb_drop(self.emb(items)), self.features(ns, gap)], dim=2)
+        x = torch.cat([self.emb_drop(self.rows(items)), self.features(ns, gap)], dim=2)
         if self.cfg.cell == "lstm":
             out, (hT, cT) = self.rnn(x, (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()))
             parts = [hT[0], cT[0]]

@@ -107,6 +107,9 @@ def sampled_loss(model, q, tgt, negatives, logq, bpreg=None):
     `bpreg` set, BPR-max instead (below)."""
     cand = torch.cat([tgt, negatives])
     rows = model.emb(cand) if model.emb.sparse else model.emb.weight[cand]   # --sparse-table: a sparse gradient
+    if getattr(model.cfg, "norm_scale", None):    # --norm-scale: scale * cos, before the log-q correction
+        rows = F.normalize(rows, dim=1)
+        q = model.scale_query(q)
     logits = q @ rows.t() + model.item_bias[cand]
     if logq is not None:
         logits = logits - torch.cat([torch.zeros(len(tgt)), logq[negatives]]).unsqueeze(0)
@@ -169,7 +172,7 @@ def train_epoch_seq(model, opt, seqs, args, rng, sampler=None, lr_step=None):
                 tgt = item[:, c0 + 1:c1 + 1][m]
                 q = model._query(out[m], win[m] if win is not None else None, ns[:, c0 + 1:c1 + 1][m], gap[:, c0 + 1:c1 + 1][m])
                 if sampler is None:
-                    logits = F.linear(q, model.emb.weight, model.item_bias) + model.pad_mask
+                    logits = model.out_logits(q)
                     if getattr(args, "mask_history", False):
                         logits = history_masked(logits, item, m, c0 + 1, tgt)
                     ls = getattr(args, "label_smoothing", None)
@@ -294,7 +297,8 @@ def train_epoch(model, opt, seqs, args, rng, sampler=None):
 
 # options added after models were committed: left out of the checkpoint's args while unset, so a
 # model trained without them records (and its REPORT.md rebuilds with) exactly the options it had
-NEW_OPTIONS = ("warmup", "wd", "emb_dropout", "heads", "pos_emb", "label_smoothing", "mask_history", "sparse_table")
+NEW_OPTIONS = ("warmup", "wd", "emb_dropout", "heads", "pos_emb", "label_smoothing", "mask_history", "sparse_table",
+               "norm_scale")
 
 
 def main(argv=None):
@@ -340,6 +344,9 @@ def main(argv=None):
     p.add_argument("--heads", type=int, default=None, help="seq: attention heads over the recent items (default: one)")
     p.add_argument("--pos-emb", action="store_true", help="seq: a learned embedding per recency slot added to the "
                    "recent items' rows before attention (default: a bias per slot only)")
+    p.add_argument("--norm-scale", type=float, default=None, help="seq: normalised scores (NISER / CORE): item rows "
+                   "L2-normalised everywhere they are read (input, attention, output) and score = S * cos(query, row) "
+                   "+ item bias (default: the plain dot product)")
     p.add_argument("--label-smoothing", type=float, default=None, help="seq, ce-full: label smoothing of the "
                    "cross-entropy over all items (default: none)")
     p.add_argument("--mask-history", action="store_true", help="seq, ce-full: leave every item the user had "
@@ -389,11 +396,12 @@ def main(argv=None):
                       memory_kind=args.memory_kind, use_gap=args.gap, kind=args.kind, cell=args.cell,
                       attn=args.attn if args.kind == "seq" else 0, hidden=args.hidden,
                       ring=args.ring if args.memory_kind == "gated" else 0, long_term=not args.no_long_term,
-                      emb_dropout=args.emb_dropout, heads=args.heads, pos_emb=args.pos_emb or None)
+                      emb_dropout=args.emb_dropout, heads=args.heads, pos_emb=args.pos_emb or None,
+                      norm_scale=args.norm_scale or None)
     model = build(cfg)
     if (args.warmup is not None or args.label_smoothing or args.mask_history or args.emb_dropout is not None
-            or args.heads or args.pos_emb) and args.kind != "seq":
-        p.error("--warmup, --emb-dropout, --heads, --pos-emb, --label-smoothing and --mask-history are for --kind seq")
+            or args.heads or args.pos_emb or args.norm_scale) and args.kind != "seq":
+        p.error("--warmup, --emb-dropout, --heads, --pos-emb, --norm-scale, --label-smoothing and --mask-history are for --kind seq")
     if (args.label_smoothing or args.mask_history) and args.loss != "ce-full":
         p.error("--label-smoothing and --mask-history are for --loss ce-full")
     if args.sparse_table and args.loss == "ce-full":
