@@ -7,6 +7,7 @@
  */
 import { itemKeys } from "../model/item-keys";
 import type { GruModel } from "../model/runtime";
+import { packMask } from "../model/shards";
 import { inCategory } from "./schemas";
 import { type Db, itemsChangedSince } from "./db";
 import { sql } from "drizzle-orm";
@@ -61,13 +62,6 @@ const PAGE = 5000;
 
 /** Category masks a row view keeps (the most recently asked; N/8 bytes each). */
 const CATEGORY_MASKS = 16;
-
-/** mask's rows set (> 0.5) as bits, bit r & 7 of byte r >> 3. */
-function packBits(mask: Float32Array): Uint8Array {
-  const bits = new Uint8Array((mask.length + 7) >> 3);
-  for (let r = 0; r < mask.length; r++) if (mask[r]! > 0.5) bits[r >> 3]! |= 1 << (r & 7);
-  return bits;
-}
 
 /**
  * The catalog facts in columns indexed by the isolate's item keys (item-keys.ts): typed arrays for
@@ -359,7 +353,7 @@ export class CatalogMirror {
           else {
             const all = new Float32Array(model.rows);
             facts.restrict(keys, all, category, false, 0, 0);
-            bits = packBits(all);
+            bits = packMask(all, 0, all.length).bits;
             if (categories.size >= CATEGORY_MASKS) categories.delete(categories.keys().next().value!);
           }
           categories.set(category, bits);

@@ -94,9 +94,7 @@ export class ItemKeys {
     const slots = new Int32Array(cap);
     const mask = cap - 1;
     for (let k = 1; k <= this.n; k++) {
-      let h = 0x811c9dc5;
-      for (let i = this.start[k]!; i < this.start[k + 1]!; i++) h = Math.imul(h ^ this.chars[i]!, 0x01000193);
-      h = (h >>> 0) & mask;
+      let h = hash(this.id(k)) & mask;
       while (slots[h] !== 0) h = (h + 1) & mask;
       slots[h] = k;
     }
