@@ -107,7 +107,7 @@ async function table(): Promise<void> {
         weights: { ...m.weights, sha256: undefined },
         items: { rows: m.items.rows },
         state: { size: m.state.size, layout: m.state.layout.map((p: any) => ({ name: p.name, size: p.size })) },
-        ...(m.shards ? { shards: m.shards.map((s: any) => ({ rows: s.rows, weights: { file: s.weights.file, bytes: s.weights.bytes }, score: s.score, similar: s.similar, ...(s.table ? { table: { dtype: s.table.dtype } } : {}) })) } : {}),
+        ...(m.shards ? { shards: m.shards.map((s: any) => ({ rows: s.rows, weights: { file: s.weights.file, bytes: s.weights.bytes }, ...(s.rank ? { rank: s.rank } : { score: s.score, similar: s.similar }), ...(s.table ? { table: { dtype: s.table.dtype } } : {}) })) } : {}),
       },
       measured_mib: { runtime: +mb(measured.runtime), settled: +mb(measured.settled), peak: +mb(measured.peak) },
       estimate_mib: { settled: +mb(est.runtime + est.resident), peak: +mb(est.runtime + est.resident + est.transient) },

@@ -23,6 +23,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Seq, csvRows, timeSplit } from "./replay-data.ts";
 import { loadModelFolder } from "../src/model/node-files";
+import { RowMask } from "../src/model/row-mask";
 import { emptySeen, maskSeenRows, rowPositions, seenAdd } from "../src/state/seen";
 
 const argv = process.argv.slice(2);
@@ -124,10 +125,10 @@ const seenMemory = new Tally();
 const seenSessionOnly = new Tally();
 const positions = timeSplitProto ? rowPositions(model) : new Uint16Array(0);
 const seenRows = (f: ReturnType<typeof emptySeen>) => {
-  const mask = new Float32Array(model.rows);
+  const mask = new RowMask(model.rows);
   maskSeenRows(f, positions, mask);
   const out: number[] = [];
-  for (let r = 1; r < model.rows; r++) if (mask[r]) out.push(r);
+  for (let r = 1; r < model.rows; r++) if (mask.has(r)) out.push(r);
   return out;
 };
 let targets = 0, lost = 0;

@@ -53,7 +53,7 @@ export function modelFiles(dir: string): { manifest: any; files: Map<string, Uin
   if (!existsSync(mpath)) throw new RegistryError(`${dir}: no manifest.json`);
   const raw = readFileSync(mpath);
   const manifest = JSON.parse(raw.toString("utf8"));
-  const shards = ((manifest.shards ?? []) as { score: { file: string }; similar: { file: string }; weights: { file: string } }[]).flatMap((s) => [s.score.file, s.similar.file, s.weights.file]);
+  const shards = ((manifest.shards ?? []) as { rank?: { file: string }; score?: { file: string }; similar?: { file: string }; weights: { file: string } }[]).flatMap((s) => [s.rank?.file, s.score?.file, s.similar?.file, s.weights.file]);
   const names = [manifest.graphs?.step?.file, manifest.graphs?.score?.file, manifest.graphs?.similar?.file, manifest.weights?.file, ...shards, manifest.golden].filter(Boolean);
   const files = new Map<string, Uint8Array>([["manifest.json", raw]]);
   for (const n of names) {

@@ -6,8 +6,8 @@
 before (the worker serves it alone); a larger one gets enough shards for each to fit its own
 isolate (`shards_needed`). The worker needs no setting: a manifest with `shards` is served by them.
 
-One isolate cannot hold a large item table several times over (the score graph folds about 5
-float16 copies of it, the similar graph 8). A sharded export writes:
+One isolate cannot hold a large item table several times over (a whole model's score graph folds
+about 5 float16 copies of it, its similar graph 8). A sharded export writes:
   step.onnx + weights.bin       the coordinator's graph (the worker's isolate): the step, plus the
                                 output `query` (B, d), the vector that scores items for the input
                                 state at the given moment (the score graph's query). For a GRURec
@@ -18,24 +18,30 @@ float16 copies of it, the similar graph 8). A sharded export writes:
                                 the item's row, holds the table once (rows are gathered) and also
                                 outputs `item_vector` (B, d), the item's normalised embedding (the
                                 seed of similar items).
-  score.s<i>.onnx               shard i: q (B, d), mask (B, n_i), k -> top-k of q . E_i + b_i
-  similar.s<i>.onnx             shard i: vec (B, d), mask (B, n_i), k -> top-k cosine with E_i
-  weights.s<i>.bin              shard i's rows of the table and of the item bias
+  rank.s<i>.onnx                shard i: q (B, d), mask (B, n_i) bool, similar (1,), k -> top-k of
+                                q . E_i + b_i (similar = 0) or of the cosine of the unit vector q
+                                with E_i's rows (similar = 1), one copy of the table for both
+                                (`rank_graph`; exports before it had score.s<i>.onnx and
+                                similar.s<i>.onnx, a table each, which the runtime still serves)
+  weights.s<i>.bin              shard i's rows of the table, of the item bias and of the row norms
   manifest.json                 as export.py's, without graphs.score / graphs.similar, with
-                                `shards`: [{rows: [lo, hi), score, similar, weights, table?}] (global
+                                `shards`: [{rows: [lo, hi), rank, weights, table?}] (global
                                 rows lo..hi-1; shard 0 starts at the padding row 0; `table`: {offset,
                                 dtype}, where the shard's rows lie in its weights file, row-major)
-The same ops as the single-isolate graphs compute the same floats, so the merged top-k of the
-shards is the single-isolate top-k (test/worker/shards.test.ts checks it on a model both serve).
+Scores are the single-isolate score graph's ops on the same floats (a Gemm with the bias), so the
+merged top-k of the shards is the single-isolate top-k; cosines divide q . e by the same stored row
+norms where the single graph multiplies q by the divided rows, equal to float rounding
+(test/worker/shards.test.ts checks both on a model both serve).
 """
 import argparse
 import json
 import os
 import sys
 
+import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
+from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(__file__))
 import export as E  # noqa: E402
@@ -104,25 +110,37 @@ def vector_step_config(cfg):
     return cfg.get("kind", "hrnn") == "hrnn" and cfg.get("memory_kind", "hrnn") != "gated"
 
 
-class _ShardScore(torch.nn.Module):
-    def __init__(self, emb, bias):
-        super().__init__()
-        self.emb = torch.nn.Parameter(emb.clone())        # (n, d)
-        self.bias = torch.nn.Parameter(bias.clone())      # (n,)
-
-    def forward(self, q, mask):                           # (B, d), (B, n) -> (B, n)
-        lg = F.linear(q, self.emb, self.bias)
-        return torch.where(mask > 0.5, torch.full_like(lg, float("-inf")), lg)
-
-
-class _ShardSimilar(torch.nn.Module):
-    def __init__(self, emb):
-        super().__init__()
-        self.emb = torch.nn.Parameter(emb.clone())        # (n, d)
-
-    def forward(self, vec, mask):                         # (B, d), (B, n) -> (B, n)
-        sim = vec @ F.normalize(self.emb, dim=1).t()
-        return torch.where(mask > 0.5, torch.full_like(sim, float("-inf")), sim)
+def rank_graph(path, emb, bias):
+    """Shard graph `rank`: q (B, d), mask (B, n) bool, similar (1,), k (1,) -> top-k of
+        similar = 0: q . E + b, the score graph's Gemm (the same floats as the single-isolate graph)
+        similar = 1: (q . E) / max(|E|, 1e-12), cosines with a unit vector q (the similar graphs'
+                     row norms, stored as they store them: float16 in a --fp16 export)
+    never a row whose mask is true. One session over one copy of the table (the two graphs of
+    earlier exports each held theirs, the similar graph several): about 9 bytes a table value in
+    onnxruntime's memory against 26 (scripts/bench-model.ts --shard)."""
+    n, d = emb.shape
+    c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, dtype=np.float32), name))
+    nodes = [
+        c("one", [1.0]), helper.make_node("Sub", ["one", "similar"], ["keep_bias"]),
+        helper.make_node("Mul", ["bias", "keep_bias"], ["gemm_c"]),
+        helper.make_node("Gemm", ["q", "emb", "gemm_c"], ["dot"], transB=1),              # (B, n)
+        c("eps", [1e-12]), helper.make_node("Max", ["norm", "eps"], ["norm_eps"]),
+        helper.make_node("Div", ["dot", "norm_eps"], ["cos"]),
+        c("half", [0.5]), helper.make_node("Greater", ["similar", "half"], ["is_similar"]),
+        helper.make_node("Where", ["is_similar", "cos", "dot"], ["ranked"]),
+        c("ninf", [float("-inf")]), helper.make_node("Where", ["mask", "ninf", "ranked"], ["logits"]),
+    ]
+    norm = emb.norm(dim=1)                                  # F.normalize's denominator, as the similar graphs fold it
+    graph = helper.make_graph(
+        nodes, "rank",
+        [helper.make_tensor_value_info("q", TensorProto.FLOAT, ["batch", d]),
+         helper.make_tensor_value_info("mask", TensorProto.BOOL, ["batch", n]),
+         helper.make_tensor_value_info("similar", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n])],
+        [numpy_helper.from_array(emb.numpy().astype(np.float32), "emb"), numpy_helper.from_array(bias.numpy().astype(np.float32), "bias"),
+         numpy_helper.from_array(norm.numpy().astype(np.float32), "norm")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", E.OPSET)]), path)
+    E.append_topk(path)
 
 
 def bounds(n_rows, shards):
@@ -132,7 +150,7 @@ def bounds(n_rows, shards):
 
 
 def table_offset(graph_path, n, d, half):
-    """Where the score graph keeps its (n, d) table in the shard's weights file: its byte offset
+    """Where the rank graph keeps its (n, d) table in the shard's weights file: its byte offset
     (checked: an (n, d) initializer of n * d float16 or float32 values, stored outside the graph)."""
     g = onnx.load(graph_path, load_external_data=False)
     want = "emb__fp16" if half else "emb"
@@ -168,20 +186,12 @@ def export_sharded(model, out_dir, shards, half=False):
     out = []
     for i, (lo, hi) in enumerate(bounds(N, shards)):
         n = hi - lo
-        sp, mp, wp = (os.path.join(out_dir, f) for f in (f"score.s{i}.onnx", f"similar.s{i}.onnx", f"weights.s{i}.bin"))
-        vec, mask = torch.zeros(2, d), torch.zeros(2, n)
-        torch.onnx.export(_ShardScore(table[lo:hi], bias[lo:hi]).eval(), (vec, mask), sp, opset_version=E.OPSET,
-                          input_names=["q", "mask"], output_names=["logits"],
-                          dynamic_axes={"q": {0: "batch"}, "mask": {0: "batch"}, "logits": {0: "batch"}})
-        torch.onnx.export(_ShardSimilar(table[lo:hi]).eval(), (vec, mask), mp, opset_version=E.OPSET,
-                          input_names=["vec", "mask"], output_names=["logits"],
-                          dynamic_axes={"vec": {0: "batch"}, "mask": {0: "batch"}, "logits": {0: "batch"}})
-        E.append_topk(sp)
-        E.append_topk(mp)
-        E.share_weights([sp, mp], wp, half=half)
-        out.append({"rows": [lo, hi], "score": {"file": os.path.basename(sp)}, "similar": {"file": os.path.basename(mp)},
+        rp, wp = (os.path.join(out_dir, f) for f in (f"rank.s{i}.onnx", f"weights.s{i}.bin"))
+        rank_graph(rp, table[lo:hi], bias[lo:hi])
+        E.share_weights([rp], wp, half=half)
+        out.append({"rows": [lo, hi], "rank": {"file": os.path.basename(rp)},
                     "weights": {"file": os.path.basename(wp), "bytes": os.path.getsize(wp), "sha256": E.sha256(wp)},
-                    **({"table": {"offset": table_offset(sp, n, d, half), "dtype": "float16" if half else "float32"}} if by_vector else {})})
+                    **({"table": {"offset": table_offset(rp, n, d, half), "dtype": "float16" if half else "float32"}} if by_vector else {})})
     width = {"state": S, "item_vector": d}
     inputs = [{"name": n, "dtype": "int64" if n == "item" else "float32", "shape": ["batch", width[n]] if n in ("state", "item_vector") else ["batch"]}
               for n in ins]
@@ -189,12 +199,12 @@ def export_sharded(model, out_dir, shards, half=False):
     return out, inputs, outputs
 
 
-# What an item shard may hold, bytes: its score graph folds about 5 float16 copies of its rows and
-# its similar graph about 8 (src/model/memory.ts). Set from measurements (scripts/bench-model.ts
-# --shard, through npm run bench:scale): 41.7k rows x 64 measured 97.8 MiB at the load's peak but
-# 43.5k rows 123.4 (past one of emscripten's 1.2x growth steps); 58 MiB keeps shards at about 36k
-# rows x 64, under 110 MiB measured with the step's margin.
-SHARD_BYTES = 58 * 2 ** 20
+# What an item shard's rows may take, bytes (ORT's base, about 18 MiB, comes on top). A rank graph
+# holds about 9 bytes a table value in onnxruntime's memory (the float16 rows, their float32 cast and
+# the Gemm's prepacked copy) and the shard keeps its weights file, whose rows the worker reads (2
+# bytes a value); float32 exports 8 + 4, estimated alike. Measured (scripts/bench-model.ts --shard):
+# see models/README.md ("Sharded item tables"); 80 MiB keeps a shard under 110 MiB at its peak.
+SHARD_BYTES = 80 * 2 ** 20
 # A whole model fits one isolate while its table is at most this many floats (export.py's similar
 # graph limit, measured: above it the similar graph alone outgrows an isolate).
 SINGLE_MAX_FLOATS = E.SIMILAR_MAX_FLOATS
@@ -204,7 +214,7 @@ def shards_needed(n_items, dim, half=True):
     """0 when one isolate serves the whole model, else the shards whose rows fit SHARD_BYTES each."""
     if n_items * dim <= SINGLE_MAX_FLOATS:
         return 0
-    per_row = 13 * dim * (2 if half else 4) + 15
+    per_row = (11 if half else 12) * dim + 40
     return -(-n_items * per_row // SHARD_BYTES)
 
 
@@ -239,7 +249,7 @@ def main(argv=None):
     E.main(["--ckpt", args.ckpt, "--out", args.out, "--name", args.name, "--popular", str(args.popular),
             "--similar", "no"] + (["--fp16"] if args.fp16 else []) + (["--int8-table"] if args.int8_table else []))
     for old in os.listdir(args.out):
-        if old.startswith(("score.", "similar.", "weights.s")):
+        if old.startswith(("score.", "similar.", "rank.", "weights.s")):
             os.remove(os.path.join(args.out, old))
     if args.int8_table and not args.fp16:
         raise SystemExit("--int8-table needs --fp16")

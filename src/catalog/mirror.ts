@@ -7,7 +7,7 @@
  */
 import { itemKeys } from "../model/item-keys";
 import type { GruModel } from "../model/runtime";
-import { packMask } from "../model/shards";
+import { RowMask } from "../model/row-mask";
 import { inCategory } from "./schemas";
 import { type Db, itemsChangedSince } from "./db";
 import { sql } from "drizzle-orm";
@@ -48,14 +48,14 @@ export function scalarAttributes(json: string | null | Record<string, unknown>):
 
 /** Catalog facts aligned to one model's embedding rows (index = row). */
 export interface RowView {
-  /** The model mask of the catalog alone: 1 for the padding row and every row not in the catalog
-   * or not available. */
-  mask: Float32Array;
+  /** The model mask of the catalog alone: the padding row and every row not in the catalog or not
+   * available (a copy is the start of a request's mask). */
+  mask: RowMask;
   /** The category key of a row's item (undefined when the catalog does not have it). */
   categoryOf(row: number): string | undefined;
-  /** Set mask[row] = 1 for every row still 0 whose item is not under `category` (when given) or
-   * whose price is outside [minPrice, maxPrice] (when either is given; no price: outside). */
-  restrict(mask: Float32Array, rules: { category?: string; minPrice?: number; maxPrice?: number }): void;
+  /** Set every row of `mask` whose item is not under `category` (when given) or whose price is
+   * outside [minPrice, maxPrice] (when either is given; no price: outside). */
+  restrict(mask: RowMask, rules: { category?: string; minPrice?: number; maxPrice?: number }): void;
 }
 
 const PAGE = 5000;
@@ -120,26 +120,25 @@ class FactColumns {
   }
 
   /**
-   * Set mask[r] = 1 for every row r still 0 whose item (key `keys[r]`) is not under `category`
+   * Set every row r of `mask` not set yet whose item (key `keys[r]`) is not under `category`
    * (when given) or has no price in [lo, hi] (when `price`): one test per category key, then one
    * pass over the rows reading the columns.
    */
-  restrict(keys: Int32Array, mask: Float32Array, category: string | undefined, price: boolean, lo: number, hi: number): void {
+  restrict(keys: Int32Array, mask: RowMask, category: string | undefined, price: boolean, lo: number, hi: number): void {
     const under = category === undefined ? undefined : Uint8Array.from(this.categories, (c) => (inCategory(c, category) ? 1 : 0));
     const live = this.live;
     const n = live.length;
-    for (let r = 1; r < mask.length; r++) {
-      if (mask[r]) continue;
+    const bits = mask.bits;
+    for (let r = 1; r < mask.rows; r++) {
+      if ((bits[r >> 3]! >> (r & 7)) & 1) continue;
       const k = keys[r]!;
-      if (k <= 0 || k >= n || !live[k]) {
-        mask[r] = 1;
-        continue;
-      }
-      if (under && !under[this.category[k]!]) mask[r] = 1;
-      else if (price) {
+      let out = k <= 0 || k >= n || !live[k];
+      if (!out && under) out = !under[this.category[k]!];
+      if (!out && price) {
         const p = this.price[k]!;
-        if (!(p >= lo && p <= hi)) mask[r] = 1;
+        out = !(p >= lo && p <= hi);
       }
+      if (out) bits[r >> 3]! |= 1 << (r & 7);
     }
   }
 
@@ -337,10 +336,10 @@ export class CatalogMirror {
     if (cached && cached.changes === this.changes) return cached.view;
     const keys = model.rowKeys;
     const facts = this.facts;
-    const categories = new Map<string, Uint8Array>();
-    const mask = new Float32Array(model.rows);
-    mask[0] = 1;
-    for (let r = 1; r < model.rows; r++) if (!facts.okAt(keys[r]!)) mask[r] = 1;
+    const categories = new Map<string, RowMask>();
+    const mask = new RowMask(model.rows);
+    mask.set(0);
+    for (let r = 1; r < model.rows; r++) if (!facts.okAt(keys[r]!)) mask.set(r);
     const view: RowView = {
       mask,
       categoryOf: (row) => facts.categoryAt(keys[row]!),
@@ -348,16 +347,15 @@ export class CatalogMirror {
         if (category !== undefined) {
           // A category's rows (1 bit a row: not under it) are kept for the catalog version: the
           // pass over the columns reads them in key order, not row order (tens of ms at 1M rows).
-          let bits = categories.get(category);
-          if (bits) categories.delete(category);
+          let outside = categories.get(category);
+          if (outside) categories.delete(category);
           else {
-            const all = new Float32Array(model.rows);
-            facts.restrict(keys, all, category, false, 0, 0);
-            bits = packMask(all, 0, all.length).bits;
+            outside = new RowMask(model.rows);
+            facts.restrict(keys, outside, category, false, 0, 0);
             if (categories.size >= CATEGORY_MASKS) categories.delete(categories.keys().next().value!);
           }
-          categories.set(category, bits);
-          for (let r = 1; r < m.length; r++) if ((bits[r >> 3]! >> (r & 7)) & 1) m[r] = 1;
+          categories.set(category, outside);
+          m.add(outside);
         }
         if (minPrice !== undefined || maxPrice !== undefined) facts.restrict(keys, m, undefined, true, minPrice ?? -Infinity, maxPrice ?? Infinity);
       },

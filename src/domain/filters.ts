@@ -7,6 +7,7 @@
 import type { CatalogMirror } from "../catalog/mirror";
 import type { Arrangement } from "./arrange";
 import { inCategory } from "../catalog/schemas";
+import type { RowMask } from "../model/row-mask";
 import type { GruModel } from "../model/runtime";
 import { maskSeenRows, rowPositions, type SeenFilter, seenHas } from "../state/seen";
 
@@ -47,29 +48,27 @@ export function allowed(r: Rules, id: string): boolean {
   return true;
 }
 
-/** The model mask (1 = never return) for these rules, over all embedding rows. */
-export function modelMask(model: GruModel, r: Rules): Float32Array {
+/** The model mask (the rows never to return) for these rules, over all embedding rows. */
+export function modelMask(model: GruModel, r: Rules): RowMask {
   const price = hasPrice(r);
   const needView = r.catalog.restricts || r.category !== undefined || price;
   const view = needView ? r.catalog.rowView(model) : null;
   // Availability is precomputed per catalog version; only category and price need a pass.
-  const mask = view && r.catalog.restricts ? view.mask.slice() : model.mask();
+  const mask = view && r.catalog.restricts ? view.mask.copy() : model.mask();
   if (view && (r.category !== undefined || price)) view.restrict(mask, r);
   if (r.seen) maskSeenRows(r.seen, rowPositions(model), mask);
   for (const id of r.never) {
     const row = model.rowOf(id);
-    if (row !== undefined) mask[row] = 1;
+    if (row !== undefined) mask.set(row);
   }
   for (const id of r.exclude ?? []) {
     const row = model.rowOf(id);
-    if (row !== undefined) mask[row] = 1;
+    if (row !== undefined) mask.set(row);
   }
   return mask;
 }
 
 /** Count of rows a mask leaves free (padding row 0 never counts). */
-export function freeRows(mask: Float32Array): number {
-  let n = 0;
-  for (let i = 1; i < mask.length; i++) if (mask[i]! < 0.5) n++;
-  return n;
+export function freeRows(mask: RowMask): number {
+  return mask.free() - (mask.has(0) ? 0 : 1);
 }

@@ -14,6 +14,7 @@
  */
 import type { CatalogMirror, RowView } from "../catalog/mirror";
 import { CATEGORY_SEPARATOR } from "../catalog/schemas";
+import { RowMask } from "../model/row-mask";
 import type { GruModel, Moment } from "../model/runtime";
 import type { Candidate } from "./arrange";
 import { freeRows } from "./filters";
@@ -111,12 +112,12 @@ export async function warmScores(model: GruModel, catalog: CatalogMirror, vector
   // direction does): its shards return every score they are asked for, and a department of a
   // million-item catalog is tens of thousands of rows a request.
   const rowsOf = (g: string) => (model.sharded ? groupSample(model, w, g) : w.rows.get(g)!);
-  const mask = new Float32Array(model.rows).fill(1);
+  const mask = RowMask.full(model.rows);
   let n = 0;
   for (const g of used) {
     for (const r of rowsOf(g)) {
-      if (mask[r] === 1) n++;
-      mask[r] = 0;
+      if (mask.has(r)) n++;
+      mask.clear(r);
     }
   }
   const top = await model.topKMasked(vector, at, n, mask);
@@ -240,10 +241,10 @@ export interface SimilarOfNew {
 
 /**
  * Similar items of a new item (one the model was not trained on): trained rows by cosine with its
- * direction, best first, never a masked row (1 = never return). Null when it has no warm group or
+ * direction, best first, never a masked row. Null when it has no warm group or
  * the model has no similar graph.
  */
-export async function similarOfNew(model: GruModel, catalog: CatalogMirror, id: string, mask: Float32Array): Promise<SimilarOfNew | null> {
+export async function similarOfNew(model: GruModel, catalog: CatalogMirror, id: string, mask: RowMask): Promise<SimilarOfNew | null> {
   if (!model.hasSimilar || model.rowOf(id) !== undefined) return null;
   const w = warmGroups(model, catalog);
   const g = w.group.get(id);
@@ -253,12 +254,12 @@ export async function similarOfNew(model: GruModel, catalog: CatalogMirror, id: 
     const vec = d.vec;
     return {
       free: freeRows(mask),
-      fetch: async (want) => (await model.similarTo(vec, want, mask.slice())).map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" as const })),
+      fetch: async (want) => (await model.similarTo(vec, want, mask.copy())).map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" as const })),
     };
   }
   const sum = d.sum!;
   const out: Candidate[] = [];
-  for (let j = 1; j < model.rows; j++) if (mask[j]! < 0.5) out.push({ item_id: model.idOf(j), score: Math.fround(sum[j]! / d.norm), source: "model" });
+  for (let j = 1; j < model.rows; j++) if (!mask.has(j)) out.push({ item_id: model.idOf(j), score: Math.fround(sum[j]! / d.norm), source: "model" });
   out.sort((a, b) => b.score - a.score);
   return { free: out.length, fetch: async (want) => out.slice(0, want) };
 }
@@ -285,9 +286,9 @@ export async function newInSimilar(model: GruModel, catalog: CatalogMirror, seed
     return byGroupScore(w, ids, cos);
   }
   // The seed's cosine with every sampled row: one similar run over those rows only.
-  const mask = new Float32Array(model.rows).fill(1);
+  const mask = RowMask.full(model.rows);
   let n = 0;
-  for (const d of dirs.values()) for (const r of d.sample) if (mask[r] === 1 && r !== seedRow) (mask[r] = 0), n++;
+  for (const d of dirs.values()) for (const r of d.sample) if (mask.has(r) && r !== seedRow) mask.clear(r), n++;
   const seed = new Float64Array(model.rows);
   for (const t of await model.similar(seedRow, n, mask)) seed[t.row] = t.score;
   seed[seedRow] = 1;

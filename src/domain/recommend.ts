@@ -14,6 +14,7 @@
  * Degradations are values, never errors.
  */
 import type { CatalogMirror } from "../catalog/mirror";
+import { RowMask } from "../model/row-mask";
 import { whenShardsFail } from "../model/shards";
 import type { ModelHandle } from "../model/registry";
 import type { GruModel, Moment } from "../model/runtime";
@@ -208,8 +209,8 @@ function rowsOf(model: GruModel, ids: Iterable<string>): number[] {
 export async function rankOnly(model: GruModel, vector: Float32Array, at: Moment, ids: readonly string[]): Promise<Candidate[]> {
   const rows = rowsOf(model, ids);
   if (!rows.length) return [];
-  const mask = new Float32Array(model.rows).fill(1);
-  for (const r of rows) mask[r] = 0;
+  const mask = RowMask.full(model.rows);
+  for (const r of rows) mask.clear(r);
   const top = await model.topKMasked(vector, at, rows.length, mask);
   return top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" as const }));
 }
@@ -231,9 +232,9 @@ export async function rankWithWarm(model: GruModel, ctx: RankContext, vector: Fl
 async function rankArranged(model: GruModel, vector: Float32Array, at: Moment, rules: Rules, ctx: RankContext, k: number, a: Arrangement, nowMs: number): Promise<Recommendation> {
   const main = new Picker(k, a, ctx.catalog);
   const mask = modelMask(model, rules);
-  mask[0] = 1;
+  mask.set(0);
   const fetch = async (want: number) => {
-    const top = await model.topKMasked(vector, at, want, mask.slice());
+    const top = await model.topKMasked(vector, at, want, mask.copy());
     return top.map((t) => ({ item_id: model.idOf(t.row), score: t.score, source: "model" as const }));
   };
   const fresh = await newItemScores(model, ctx, rules, vector, at);

@@ -31,8 +31,8 @@ export async function similarItems(deps: { model: ModelHandle; context: () => Pr
   const version = loaded.ok ? loaded.model.version : deps.model.known?.version ?? null;
   const byModel = async (m: GruModel): Promise<Recommendation | null> => {
     const mask = modelMask(m, rules);
-    mask[0] = 1;
-    if (row !== undefined) mask[row] = 1;
+    mask.set(0);
+    if (row !== undefined) mask.set(row);
     // A new seed: its whole list from its category's direction; a trained seed: new items join by theirs (new-items.ts).
     const whole = row === undefined ? await similarOfNew(m, ctx.catalog, itemId, mask) : null;
     const fresh =
@@ -44,7 +44,7 @@ export async function similarItems(deps: { model: ModelHandle; context: () => Pr
       const picker = new Picker(o.k, a, ctx.catalog);
       const fetch = whole
         ? whole.fetch
-        : async (want: number) => (await m.similar(row!, want, mask.slice())).map((t) => ({ item_id: m.idOf(t.row), score: t.score, source: "model" as const }));
+        : async (want: number) => (await m.similar(row!, want, mask.copy())).map((t) => ({ item_id: m.idOf(t.row), score: t.score, source: "model" as const }));
       await pickBest(fetch, free, picker, a, ctx.catalog, Date.now(), fresh);
       const items: RecItem[] = picker.items;
       if (items.length < o.k) fillPopular(items, o.k, ctx, { ...rules, arrange: isActive(o.arrange) ? a : undefined });

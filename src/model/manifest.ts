@@ -56,8 +56,11 @@ export const ManifestSchema = z.object({
     .array(
       z.object({
         rows: z.tuple([z.number().int().nonnegative(), z.number().int().positive()]),
-        score: z.object({ file: z.string().min(1) }),
-        similar: z.object({ file: z.string().min(1) }),
+        /** One graph for scores and cosines over one copy of the rows (export_shards.py's `rank_graph`). */
+        rank: z.object({ file: z.string().min(1) }).optional(),
+        /** Exports before `rank`: a graph for scores and one for cosines, each with its table. */
+        score: z.object({ file: z.string().min(1) }).optional(),
+        similar: z.object({ file: z.string().min(1) }).optional(),
         weights: z.object({ file: z.string().min(1), bytes: z.number().int().positive(), sha256: z.string().length(64) }),
         /** Where the shard's rows of the table lie in its weights file (a step graph that takes item vectors). */
         table: z.object({ offset: z.number().int().nonnegative(), dtype: z.enum(["float16", "float32"]) }).optional(),
@@ -104,9 +107,14 @@ export function manifestFiles(m: Manifest): string[] {
   const out = [m.graphs.step.file, m.weights.file];
   if (m.graphs.score) out.push(m.graphs.score.file);
   if (m.graphs.similar) out.push(m.graphs.similar.file);
-  for (const s of m.shards ?? []) out.push(s.score.file, s.similar.file, s.weights.file);
+  for (const s of m.shards ?? []) out.push(...shardGraphFiles(s), s.weights.file);
   if (m.golden) out.push(m.golden);
   return out;
+}
+
+/** The graph files of one shard: its rank graph, or (older exports) its score and similar graphs. */
+export function shardGraphFiles(s: NonNullable<Manifest["shards"]>[number]): string[] {
+  return s.rank ? [s.rank.file] : [s.score?.file ?? "", s.similar?.file ?? ""];
 }
 
 /** Parse and check a manifest's internal consistency. Throws ModelLoadError naming the problem. */
@@ -131,6 +139,9 @@ export function parseManifest(raw: unknown): Manifest {
     let next = 0;
     for (const [i, s] of m.shards.entries()) {
       if (s.rows[0] !== next || s.rows[1] <= s.rows[0]) throw new ModelLoadError(`manifest.shards.${i}.rows: [${s.rows}] does not continue from row ${next}`);
+      if (!s.rank === !(s.score && s.similar) || (s.rank && (s.score || s.similar))) {
+        throw new ModelLoadError(`manifest.shards.${i}: a shard has either a rank graph or a score and a similar graph`);
+      }
       next = s.rows[1];
     }
     if (next !== m.items.rows) throw new ModelLoadError(`manifest.shards cover ${next} rows, items.rows is ${m.items.rows}`);

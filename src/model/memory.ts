@@ -16,6 +16,9 @@ export interface SizedManifest {
   shards?: {
     rows: [number, number];
     weights: { bytes: number; file?: string };
+    /** One graph for scores and cosines over one copy of the rows (export_shards.py's rank_graph). */
+    rank?: { file: string };
+    /** Exports before `rank`: a score graph and a similar graph, each with its copy. */
     score?: { file: string };
     similar?: { file: string };
     /** The shard keeps its rows of the table in JS (the worker reads item vectors from it). */
@@ -38,12 +41,11 @@ export interface MemoryEstimate {
 
 const MiB = 2 ** 20;
 
-/** Per row of a serving model: its row view's mask over the catalog and the mask a request builds
- * (Float32Array each, 8 bytes), once `exclude_seen` is asked for its rows' seen-filter positions
- * (state/seen.ts rowPositions: 7 Uint16, 14 bytes), and the view's 16 category masks (a bit a row
- * each, 2 bytes). Measured at 1M rows (`bench-model.ts --catalog`): the view and the positions
- * 17.2 MiB, a request's mask 3.8 more. */
-const MASKS_PER_ROW = 24;
+/** Per row of a serving model: once `exclude_seen` is asked for, its rows' seen-filter positions
+ * (state/seen.ts rowPositions: 7 Uint16, 14 bytes), the row view's 16 category masks (2 bytes), its
+ * availability mask, a request's mask and a copy of it (a bit a row each, RowMask), rounded up.
+ * Measured at 1M rows (`bench-model.ts --catalog`): the view and the positions 13.6 MiB. */
+const MASKS_PER_ROW = 17;
 
 // Measured with scripts/bench-model.ts (onnxruntime-web 1.30, Node 22); see the fixture.
 /** ORT's wasm linear memory when it starts (it only grows from there). */
@@ -106,31 +108,43 @@ export function memoryEstimate(files: Record<string, { bytes: number }>, manifes
   const wasm = grow(ORT_INITIAL_WASM, USED_AT_FIRST_TABLE, allocs) - ORT_INITIAL_WASM;
   const heap = HEAP_PER_MANIFEST_BYTE * (files["manifest.json"]?.bytes ?? 0);
   // The files this isolate reads while loading (a sharded model's shard files are read by its shards).
-  const elsewhere = new Set((manifest.shards ?? []).flatMap((s) => [s.weights.file, s.score?.file, s.similar?.file]));
+  const elsewhere = new Set((manifest.shards ?? []).flatMap((s) => [s.weights.file, s.rank?.file, s.score?.file, s.similar?.file]));
   const transient = Object.entries(files).reduce((n, [name, f]) => n + (elsewhere.has(name) ? 0 : f.bytes), 0) + (w.expanded_bytes ?? 0);
   return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + heap), transient, masks: MASKS_PER_ROW * N };
 }
 
 /**
- * Estimated memory of each item shard of a sharded model in its Durable Object's isolate: the score
- * and similar graphs over its rows, as `memoryEstimate` counts them for a whole table (T = the
- * shard's weights: its rows of the table and of the item bias), and, where the worker reads item
- * vectors from it, its copy of its rows as stored. No item ids: a shard has none.
+ * Estimated memory of each item shard of a sharded model in its Durable Object's isolate, T being
+ * the shard's weights file (its rows of the table, of the item bias and of the row norms):
+ *   - a rank graph (one session): the stored rows copied in, the float16 -> float32 cast folded and
+ *     the Gemm's prepacked copy, T + 2T + 2T at the load's high-water mark (T + T for float32);
+ *   - exports before it: the score and similar graphs over its rows, as `memoryEstimate` counts
+ *     them for a whole table (5T and 8T);
+ *   - where the worker reads item vectors from it, the weights file kept (its rows are read from it).
+ * No item ids: a shard has none.
  */
 export function shardEstimates(manifest: SizedManifest): MemoryEstimate[] {
   const f32 = manifest.weights.dtype !== "float16";
-  const d = manifest.graphs.step?.outputs?.[1]?.shape[1];
-  const dim = typeof d === "number" ? d : 0;
   return (manifest.shards ?? []).map((s) => {
     const T = s.weights.bytes;
     const n = s.rows[1] - s.rows[0];
-    const rows = s.table ? n * dim * (s.table.dtype === "float16" ? 2 : 4) : 0;
-    const allocs = [T, PER_ROW * n, ...(f32 ? [T, T] : [T, T, T, 2 * T])];
-    const k = f32 ? 3 : 8;
-    for (let i = 0; i < 8; i++) allocs.push((k * T) / 8);
+    const allocs: number[] = [];
+    if (s.rank) allocs.push(T, ...(f32 ? [T] : [2 * T, 2 * T]));
+    else {
+      allocs.push(T, PER_ROW * n, ...(f32 ? [T, T] : [T, T, T, 2 * T]));
+      const k = f32 ? 3 : 8;
+      for (let i = 0; i < 8; i++) allocs.push((k * T) / 8);
+    }
     const wasm = grow(ORT_INITIAL_WASM, USED_AT_FIRST_TABLE, allocs) - ORT_INITIAL_WASM;
-    return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + rows), transient: T + 4096, masks: 0 };
+    const kept = s.table ? (s.rank ? T : n * shardDim(manifest) * (s.table.dtype === "float16" ? 2 : 4)) : 0;
+    return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + kept), transient: (s.table && s.rank ? 0 : T) + 4096, masks: 0 };
   });
+}
+
+/** The length of a sharded model's query (its item vectors), from its step graph's outputs. */
+function shardDim(manifest: SizedManifest): number {
+  const d = manifest.graphs.step?.outputs?.[1]?.shape[1];
+  return typeof d === "number" ? d : 0;
 }
 
 /** Per catalog item, the catalog copy's fact columns (catalog/mirror.ts: live, available, price,

@@ -13,7 +13,8 @@ import { checkSessions, type LoadedManifest, type Manifest, ModelLoadError, pars
 import { RowKeys } from "./item-keys";
 import { withOrt } from "./ort";
 import { expandInt8Rows } from "./int8-rows";
-import { type ShardBackend, mergeTops, packMask } from "./shards";
+import { RowMask } from "./row-mask";
+import { type ShardBackend, mergeTops } from "./shards";
 
 /** The bytes of one exported model folder. */
 export interface ModelFiles {
@@ -281,13 +282,13 @@ export class GruModel {
   }
 
   /**
-   * Ask every shard for its best k under `mask` and merge (exact: see shards.ts). The mask is packed
-   * per shard first (one pass over all rows, which also counts what each leaves free), so nothing
+   * Ask every shard for its best k under `mask` and merge (exact: see shards.ts). Each shard's range
+   * of the mask's bits is taken first (which also counts what each leaves free), so nothing
    * runs when the rules leave no row; `vector` (the step graph's run) comes after that.
    */
-  private async fanOut(graph: "score" | "similar", vector: () => Promise<Float32Array>, k: number, mask: Float32Array): Promise<Scored[]> {
+  private async fanOut(graph: "score" | "similar", vector: () => Promise<Float32Array>, k: number, mask: RowMask): Promise<Scored[]> {
     const b = this.shards!;
-    const packed = b.specs.map((s) => packMask(mask, s.rows[0], s.rows[1]));
+    const packed = b.specs.map((s) => mask.range(s.rows[0], s.rows[1]));
     if (k <= 0 || packed.every((p) => p.free === 0)) return [];
     const vec = await vector();
     const parts = await Promise.all(
@@ -308,19 +309,19 @@ export class GruModel {
     return this.byVector ? this.shardRows(rows, true) : Promise.all(rows.map((r) => this.itemVector(r)));
   }
 
-  /** A sharded model's k rows closest (cosine) to the unit vector `vec`, never a masked row (1 = never
-   * return), best first: what `similar` does for a seed row, for any direction (a new item's). */
-  similarTo(vec: Float32Array, k: number, mask: Float32Array): Promise<Scored[]> {
+  /** A sharded model's k rows closest (cosine) to the unit vector `vec`, never a masked row, best
+   * first: what `similar` does for a seed row, for any direction (a new item's). */
+  similarTo(vec: Float32Array, k: number, mask: RowMask): Promise<Scored[]> {
     if (!this.shards) return Promise.reject(new Error(`model ${this.version} is not sharded`));
-    mask[0] = 1;
+    mask.set(0);
     return this.fanOut("similar", async () => vec, k, mask);
   }
 
-  /** A mask (1 = never return) with the padding row and `exclude` set; also how many are set. */
-  mask(exclude: Iterable<number> = []): Float32Array {
-    const mask = new Float32Array(this.rows);
-    mask[0] = 1;
-    for (const r of exclude) if (r > 0 && r < this.rows) mask[r] = 1;
+  /** A mask over this model's rows with the padding row and `exclude` set. */
+  mask(exclude: Iterable<number> = []): RowMask {
+    const mask = new RowMask(this.rows);
+    mask.set(0);
+    for (const r of exclude) mask.set(r);
     return mask;
   }
 
@@ -332,10 +333,10 @@ export class GruModel {
     return this.topKMasked(state, at, k, this.mask(exclude));
   }
 
-  /** As topK, with a ready mask over all rows (1 = never return; row 0 is always excluded). */
-  topKMasked(state: Float32Array, at: Moment, k: number, mask: Float32Array): Promise<Scored[]> {
+  /** As topK, with a ready mask over all rows (row 0 is always excluded). */
+  topKMasked(state: Float32Array, at: Moment, k: number, mask: RowMask): Promise<Scored[]> {
     const T = this.ort.Tensor;
-    mask[0] = 1;
+    mask.set(0);
     if (this.shards) return this.fanOut("score", () => this.query(state, at), k, mask);
     const kk = this.clampK(k, mask);
     if (kk === 0) return Promise.resolve([]);
@@ -345,7 +346,7 @@ export class GruModel {
         state: new T("float32", state, [1, this.stateSize]),
         new_session: new T("float32", Float32Array.of(at.newSession ? 1 : 0), [1]),
         gap: new T("float32", Float32Array.of(Math.max(0, at.gapHours)), [1]),
-        mask: new T("float32", mask, [1, this.rows]),
+        mask: new T("float32", mask.toFloats(), [1, this.rows]),
         k: new T("int64", BigInt64Array.of(BigInt(kk)), [1]),
       });
       return this.collect(out);
@@ -353,19 +354,19 @@ export class GruModel {
   }
 
   /** The k rows most similar to `row` (cosine of item embeddings), never `row` itself nor a masked row. */
-  similar(row: number, k: number, mask: Float32Array = this.mask()): Promise<Scored[]> {
+  similar(row: number, k: number, mask: RowMask = this.mask()): Promise<Scored[]> {
     const session = this.similarSession;
     if (!session && !this.shards) return Promise.reject(new Error(`model ${this.version} has no similar graph`));
     const T = this.ort.Tensor;
-    mask[0] = 1;
-    mask[row] = 1;
+    mask.set(0);
+    mask.set(row);
     if (!session) return this.fanOut("similar", () => this.itemVector(row), k, mask);
     const kk = this.clampK(k, mask);
     if (kk === 0) return Promise.resolve([]);
     return this.serial(async () => {
       const out = await session.run({
         item: new T("int64", BigInt64Array.of(BigInt(row)), [1]),
-        mask: new T("float32", mask, [1, this.rows]),
+        mask: new T("float32", mask.toFloats(), [1, this.rows]),
         k: new T("int64", BigInt64Array.of(BigInt(kk)), [1]),
       });
       return this.collect(out);
@@ -414,10 +415,8 @@ export class GruModel {
     return out;
   }
 
-  private clampK(k: number, mask: Float32Array): number {
-    let masked = 0;
-    for (let i = 0; i < mask.length; i++) if (mask[i]! > 0.5) masked++;
-    return Math.max(0, Math.min(k, this.rows - masked));
+  private clampK(k: number, mask: RowMask): number {
+    return Math.max(0, Math.min(k, mask.free()));
   }
 
   private collect(out: InferenceSession.OnnxValueMapType): Scored[] {

@@ -3,15 +3,17 @@
  * runs: what the ItemShard Durable Object (item-shard.ts) holds; no Workers imports, so
  * scripts/bench-model.ts measures a shard in Node.
  *
- * A shard's files (score.s<i>.onnx, similar.s<i>.onnx, weights.s<i>.bin) are read from MODEL_BUCKET under
- * the spec's prefix on first use, the weights checked against their SHA-256, and kept as two ORT
- * sessions. Sessions are cached per isolate by (prefix, shard, checksum): objects of one class may
- * share an isolate, and then share one load. A shard not used for SHARD_IDLE_MS is released by a
+ * A shard's files (rank.s<i>.onnx, or score.s<i>.onnx and similar.s<i>.onnx from earlier exports,
+ * and weights.s<i>.bin) are read from MODEL_BUCKET under the spec's prefix on first use, the weights
+ * checked against their SHA-256, and kept as ORT sessions (one, or two). Sessions are cached per
+ * isolate by (prefix, shard, checksum): objects of one class may share an isolate, and then share
+ * one load. A shard not used for SHARD_IDLE_MS is released by a
  * later call of any shard in the isolate (looked for once a minute), so retired versions do not hold
  * memory.
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
 import { fromHalfBits, toHalfBits } from "./int8-rows";
+import { BITS_SET } from "./row-mask";
 import { withOrt } from "./ort";
 import type { ShardAnswer, ShardSpec, ShardTop } from "./shards";
 
@@ -23,16 +25,18 @@ const SWEEP_EVERY_MS = 60_000;
 let sweptAt = 0;
 
 export interface Loaded {
-  score: InferenceSession;
-  similar: InferenceSession;
+  /** One session for scores and cosines (`rank`), or, from earlier exports, one for each. */
+  sessions: { rank: InferenceSession } | { score: InferenceSession; similar: InferenceSession };
   ort: typeof import("onnxruntime-web/wasm");
   /** Runs on one session are serialised (ORT's wasm backend is not re-entrant). */
   queue: Promise<unknown>;
   usedAt: number;
-  /** Reused mask buffer (one row a float). */
-  mask: Float32Array;
+  /** Reused mask buffer, a row an element: bool (a byte, in a buffer of whole 8-byte groups) for
+   * the rank graph, float32 for the older graphs. */
+  mask: Uint8Array | Float32Array;
   /** The shard's rows of the table as stored (float16 or float32, row-major), when the spec has
-   * `table`: what `readRows` answers from (a copy: the weights file itself is let go). */
+   * `table`: what `readRows` answers from. A view of the weights file, which stays alive (its rows
+   * are most of it): a copy would hold them twice while the sessions load. */
   table?: Uint8Array;
 }
 
@@ -76,7 +80,8 @@ export async function loadShard(bucket: ShardFiles, spec: ShardSpec, wasm: WebAs
     if (!obj) throw new Error(`item shard ${spec.index}: ${spec.prefix}/${file} not found in the model bucket`);
     return new Uint8Array(await obj.arrayBuffer());
   };
-  const [score, similar, weights] = await Promise.all([read(spec.score), read(spec.similar), read(spec.weights.file)]);
+  const g = spec.graphs;
+  const [graphs, weights] = await Promise.all([Promise.all(("rank" in g ? [g.rank] : [g.score, g.similar]).map(read)), read(spec.weights.file)]);
   if (weights.byteLength !== spec.weights.bytes || (await sha256Hex(weights)) !== spec.weights.sha256) {
     throw new Error(`item shard ${spec.index}: ${spec.weights.file} differs from the manifest (size or checksum)`);
   }
@@ -86,16 +91,24 @@ export async function loadShard(bucket: ShardFiles, spec: ShardSpec, wasm: WebAs
       graphOptimizationLevel: "all",
       externalData: [{ path: spec.weights.file, data: weights }],
     });
-    const s = await ort.InferenceSession.create(score, opts());
-    const m = await ort.InferenceSession.create(similar, opts());
+    const created: InferenceSession[] = [];
+    for (const bytes of graphs) created.push(await ort.InferenceSession.create(bytes, opts()));
     const n = spec.rows[1] - spec.rows[0];
     let table: Uint8Array | undefined;
     if (spec.table) {
       const bytes = n * spec.dim * (spec.table.dtype === "float16" ? 2 : 4);
       if (spec.table.offset + bytes > weights.byteLength) throw new Error(`item shard ${spec.index}: its table runs past ${spec.weights.file}`);
-      table = weights.slice(spec.table.offset, spec.table.offset + bytes);
+      table = weights.subarray(spec.table.offset, spec.table.offset + bytes);
     }
-    return { score: s, similar: m, ort, queue: Promise.resolve(), usedAt: Date.now(), mask: new Float32Array(n), ...(table ? { table } : {}) };
+    const rank = "rank" in g;
+    return {
+      sessions: rank ? { rank: created[0]! } : { score: created[0]!, similar: created[1]! },
+      ort,
+      queue: Promise.resolve(),
+      usedAt: Date.now(),
+      mask: rank ? new Uint8Array(new ArrayBuffer((n + 7) & ~7), 0, n) : new Float32Array(n),
+      ...(table ? { table } : {}),
+    };
   });
 }
 
@@ -111,7 +124,7 @@ async function sweep(keep: string, now: number): Promise<void> {
     if (now - l.usedAt < SHARD_IDLE_MS) continue;
     loaded.delete(key);
     await l.queue.catch(() => undefined);
-    await Promise.all([l.score.release(), l.similar.release()]).catch(() => undefined);
+    await Promise.all(Object.values(l.sessions).map((x: InferenceSession) => x.release())).catch(() => undefined);
   }
 }
 
@@ -122,21 +135,25 @@ export async function runShard(l: Loaded, graph: "score" | "similar", spec: Shar
   if (bits.length !== (n + 7) >> 3) throw new Error(`item shard ${spec.index}: a mask of ${bits.length} bytes for ${n} rows`);
   const run = l.queue.then(async () => {
     const mask = l.mask;
-    let free = 0;
-    for (let j = 0; j < n; j++) {
-      const set = (bits[j >> 3]! >> (j & 7)) & 1;
-      mask[j] = set;
-      free += 1 - set;
-    }
+    const free = unpack(bits, mask, n);
     const kk = Math.max(0, Math.min(k, free));
     if (kk === 0) return { rows: new Int32Array(0), scores: new Float32Array(0) };
     const T = l.ort.Tensor;
-    const session = graph === "score" ? l.score : l.similar;
-    const out = await session.run({
-      [graph === "score" ? "q" : "vec"]: new T("float32", vec, [1, spec.dim]),
-      mask: new T("float32", mask, [1, n]),
-      k: new T("int64", BigInt64Array.of(BigInt(kk)), [1]),
-    });
+    const k1 = new T("int64", BigInt64Array.of(BigInt(kk)), [1]);
+    const s = l.sessions;
+    const out =
+      "rank" in s
+        ? await s.rank.run({
+            q: new T("float32", vec, [1, spec.dim]),
+            mask: new T("bool", mask as Uint8Array, [1, n]),
+            similar: new T("float32", Float32Array.of(graph === "similar" ? 1 : 0), [1]),
+            k: k1,
+          })
+        : await (graph === "score" ? s.score : s.similar).run({
+            [graph === "score" ? "q" : "vec"]: new T("float32", vec, [1, spec.dim]),
+            mask: new T("float32", mask as Float32Array, [1, n]),
+            k: k1,
+          });
     const scores = new Float32Array(out.scores!.data as Float32Array);
     const idx = out.indices!.data as BigInt64Array;
     const rows = Int32Array.from(idx, (x) => Number(x));
@@ -146,6 +163,42 @@ export async function runShard(l: Loaded, graph: "score" | "similar", spec: Shar
   });
   l.queue = run.catch(() => undefined);
   return run;
+}
+
+/** Bytes 0/1 for each bit value, 8 a value as two little-endian Uint32 (low 4 bits, high 4 bits). */
+const BYTES_OF = (() => {
+  const t = new Uint32Array(512);
+  for (let v = 0; v < 256; v++) {
+    for (let j = 0; j < 4; j++) {
+      t[2 * v] = t[2 * v]! | (((v >> j) & 1) << (8 * j));
+      t[2 * v + 1] = t[2 * v + 1]! | (((v >> (j + 4)) & 1) << (8 * j));
+    }
+  }
+  return t;
+})();
+
+/** Write the packed mask `bits` as one element a row (1 = never return) into `mask`; returns how many
+ * rows it leaves free. A bool mask is written 8 rows at a time. */
+function unpack(bits: Uint8Array, mask: Uint8Array | Float32Array, n: number): number {
+  let set = 0;
+  if (mask instanceof Uint8Array) {
+    const words = new Uint32Array(mask.buffer, mask.byteOffset, mask.buffer.byteLength >> 2);
+    for (let i = 0; i < bits.length; i++) {
+      const v = bits[i]!;
+      words[2 * i] = BYTES_OF[2 * v]!;
+      words[2 * i + 1] = BYTES_OF[2 * v + 1]!;
+      set += BITS_SET[v]!;
+    }
+    // bits past the last row (none from RowMask.range) are not rows
+    if (n & 7) set -= BITS_SET[bits[bits.length - 1]! >> (n & 7)]!;
+  } else {
+    for (let j = 0; j < n; j++) {
+      const b = (bits[j >> 3]! >> (j & 7)) & 1;
+      mask[j] = b;
+      set += b;
+    }
+  }
+  return n - set;
 }
 
 /**

@@ -4,10 +4,14 @@
  * (`ItemShard`, src/model/item-shard.ts), and the worker merges their top-k lists.
  *
  *   worker (coordinator)                        ItemShard "<prefix>#<i>", one per row range
- *   step graph: next_state, query               score.s<i>.onnx:   q . E_i + b_i, masked, top-k
- *   the rules -> one mask over all rows  ---->  similar.s<i>.onnx: cos(vec, E_i), masked, top-k
- *   merge: best k of the shards' lists   <----  (global rows = lo + local row)
+ *   step graph: next_state, query               rank.s<i>.onnx, one copy of E_i for both:
+ *   the rules -> one mask over all rows  ---->    score:   q . E_i + b_i, masked, top-k
+ *   merge: best k of the shards' lists   <----    similar: cos(vec, E_i), masked, top-k
+ *                                               (global rows = lo + local row)
  *   an event's item, a similar-items seed ---->  rows: the item's row of E_i (raw, or normalised)
+ *
+ * (Exports before the rank graph have score.s<i>.onnx and similar.s<i>.onnx, each with its own copy
+ * of the rows; they are served alike.)
  *
  * The worker holds no item table: a GRURec's step graph takes the event's item as its row, read
  * from the item's shard (`rows`), and a seed's normalised vector comes from there too (older
@@ -29,8 +33,9 @@ export interface ShardSpec {
   index: number;
   /** Global rows [lo, hi). */
   rows: [number, number];
-  score: string;
-  similar: string;
+  /** Its graph files: one rank graph (scores and cosines over one copy of its rows), or, from
+   * exports before it, a score graph and a similar graph. */
+  graphs: { rank: string } | { score: string; similar: string };
   weights: { file: string; bytes: number; sha256: string };
   /** Embedding size (length of a query or item vector). */
   dim: number;
@@ -87,51 +92,12 @@ export function shardSpecs(m: Manifest, prefix: string): ShardSpec[] {
     prefix,
     index,
     rows: [s.rows[0], s.rows[1]],
-    score: s.score.file,
-    similar: s.similar.file,
+    graphs: s.rank ? { rank: s.rank.file } : { score: s.score!.file, similar: s.similar!.file },
     weights: s.weights,
     dim: typeof dim === "number" ? dim : 0,
     ...(s.table ? { table: s.table } : {}),
   }));
 }
-
-/** Bits of mask[lo..hi) (1 = never return), bit j of byte j>>3 for row lo + j, and how many rows
- * the range leaves free: one pass over the range, eight rows a byte. */
-export function packMask(mask: Float32Array, lo: number, hi: number): { bits: Uint8Array; free: number } {
-  const n = hi - lo;
-  const bits = new Uint8Array((n + 7) >> 3);
-  let set = 0;
-  const whole = n >> 3;
-  for (let b = 0, r = lo; b < whole; b++, r += 8) {
-    const v =
-      (mask[r]! > 0.5 ? 1 : 0) |
-      (mask[r + 1]! > 0.5 ? 2 : 0) |
-      (mask[r + 2]! > 0.5 ? 4 : 0) |
-      (mask[r + 3]! > 0.5 ? 8 : 0) |
-      (mask[r + 4]! > 0.5 ? 16 : 0) |
-      (mask[r + 5]! > 0.5 ? 32 : 0) |
-      (mask[r + 6]! > 0.5 ? 64 : 0) |
-      (mask[r + 7]! > 0.5 ? 128 : 0);
-    if (v) {
-      bits[b] = v;
-      set += BITS_SET[v]!;
-    }
-  }
-  for (let r = lo + (whole << 3); r < hi; r++) {
-    if (mask[r]! > 0.5) {
-      bits[(r - lo) >> 3]! |= 1 << ((r - lo) & 7);
-      set++;
-    }
-  }
-  return { bits, free: n - set };
-}
-
-/** Set bits of each byte value. */
-const BITS_SET = Uint8Array.from({ length: 256 }, (_, v) => {
-  let c = 0;
-  for (let x = v; x; x >>= 1) c += x & 1;
-  return c;
-});
 
 /** The k best of the shards' lists as global rows, best first; equal scores by row. */
 export function mergeTops(parts: { lo: number; top: ShardTop }[], k: number): { row: number; score: number }[] {
@@ -169,7 +135,9 @@ function timed<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
  *   call throw ShardUnavailableError, which the ranking turns into `reason: "model-unavailable"`.
  */
 export function durableShards(ns: ShardNamespace, specs: ShardSpec[], timeoutMs = 3000): ShardBackend {
-  const stub = (i: number) => ns.get(ns.idFromName(`${specs[i]!.prefix}#${i}`));
+  // Ids are values (the name's hash), kept for the backend's life; a stub is made per call.
+  const ids: (DurableObjectId | undefined)[] = [];
+  const stub = (i: number) => ns.get((ids[i] ??= ns.idFromName(`${specs[i]!.prefix}#${i}`)));
   const call = async <A extends object>(what: string, fn: () => Promise<A | { error: string }>): Promise<A> => {
     let a: A | { error: string };
     try {

@@ -11,6 +11,7 @@
  * held by either, so at least the last SEEN_CAPACITY distinct items are remembered (up to twice
  * that), with a false-positive rate of at most ~1.5%.
  */
+import type { RowMask } from "../model/row-mask";
 
 /** Bytes per generation. */
 export const SEEN_GEN_BYTES = 384;
@@ -104,23 +105,24 @@ export function rowPositions(model: { rows: number; idOf(row: number): string })
 }
 
 /**
- * Set mask[row] = 1 for every row 1..rows-1 the filter holds, given rowPositions(model): the
+ * Set every row 1..rows-1 of `mask` the filter holds, given rowPositions(model): the
  * `exclude_seen` pass of a ranking (1.2 ms in Node for diginetica's 43k rows, 0.13 ms per 5k).
  */
-export function maskSeenRows(f: SeenFilter, pos: Uint16Array, mask: Float32Array): void {
+export function maskSeenRows(f: SeenFilter, pos: Uint16Array, mask: RowMask): void {
   const bits = f.bits;
-  const rows = mask.length;
+  const rows = mask.rows;
+  const set = mask.bits;
   for (let g = 0; g < 2; g++) {
     const off = g * SEEN_GEN_BYTES;
     for (let r = 1, i = SEEN_K; r < rows; r++, i += SEEN_K) {
-      if (mask[r]) continue;
+      if ((set[r >> 3]! >> (r & 7)) & 1) continue;
       let k = 0;
       while (k < SEEN_K) {
         const p = pos[i + k]!;
         if (!(bits[off + (p >> 3)]! & (1 << (p & 7)))) break;
         k++;
       }
-      if (k === SEEN_K) mask[r] = 1;
+      if (k === SEEN_K) set[r >> 3]! |= 1 << (r & 7);
     }
   }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { emptySeen, maskSeenRows, rowPositions, SEEN_BITS, SEEN_CAPACITY, SEEN_GEN_BYTES, SEEN_K, seenAdd, seenHas, seenHasAt, seenPositions } from "../../src/state/seen";
+import { RowMask } from "../../src/model/row-mask";
 import golden from "../fixtures/seen-golden.json";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -47,10 +48,10 @@ describe("seen-items filter", () => {
     const pos = rowPositions(model);
     expect(pos.length).toBe(5 * SEEN_K);
     expect([1, 2, 3, 4].map((r) => seenHasAt(f, pos, r * SEEN_K))).toEqual([false, true, false, true]);
-    const mask = new Float32Array(5);
-    mask[3] = 1; // already left out by another rule: stays so
+    const mask = new RowMask(5);
+    mask.set(3); // already left out by another rule: stays so
     maskSeenRows(f, pos, mask);
-    expect(Array.from(mask)).toEqual([0, 0, 1, 1, 1]);
+    expect(Array.from(mask.toFloats())).toEqual([0, 0, 1, 1, 1]);
     expect(Math.max(...pos)).toBeLessThan(SEEN_BITS);
   });
 });
