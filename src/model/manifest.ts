@@ -112,9 +112,10 @@ export function manifestFiles(m: Manifest): string[] {
   return out;
 }
 
-/** The graph files of one shard: its rank graph, or (older exports) its score and similar graphs. */
+/** The graph files of one shard of a parsed manifest: its rank graph, or (older exports) its score
+ * and similar graphs (parseManifest checks that it has one or the other). */
 export function shardGraphFiles(s: NonNullable<Manifest["shards"]>[number]): string[] {
-  return s.rank ? [s.rank.file] : [s.score?.file ?? "", s.similar?.file ?? ""];
+  return s.rank ? [s.rank.file] : [s.score!.file, s.similar!.file];
 }
 
 /** Parse and check a manifest's internal consistency. Throws ModelLoadError naming the problem. */

@@ -90,6 +90,12 @@ describe("a model in item shards (Durable Objects)", { timeout: 180_000 }, () =>
     for (const s of m.shards!) expect(s.table).toEqual({ offset: expect.any(Number), dtype: "float16" });
     const bare = { ...shManifest, shards: shManifest.shards.map((s: object, i: number) => (i === 1 ? { ...s, table: undefined } : s)) };
     expect(() => parseManifest(bare)).toThrow(/shards\.1\.table/);
+    // a shard has one rank graph, or (older exports) a score and a similar graph: not both, not neither
+    const shard1 = (s: object) => ({ ...shManifest, shards: shManifest.shards.map((x: object, i: number) => (i === 1 ? s : x)) });
+    const one = shManifest.shards[1]!;
+    expect(() => parseManifest(shard1({ ...one, score: { file: "score.s1.onnx" }, similar: { file: "similar.s1.onnx" } }))).toThrow(/shards\.1: a shard has either/);
+    expect(() => parseManifest(shard1({ ...one, rank: undefined }))).toThrow(/shards\.1: a shard has either/);
+    expect(() => parseManifest(shard1({ ...one, rank: undefined, score: { file: "score.s1.onnx" }, similar: { file: "similar.s1.onnx" } }))).not.toThrow();
   });
 
   it("steps a user's state exactly as the single-isolate model", async () => {
