@@ -120,31 +120,25 @@ export function memoryEstimate(files: Record<string, { bytes: number }>, manifes
  *     the Gemm's prepacked copy, T + 2T + 2T at the load's high-water mark (T + T for float32);
  *   - exports before it: the score and similar graphs over its rows, as `memoryEstimate` counts
  *     them for a whole table (5T and 8T);
- *   - where the worker reads item vectors from it, the weights file kept (its rows are read from it).
+ *   - where the worker reads item vectors from it, the weights file, kept (its rows are a view of it).
  * No item ids: a shard has none.
  */
 export function shardEstimates(manifest: SizedManifest): MemoryEstimate[] {
   const f32 = manifest.weights.dtype !== "float16";
   return (manifest.shards ?? []).map((s) => {
     const T = s.weights.bytes;
-    const n = s.rows[1] - s.rows[0];
     const allocs: number[] = [];
     if (s.rank) allocs.push(T, ...(f32 ? [T] : [2 * T, 2 * T]));
     else {
-      allocs.push(T, PER_ROW * n, ...(f32 ? [T, T] : [T, T, T, 2 * T]));
+      allocs.push(T, PER_ROW * (s.rows[1] - s.rows[0]), ...(f32 ? [T, T] : [T, T, T, 2 * T]));
       const k = f32 ? 3 : 8;
       for (let i = 0; i < 8; i++) allocs.push((k * T) / 8);
     }
     const wasm = grow(ORT_INITIAL_WASM, USED_AT_FIRST_TABLE, allocs) - ORT_INITIAL_WASM;
-    const kept = s.table ? (s.rank ? T : n * shardDim(manifest) * (s.table.dtype === "float16" ? 2 : 4)) : 0;
-    return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + kept), transient: (s.table && s.rank ? 0 : T) + 4096, masks: 0 };
+    // A shard the worker reads rows from keeps its weights file (shard-sessions.ts: its rows are a
+    // view of it); any other lets it go once its sessions are made.
+    return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + (s.table ? T : 0)), transient: (s.table ? 0 : T) + 4096, masks: 0 };
   });
-}
-
-/** The length of a sharded model's query (its item vectors), from its step graph's outputs. */
-function shardDim(manifest: SizedManifest): number {
-  const d = manifest.graphs.step?.outputs?.[1]?.shape[1];
-  return typeof d === "number" ? d : 0;
 }
 
 /** Per catalog item, the catalog copy's fact columns (catalog/mirror.ts: live, available, price,
