@@ -91,6 +91,22 @@ class FactColumns {
     for (let k = 1; k < n; k++) if (this.live[k]) yield itemKeys.id(k);
   }
 
+  /** Live keys, in key order. */
+  liveKeys(): number[] {
+    const out: number[] = [];
+    const n = Math.min(this.live.length, itemKeys.size + 1);
+    for (let k = 1; k < n; k++) if (this.live[k]) out.push(k);
+    return out;
+  }
+
+  /** Sort order of live keys: newest first, equal times by id (as strings order). */
+  readonly newestFirst = (a: number, b: number): number => this.created[b]! - this.created[a]! || itemKeys.compare(a, b);
+
+  /** When key k's item entered the catalog. */
+  createdAt(k: number): number {
+    return this.created[k]!;
+  }
+
   private at(id: string): number {
     const k = itemKeys.find(id);
     return k < this.live.length && this.live[k] ? k : 0;
@@ -101,12 +117,6 @@ class FactColumns {
     if (!i) return undefined;
     const a = this.attrs.get(i);
     return { available: this.available[i] === 1, price: this.price[i]!, categoryKey: this.categories[this.category[i]!]!, createdMs: this.created[i]!, ...(a ? { attrs: a } : {}) };
-  }
-
-  /** When the item entered the catalog (NaN when it is not in it). */
-  createdOf(id: string): number {
-    const i = this.at(id);
-    return i ? this.created[i]! : Number.NaN;
   }
 
   /** Is key k live and available (the rows of a model read their facts by key). */
@@ -200,7 +210,7 @@ export class CatalogMirror {
   private syncedAt = 0;
   private changes = 0;
   private syncing: Promise<void> | undefined;
-  private newest: { changes: number; ids: string[] } | undefined;
+  private newest: { changes: number; keys: Int32Array } | undefined;
   private views = new WeakMap<GruModel, { changes: number; view: RowView }>();
 
   /** Live (not deleted) items in the catalog. */
@@ -306,27 +316,25 @@ export class CatalogMirror {
    */
   arrivedSince(sinceMs: number): string[] {
     if (!this.newest || this.newest.changes !== this.changes) {
-      const ids = [...this.facts.keys()].map((id) => [id, this.facts.createdOf(id)] as const).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([id]) => id);
-      this.newest = { changes: this.changes, ids };
+      // keys, not ids: the isolate keeps each id once (item-keys.ts), and only the arrivals asked for become strings
+      this.newest = { changes: this.changes, keys: Int32Array.from(this.facts.liveKeys().sort(this.facts.newestFirst)) };
     }
     const out: string[] = [];
-    for (const id of this.newest.ids) {
-      const created = this.facts.createdOf(id);
-      if (!(created >= sinceMs)) break;
-      out.push(id);
+    for (const k of this.newest.keys) {
+      if (!(this.facts.createdAt(k) >= sinceMs)) break;
+      out.push(itemKeys.id(k));
     }
     return out;
   }
 
   /**
-   * Live catalog ids for which `known(id)` is false (the items a model was not trained on), newest
-   * first, at most `limit`: one pass over the ids, and only those sorted.
+   * Live catalog ids whose key (item-keys.ts) `known` says no to (the items a model was not trained
+   * on), newest first, at most `limit`: one pass over the keys, only those sorted, only the kept
+   * ones made strings.
    */
-  unknownTo(known: (id: string) => boolean, limit: number): string[] {
-    const out: [string, number][] = [];
-    for (const id of this.facts.keys()) if (!known(id)) out.push([id, this.facts.createdOf(id)]);
-    out.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
-    return out.slice(0, limit).map(([id]) => id);
+  unknownTo(known: (key: number) => boolean, limit: number): string[] {
+    const out = this.facts.liveKeys().filter((k) => !known(k));
+    return out.sort(this.facts.newestFirst).slice(0, limit).map((k) => itemKeys.id(k));
   }
 
   /** Catalog facts per model row (the mask rebuilt only after the catalog changed; the rest read

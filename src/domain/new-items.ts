@@ -39,7 +39,7 @@ export function warmGroups(model: GruModel, catalog: CatalogMirror): Warm {
   const view = catalog.rowView(model);
   const hit = cache.get(model);
   if (hit && hit.view === view) return hit;
-  const only = catalog.unknownTo((id) => model.rowOf(id) !== undefined, MAX_WARM_ITEMS);
+  const only = catalog.unknownTo((k) => model.knowsKey(k), MAX_WARM_ITEMS);
   const byPrefix = new Map<string, number[]>();
   if (only.length) {
     for (let r = 1; r < model.rows; r++) {

@@ -80,6 +80,18 @@ export class ItemKeys {
     while (k * 2 > this.mask) this.rehash();
   }
 
+  /** The order of the ids of keys a and b as JavaScript orders strings (UTF-16 code units), without
+   * building them: negative, 0 or positive. */
+  compare(a: number, b: number): number {
+    const [i, m] = [this.start[a]!, this.start[a + 1]!];
+    const [j, n] = [this.start[b]!, this.start[b + 1]!];
+    for (let x = 0; x < m - i && x < n - j; x++) {
+      const d = this.chars[i + x]! - this.chars[j + x]!;
+      if (d) return d;
+    }
+    return m - i - (n - j);
+  }
+
   /** The id of key `k` (1..size): a new string each call. */
   id(k: number): string {
     const a = this.start[k]!;
@@ -149,6 +161,11 @@ export class RowKeys {
       if (this.keyRow[k] !== 0) throw new RangeError(`id ${JSON.stringify(keys.id(k))} appears twice`);
       this.keyRow[k] = r;
     }
+  }
+
+  /** Is key k one of this model's rows' keys. */
+  hasKey(k: number): boolean {
+    return k > 0 && k < this.keyRow.length && this.keyRow[k] !== 0;
   }
 
   /** The row of `id` (1..), or undefined when the model does not know it. */

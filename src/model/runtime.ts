@@ -155,6 +155,11 @@ export class GruModel {
     return this.keys.idOf(row);
   }
 
+  /** Does the model have a row for the item of key k (the isolate's `itemKeys`). */
+  knowsKey(k: number): boolean {
+    return this.keys.hasKey(k);
+  }
+
   /** Row -> the item's key in the isolate's `itemKeys` (0 for the padding row): how the catalog
    * copy reads its facts for the model's rows without the ids. */
   get rowKeys(): Int32Array {

@@ -32,6 +32,16 @@ describe("item keys", () => {
     keys.key("d"); // met after the model was indexed: still not one of its rows
     expect(rows.rowOf("d")).toBeUndefined();
     expect(keys.size).toBe(4);
+    expect([1, 2, 3, 4].map((k) => rows.hasKey(k))).toEqual([true, true, true, false]);
+    expect(rows.hasKey(0)).toBe(false);
+  });
+
+  it("orders keys by their ids exactly as strings order, without building them", () => {
+    const keys = new ItemKeys();
+    const ids = ["b", "a", "ab", "", "B", "a\u0000", "\u00e9", "\ud83d\ude00", "\uffff", "abc", "abd", "10", "9"];
+    const ks = ids.map((id) => keys.key(id));
+    const byKeys = [...ks].sort((x, y) => keys.compare(x, y)).map((k) => keys.id(k));
+    expect(byKeys).toEqual([...ids].sort());
   });
 
   it("refuses a model whose ids repeat, naming the id", () => {
