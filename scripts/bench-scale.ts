@@ -4,11 +4,11 @@
  * by miniflare's own server as `npm run bench` does: local/miniflare.ts; the ItemShard Durable
  * Objects, local R2 and D1, redis-server behind the bridge), not Node alone.
  *
- *   npm run bench:scale -- [--sizes 10000,100000,250000,1000000] [--dim 64] [--requests 300]
+ *   npm run bench:scale -- [--sizes 10000,100000,250000,1000000] [--dim 64] [--kind hrnn|seq] [--requests 300]
  *                          [--out bench-scale.json] [--no-measure] [--profile prefix]
  *
- * Per size: a randomly initialised GRURec (models/training/random_model.py; the values do not change
- * the cost) exported as `export_shards.py --shards auto` chooses: whole when it fits one isolate,
+ * Per size: a randomly initialised GRURec (`--kind seq`: a SeqRec with attention over its last 20
+ * items; models/training/random_model.py; the values do not change the cost) exported as `export_shards.py --shards auto` chooses: whole when it fits one isolate,
  * else in item shards that each fit one (the worker's copy of the table as int8 rows), uploaded, staged (golden vectors) and activated
  * through the registry API as `npm run model` does (a file over 32 MiB in parts); a catalog of the model's items (20 x 20
  * categories, prices, 2% unavailable; `--no-catalog` leaves it out) uploaded in NDJSON batches of
@@ -49,6 +49,7 @@ const { values: a } = parseArgs({
   options: {
     sizes: { type: "string", default: "10000,100000,250000,1000000" },
     dim: { type: "string", default: "64" },
+    kind: { type: "string", default: "hrnn" },
     requests: { type: "string", default: "300" },
     measure: { type: "boolean", default: true },
     catalog: { type: "boolean", default: true },
@@ -59,6 +60,8 @@ const { values: a } = parseArgs({
 });
 const sizes = a.sizes!.split(",").map(Number);
 const dim = Number(a.dim);
+if (a.kind !== "hrnn" && a.kind !== "seq") throw new Error(`--kind ${a.kind}: hrnn or seq`);
+const kind = a.kind;
 const requests = Number(a.requests);
 
 /** Cloudflare's documented per-invocation limits (developers.cloudflare.com/workers/platform/limits, 2026). */
@@ -74,13 +77,13 @@ const py = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 
 /** Build (or reuse) the model folder of a size. */
 function build(n: number): string {
-  const dir = join(tmpdir(), "gru-bench-scale", `${n}x${dim}`);
+  const dir = join(tmpdir(), "gru-bench-scale", `${n}x${dim}${kind === "seq" ? "-seq" : ""}`);
   if (existsSync(join(dir, "manifest.json"))) return dir;
   mkdirSync(dir, { recursive: true });
   const flags = ["--shards", "auto", "--fp16", "--int8-table"];
   console.error(`building ${n.toLocaleString("en")} x ${dim} in ${dir} ...`);
   const t = performance.now();
-  execFileSync(py, ["-W", "ignore", "models/training/random_model.py", "--items", String(n), "--dim", String(dim), "--out", dir, ...flags], {
+  execFileSync(py, ["-W", "ignore", "models/training/random_model.py", "--items", String(n), "--dim", String(dim), "--kind", kind, "--out", dir, ...flags], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
   });
@@ -262,7 +265,7 @@ try {
 
 const f1 = (x: number | null) => (x === null ? "-" : x.toFixed(1));
 const m1 = (x: number | null) => (x === null ? "-" : mib(x));
-console.log(`\nbench:scale, dim ${dim}, ${requests} sequential requests each after 5 warm-up, workerd via miniflare (the deploy bundle)\n`);
+console.log(`\nbench:scale, ${kind === "seq" ? "SeqRec (attention over 20 recent items)" : "GRURec"}, dim ${dim}, ${requests} sequential requests each after 5 warm-up, workerd via miniflare (the deploy bundle)\n`);
 console.log("| items | shards | rec p50 ms | rec p99 ms | rec CPU ms | rec subrequests (shard calls) | similar p50 ms | similar p99 ms | similar CPU ms | worker isolate MiB est / measured peak | shard MiB est / measured peak | workerd RSS MiB | plan |");
 console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) {

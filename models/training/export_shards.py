@@ -10,12 +10,14 @@ One isolate cannot hold a large item table several times over (a whole model's s
 about 5 float16 copies of it, its similar graph 8). A sharded export writes:
   step.onnx + weights.bin       the coordinator's graph (the worker's isolate): the step, plus the
                                 output `query` (B, d), the vector that scores items for the input
-                                state at the given moment (the score graph's query). For a GRURec
-                                (`vector_step`) its input is the event's item as its table row,
-                                `item_vector` (B, d), which the worker reads from the item's shard
-                                (`table` below): the worker holds no table, only the recurrent
-                                weights. Otherwise (SeqRec, whose state records item rows) it takes
-                                the item's row, holds the table once (rows are gathered) and also
+                                state at the given moment (the score graph's query). Its input
+                                is the event's item as its table row, `item_vector` (B, d), which
+                                the worker reads from the item's shard (`table` below), and for a
+                                SeqRec (`vector_step` "ring") also `item` (the row index its state
+                                records) and `recent_vectors` (B, R, d), the rows of the recent
+                                items its query attends over: the worker holds no table, only the
+                                recurrent weights. The "gated" GRURec's step graph takes the item's
+                                row index, holds the table once (rows are gathered) and also
                                 outputs `item_vector` (B, d), the item's normalised embedding (the
                                 seed of similar items).
   rank.s<i>.onnx                shard i: q (B, d), mask (B, n_i) bool, similar (1,), k -> top-k of
@@ -68,14 +70,16 @@ class _CoreStep(torch.nn.Module):
 
 
 class _Given(torch.nn.Module):
-    """Stands in for the item embedding while the vector step is traced: returns the rows given."""
+    """Stands in for the item embedding while a vector step is traced: an event's item (B,) gets the
+    rows given as `rows`, a state's recent items (B, R) get `ring` (B, R, d)."""
 
     def __init__(self):
         super().__init__()
         self.rows = None
+        self.ring = None
 
     def forward(self, item):
-        return self.rows
+        return self.rows if item.dim() == 1 else self.ring
 
 
 class _VecStep(torch.nn.Module):
@@ -87,27 +91,43 @@ class _VecStep(torch.nn.Module):
         self.model = model
         self.given = _Given()
 
-    def forward(self, state, item_vector, new_session, gap):
+    def run(self, state, item, item_vector, ring, new_session, gap):
         m = self.model
         table = m.emb
-        self.given.rows = item_vector
-        m.emb = self.given                         # advance() reads the item's row through m.emb
+        self.given.rows, self.given.ring = item_vector, ring
+        m.emb = self.given                         # advance() and query() read rows through m.emb
         try:
-            nxt = m.advance(state, torch.zeros(state.shape[0], dtype=torch.long), new_session, gap)
+            return m.advance(state, item, new_session, gap), m.query(state, new_session, gap)
         finally:
             m.emb = table
-        return nxt, m.query(state, new_session, gap)
+
+    def forward(self, state, item_vector, new_session, gap):
+        return self.run(state, torch.zeros(state.shape[0], dtype=torch.long), item_vector, None, new_session, gap)
+
+
+class _RingVecStep(_VecStep):
+    """A SeqRec's vector step: its state records the row indices of its last R items (the ring
+    advance() shifts the event's `item` into), and its query attends over their rows, given as
+    `recent_vectors` (B, R, d) in ring order (zeros for empty slots), which the worker reads from
+    their shards like the event's `item_vector`."""
+
+    def forward(self, state, item, item_vector, recent_vectors, new_session, gap):
+        return self.run(state, item, item_vector, recent_vectors, new_session, gap)
 
 
 def vector_step(model):
-    """Whether the worker's step graph can take the event's item as its table row (a GRURec whose
-    state does not record item rows: not the "gated" ring, not SeqRec's recent items)."""
+    """Whether the worker's step graph takes item rows instead of holding the table: "plain" (the
+    event's item as its row: a GRURec whose state records no item rows, a SeqRec without attention),
+    "ring" (a SeqRec: also its recent items' rows, `_RingVecStep`), or None (the "gated" GRURec,
+    whose state ring is not read back as rows: its step graph holds the table)."""
     return vector_step_config(model.cfg.to_dict())
 
 
 def vector_step_config(cfg):
     """vector_step from a checkpoint's config dict (before the model is built)."""
-    return cfg.get("kind", "hrnn") == "hrnn" and cfg.get("memory_kind", "hrnn") != "gated"
+    if cfg.get("kind", "hrnn") == "seq":
+        return "ring" if cfg.get("attn", 0) else "plain"
+    return "plain" if cfg.get("memory_kind", "hrnn") != "gated" else None
 
 
 def rank_graph(path, emb, bias):
@@ -172,14 +192,20 @@ def export_sharded(model, out_dir, shards, half=False):
     state, ns, gap, item = torch.zeros(2, S), torch.ones(2), torch.tensor([0.0, 30.0]), torch.tensor([1, 2])
     step_path = os.path.join(out_dir, "step.onnx")
     by_vector = vector_step(model)
-    if by_vector:
+    dyn = lambda names: {n: {0: "batch"} for n in names}  # noqa: E731
+    if by_vector == "ring":
+        ins, outs = ["state", "item", "item_vector", "recent_vectors", "new_session", "gap"], ["next_state", "query"]
+        ring = model.emb(torch.tensor([[1, 2] + [0] * (model.R - 2), [2] + [0] * (model.R - 1)])).detach()
+        torch.onnx.export(_RingVecStep(model).eval(), (state, item, model.emb(item).detach(), ring, ns, gap), step_path,
+                          opset_version=E.OPSET, input_names=ins, output_names=outs, dynamic_axes=dyn(ins + outs))
+    elif by_vector:
         ins, outs = ["state", "item_vector", "new_session", "gap"], ["next_state", "query"]
         torch.onnx.export(_VecStep(model).eval(), (state, model.emb(item).detach(), ns, gap), step_path, opset_version=E.OPSET,
-                          input_names=ins, output_names=outs, dynamic_axes={n: {0: "batch"} for n in ins + outs})
+                          input_names=ins, output_names=outs, dynamic_axes=dyn(ins + outs))
     else:
         ins, outs = ["state", "item", "new_session", "gap"], ["next_state", "query", "item_vector"]
         torch.onnx.export(_CoreStep(model, half).eval(), (state, item, ns, gap), step_path, opset_version=E.OPSET,
-                          input_names=ins, output_names=outs, dynamic_axes={n: {0: "batch"} for n in ins + outs})
+                          input_names=ins, output_names=outs, dynamic_axes=dyn(ins + outs))
     E.keep_inputs(step_path, ins)
     E.share_weights([step_path], os.path.join(out_dir, "weights.bin"), half=half)
     table, bias = model.emb.weight.detach(), model.item_bias.detach()
@@ -192,9 +218,8 @@ def export_sharded(model, out_dir, shards, half=False):
         out.append({"rows": [lo, hi], "rank": {"file": os.path.basename(rp)},
                     "weights": {"file": os.path.basename(wp), "bytes": os.path.getsize(wp), "sha256": E.sha256(wp)},
                     **({"table": {"offset": table_offset(rp, n, d, half), "dtype": "float16" if half else "float32"}} if by_vector else {})})
-    width = {"state": S, "item_vector": d}
-    inputs = [{"name": n, "dtype": "int64" if n == "item" else "float32", "shape": ["batch", width[n]] if n in ("state", "item_vector") else ["batch"]}
-              for n in ins]
+    shape = {"state": ["batch", S], "item_vector": ["batch", d], "recent_vectors": ["batch", getattr(model, "R", 0), d]}
+    inputs = [{"name": n, "dtype": "int64" if n == "item" else "float32", "shape": shape.get(n, ["batch"])} for n in ins]
     outputs = [{"name": n, "dtype": "float32", "shape": ["batch", S if n == "next_state" else d]} for n in outs]
     return out, inputs, outputs
 
@@ -238,8 +263,8 @@ def main(argv=None):
         print(f"{cfg['n_items']:,} items x {cfg['dim']}: {args.shards or 'no'} item shards", file=sys.stderr)
     args.shards = int(args.shards)
     if args.shards and args.int8_table and vector_step_config(torch.load(args.ckpt, map_location="cpu")["config"]):
-        # the worker's copy of the table is what --int8-table packs, and a GRURec's worker has none:
-        # its shards keep float16 rows (nothing rounded to int8)
+        # the worker's copy of the table is what --int8-table packs, and a worker whose step graph
+        # takes item vectors has none: its shards keep float16 rows (nothing rounded to int8)
         print("--int8-table: the worker holds no table (its step graph takes item vectors); the shards keep float16 rows", file=sys.stderr)
         args.int8_table = False
     if args.shards == 0:

@@ -291,7 +291,7 @@ async function readVerified(bucket: R2Bucket, version: string, expected: Record<
 }
 
 /** Replay the golden vectors through a loaded model; the first disagreement, or null. */
-async function checkGolden(model: GruModel, golden: any): Promise<string | null> {
+export async function checkGolden(model: GruModel, golden: any): Promise<string | null> {
   const tol = Number(golden.tolerance ?? 1e-4);
   let state = model.initialState();
   for (let i = 0; i < golden.events.length; i++) {

@@ -96,10 +96,26 @@ export const SHARDED_STEP_OUTPUTS = ["next_state", "query", "item_vector"] as co
 /** The step graph of a sharded model whose worker holds no table: the event's item comes as its row
  * (`item_vector`, read from its shard), and the query is the only extra output. */
 export const VECTOR_STEP = { inputs: ["state", "item_vector", "new_session", "gap"], outputs: ["next_state", "query"] } as const;
+/** The same for a model whose state records its recent items' rows (SeqRec: the `recent_items`
+ * ring of the state's layout): it also takes the event's row index (`item`, which it shifts into
+ * the ring) and the rows of the ring's items (`recent_vectors` (B, R, d), ring order, zeros for
+ * empty slots), which its query attends over. */
+export const RING_VECTOR_STEP = {
+  inputs: ["state", "item", "item_vector", "recent_vectors", "new_session", "gap"],
+  outputs: ["next_state", "query"],
+} as const;
 
 /** Whether a manifest's step graph takes the event's item as its table row (read from the shards). */
 export function stepTakesVectors(m: Manifest): boolean {
-  return m.graphs.step.inputs[1]?.name === "item_vector";
+  return m.graphs.step.inputs.some((t) => t.name === "item_vector");
+}
+
+/** Where a vector step's state records its recent items (the layout's `recent_items`), when its
+ * step graph takes their rows (`recent_vectors`, RING_VECTOR_STEP); else undefined. */
+export function stepRing(m: Manifest): { offset: number; size: number } | undefined {
+  if (!m.graphs.step.inputs.some((t) => t.name === "recent_vectors")) return undefined;
+  const p = m.state.layout.find((l) => l.name === "recent_items");
+  return p && { offset: p.offset, size: p.size };
 }
 
 /** Every file a manifest names (graphs, weights, shards' files, golden vectors). */
@@ -152,9 +168,10 @@ export function parseManifest(raw: unknown): Manifest {
     const graph = m.graphs[g as keyof typeof CONTRACT];
     if (!graph) continue;
     const names = (ts: { name: string }[]) => ts.map((t) => t.name).join(",");
-    const byVector = g === "step" && m.shards && graph.inputs[1]?.name === "item_vector";
-    const inputs = byVector ? VECTOR_STEP.inputs : spec.inputs;
-    const outputs = byVector ? VECTOR_STEP.outputs : g === "step" && m.shards ? SHARDED_STEP_OUTPUTS : spec.outputs;
+    const byVector = g === "step" && m.shards && stepTakesVectors(m);
+    const vectorStep = graph.inputs.some((t) => t.name === "recent_vectors") ? RING_VECTOR_STEP : VECTOR_STEP;
+    const inputs = byVector ? vectorStep.inputs : spec.inputs;
+    const outputs = byVector ? vectorStep.outputs : g === "step" && m.shards ? SHARDED_STEP_OUTPUTS : spec.outputs;
     if (names(graph.inputs) !== inputs.join(",") || names(graph.outputs) !== outputs.join(",")) {
       throw new ModelLoadError(
         `manifest.graphs.${g}: expected inputs [${inputs}] outputs [${outputs}], got [${names(graph.inputs)}] [${names(graph.outputs)}]`,
@@ -163,6 +180,13 @@ export function parseManifest(raw: unknown): Manifest {
     if (byVector) {
       const bare = m.shards!.findIndex((s) => !s.table);
       if (bare >= 0) throw new ModelLoadError(`manifest.shards.${bare}.table: the step graph takes item vectors, so every shard says where its rows are`);
+      const ring = graph.inputs.find((t) => t.name === "recent_vectors");
+      if (ring) {
+        const p = stepRing(m);
+        if (!p || ring.shape[1] !== p.size) {
+          throw new ModelLoadError(`manifest.graphs.step.recent_vectors: ${String(ring.shape[1])} rows, and the state's recent_items ring holds ${p?.size ?? "none"}`);
+        }
+      }
     }
   }
   const stateDim = m.graphs.step.inputs[0]!.shape[1];

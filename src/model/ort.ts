@@ -10,9 +10,26 @@ export type Ort = typeof ort;
 
 let ready: Promise<void> | undefined;
 
+let tail: Promise<unknown> = Promise.resolve();
+
+/**
+ * Run `fn` (session creations, runs with the reading of their outputs, releases) after every
+ * earlier one of this isolate has finished. All sessions of an isolate share one ORT wasm instance,
+ * whose calls are not re-entrant across sessions: a run lays its inputs' and outputs' pointers out
+ * on the one wasm stack around an `await`, so two runs interleaved (the item shards of one request,
+ * which share an isolate; two live versions under A/B) corrupt each other ("failed to call
+ * OrtRun()", "null function or function signature mismatch": test/node/ort-exclusive.test.ts).
+ * `fn` must not itself wait for another `exclusive` call.
+ */
+export function exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  const run = tail.then(fn, fn);
+  tail = run.catch(() => undefined);
+  return run;
+}
+
 /**
  * Run `create` (which makes ORT initialise its wasm on first use) with ORT's wasm instantiation
- * answered from `wasmModule`. Later calls skip the redirection.
+ * answered from `wasmModule`, then under `exclusive`. Later calls skip the redirection.
  */
 export async function withOrt<T>(wasmModule: WebAssembly.Module, create: (o: Ort) => Promise<T>): Promise<T> {
   if (!ready) {
@@ -40,7 +57,7 @@ export async function withOrt<T>(wasmModule: WebAssembly.Module, create: (o: Ort
     ready.catch(() => (ready = undefined));
   }
   await ready;
-  return create(ort);
+  return exclusive(() => create(ort));
 }
 
 /** ONNX model `y = Identity(x)`, float [1]; 65 bytes, used only to initialise ORT. */

@@ -9,9 +9,9 @@
  * seed's vector) and the item shards rank their row ranges (src/model/shards.ts).
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
-import { checkSessions, type LoadedManifest, type Manifest, ModelLoadError, parseManifest, stepTakesVectors } from "./manifest";
+import { checkSessions, type LoadedManifest, type Manifest, ModelLoadError, parseManifest, stepRing, stepTakesVectors } from "./manifest";
 import { RowKeys } from "./item-keys";
-import { withOrt } from "./ort";
+import { exclusive, withOrt } from "./ort";
 import { expandInt8Rows } from "./int8-rows";
 import { RowMask } from "./row-mask";
 import { type ShardBackend, mergeTops } from "./shards";
@@ -59,11 +59,13 @@ export class GruModel {
   readonly idleGapMs: number;
   /** Rows <-> the isolate's item keys (the ids themselves are kept once, in `itemKeys`). */
   private readonly keys: RowKeys;
-  private queue: Promise<unknown> = Promise.resolve();
   /** Embedding size d (the length of a query or item vector). */
   readonly dim: number;
   /** A sharded model whose step graph takes the event's item as its row, read from the shards. */
   private readonly byVector: boolean;
+  /** Where the state records its recent items, for a vector step whose query attends over their
+   * rows (a sharded SeqRec: manifest.ts's RING_VECTOR_STEP). */
+  private readonly ring?: { offset: number; size: number };
   /** Item rows read from the shards lately (row -> d floats; raw rows, negative keys normalised). */
   private readonly rowCache = new Map<number, Float32Array>();
 
@@ -88,6 +90,7 @@ export class GruModel {
     const d = manifest.graphs.step.outputs[1]?.shape[1];
     this.dim = typeof d === "number" ? d : 0;
     this.byVector = shards !== undefined && stepTakesVectors(manifest);
+    this.ring = this.byVector ? stepRing(manifest) : undefined;
   }
 
   /** Validate the manifest, check the weights' checksum, create the sessions, cross-check them.
@@ -179,10 +182,9 @@ export class GruModel {
     return new Float32Array(this.stateSize);
   }
 
+  /** ORT calls wait for every earlier one of the isolate (ort.ts's `exclusive`). */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return exclusive(fn);
   }
 
   /** Advance `state` by one event on item `row`. Returns a new array. */
@@ -243,12 +245,11 @@ export class GruModel {
   }
 
   /** One step-graph run; `read` copies what it needs before every output is disposed. A model that
-   * takes item vectors reads the item's row from its shard first (row 0, a query alone: zeros). */
-  private async runStep<R>(state: Float32Array, row: number, at: Moment, read: (out: InferenceSession.OnnxValueMapType) => R): Promise<R> {
+   * takes item vectors reads the item's row from its shard first (row 0, a query alone: zeros), and
+   * with `ring` (its `query` is wanted) the rows of the state's recent items. */
+  private async runStep<R>(state: Float32Array, row: number, at: Moment, read: (out: InferenceSession.OnnxValueMapType) => R, ring = false): Promise<R> {
     const T = this.ort.Tensor;
-    const item: InferenceSession.OnnxValueMapType = this.byVector
-      ? { item_vector: new T("float32", row > 0 ? (await this.shardRows([row], false))[0]! : new Float32Array(this.dim), [1, this.dim]) }
-      : { item: new T("int64", BigInt64Array.of(BigInt(row)), [1]) };
+    const item = this.byVector ? await this.vectorInputs(state, row, ring) : { item: new T("int64", BigInt64Array.of(BigInt(row)), [1]) };
     return this.serial(async () => {
       const out = await this.stepSession.run({
         state: new T("float32", state, [1, this.stateSize]),
@@ -264,6 +265,27 @@ export class GruModel {
     });
   }
 
+  /**
+   * A vector step's item inputs: `item_vector` (the event's row from its shard; zeros for row 0),
+   * and where the state records its recent items also `item` and `recent_vectors`: their rows with
+   * `ring` (the query attends over them), else zeros (an event's step, whose query is not read).
+   * One `rows` call per shard for all of them, fewer with the row cache.
+   */
+  private async vectorInputs(state: Float32Array, row: number, ring: boolean): Promise<InferenceSession.OnnxValueMapType> {
+    const T = this.ort.Tensor;
+    const d = this.dim;
+    const r = this.ring;
+    const recent = r && ring ? Array.from(state.subarray(r.offset, r.offset + r.size), (x) => (x >= 1 && x < this.rows ? Math.round(x) : 0)) : [];
+    const wanted = [row, ...recent].filter((x) => x > 0);
+    const got = new Map<number, Float32Array>();
+    if (wanted.length) (await this.shardRows(wanted, false)).forEach((v, i) => got.set(wanted[i]!, v));
+    const item_vector = new T("float32", got.get(row) ?? new Float32Array(d), [1, d]);
+    if (!r) return { item_vector };
+    const rows = new Float32Array(r.size * d);
+    recent.forEach((x, slot) => x > 0 && rows.set(got.get(x)!, slot * d));
+    return { item: new T("int64", BigInt64Array.of(BigInt(row)), [1]), item_vector, recent_vectors: new T("float32", rows, [1, r.size, d]) };
+  }
+
   /** Whether this model can rank items by similarity to an item. */
   get hasSimilar(): boolean {
     return this.similarSession !== undefined || this.shards !== undefined;
@@ -276,7 +298,7 @@ export class GruModel {
 
   /** A sharded model's query for `state` at `at` (the step graph's `query` output). */
   private query(state: Float32Array, at: Moment): Promise<Float32Array> {
-    return this.runStep(state, 0, at, (out) => new Float32Array(out.query!.data as Float32Array));
+    return this.runStep(state, 0, at, (out) => new Float32Array(out.query!.data as Float32Array), true);
   }
 
   /** The normalised vector of item `row`, the seed of its similar items: from its shard, or the

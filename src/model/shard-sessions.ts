@@ -14,7 +14,7 @@
 import type { InferenceSession } from "onnxruntime-web/wasm";
 import { fromHalfBits, toHalfBits } from "./int8-rows";
 import { BITS_SET } from "./row-mask";
-import { withOrt } from "./ort";
+import { exclusive, withOrt } from "./ort";
 import type { ShardAnswer, ShardSpec, ShardTop } from "./shards";
 
 /** A shard unused this long is released (ms). */
@@ -28,7 +28,7 @@ export interface Loaded {
   /** One session for scores and cosines (`rank`), or, from earlier exports, one for each. */
   sessions: { rank: InferenceSession } | { score: InferenceSession; similar: InferenceSession };
   ort: typeof import("onnxruntime-web/wasm");
-  /** Runs on one session are serialised (ORT's wasm backend is not re-entrant). */
+  /** The shard's last run (each runs under ort.ts's `exclusive`), awaited before a release. */
   queue: Promise<unknown>;
   usedAt: number;
   /** Reused mask buffer, a row an element: bool (a byte, in a buffer of whole 8-byte groups) for
@@ -124,7 +124,7 @@ async function sweep(keep: string, now: number): Promise<void> {
     if (now - l.usedAt < SHARD_IDLE_MS) continue;
     loaded.delete(key);
     await l.queue.catch(() => undefined);
-    await Promise.all(Object.values(l.sessions).map((x: InferenceSession) => x.release())).catch(() => undefined);
+    await exclusive(() => Promise.all(Object.values(l.sessions).map((x: InferenceSession) => x.release()))).catch(() => undefined);
   }
 }
 
@@ -133,7 +133,7 @@ export async function runShard(l: Loaded, graph: "score" | "similar", spec: Shar
   const n = spec.rows[1] - spec.rows[0];
   if (vec.length !== spec.dim) throw new Error(`item shard ${spec.index}: a vector of ${vec.length} floats, the model's is ${spec.dim}`);
   if (bits.length !== (n + 7) >> 3) throw new Error(`item shard ${spec.index}: a mask of ${bits.length} bytes for ${n} rows`);
-  const run = l.queue.then(async () => {
+  const run = exclusive(async () => {
     const mask = l.mask;
     const free = unpack(bits, mask, n);
     const kk = Math.max(0, Math.min(k, free));

@@ -23,6 +23,22 @@ import oneScore from "../fixtures/shard-model/single/score.onnx";
 import oneSimilar from "../fixtures/shard-model/single/similar.onnx";
 import oneStep from "../fixtures/shard-model/single/step.onnx";
 import oneWeights from "../fixtures/shard-model/single/weights.bin";
+import seqGolden from "../fixtures/shard-model-seq/sharded/golden.json";
+import seqManifest from "../fixtures/shard-model-seq/sharded/manifest.json";
+import seqRank0 from "../fixtures/shard-model-seq/sharded/rank.s0.onnx";
+import seqRank1 from "../fixtures/shard-model-seq/sharded/rank.s1.onnx";
+import seqRank2 from "../fixtures/shard-model-seq/sharded/rank.s2.onnx";
+import seqStep from "../fixtures/shard-model-seq/sharded/step.onnx";
+import seqWeights from "../fixtures/shard-model-seq/sharded/weights.bin";
+import seqWeights0 from "../fixtures/shard-model-seq/sharded/weights.s0.bin";
+import seqWeights1 from "../fixtures/shard-model-seq/sharded/weights.s1.bin";
+import seqWeights2 from "../fixtures/shard-model-seq/sharded/weights.s2.bin";
+import seqOneManifest from "../fixtures/shard-model-seq/single/manifest.json";
+import seqOneScore from "../fixtures/shard-model-seq/single/score.onnx";
+import seqOneSimilar from "../fixtures/shard-model-seq/single/similar.onnx";
+import seqOneStep from "../fixtures/shard-model-seq/single/step.onnx";
+import seqOneWeights from "../fixtures/shard-model-seq/single/weights.bin";
+import { checkGolden } from "../../src/domain/models";
 import { parseManifest } from "../../src/model/manifest";
 import { bundledWasm } from "../../src/model/registry";
 import { RowMask } from "../../src/model/row-mask";
@@ -39,6 +55,43 @@ const SHARD_FILES: Record<string, ArrayBuffer> = {
   "weights.s1.bin": shWeights1,
   "weights.s2.bin": shWeights2,
 };
+
+/** One synthetic model exported whole and in 3 item shards (models/training/build-shard-fixture.sh). */
+interface Fixture {
+  kind: string;
+  /** The sharded export's step-graph inputs. */
+  stepInputs: string[];
+  sharded: { manifest: any; step: ArrayBuffer; weights: ArrayBuffer; golden: unknown; files: Record<string, ArrayBuffer> };
+  single: { manifest: any; step: ArrayBuffer; score: ArrayBuffer; similar: ArrayBuffer; weights: ArrayBuffer };
+}
+
+const FIXTURES: Fixture[] = [
+  {
+    kind: "GRURec",
+    stepInputs: ["state", "item_vector", "new_session", "gap"],
+    sharded: { manifest: shManifest, step: shStep, weights: shWeights, golden: shGolden, files: SHARD_FILES },
+    single: { manifest: oneManifest, step: oneStep, score: oneScore, similar: oneSimilar, weights: oneWeights },
+  },
+  {
+    kind: "SeqRec (attention over the rows of its last 8 items, normalised scores)",
+    stepInputs: ["state", "item", "item_vector", "recent_vectors", "new_session", "gap"],
+    sharded: {
+      manifest: seqManifest,
+      step: seqStep,
+      weights: seqWeights,
+      golden: seqGolden,
+      files: {
+        "rank.s0.onnx": seqRank0,
+        "rank.s1.onnx": seqRank1,
+        "rank.s2.onnx": seqRank2,
+        "weights.s0.bin": seqWeights0,
+        "weights.s1.bin": seqWeights1,
+        "weights.s2.bin": seqWeights2,
+      },
+    },
+    single: { manifest: seqOneManifest, step: seqOneStep, score: seqOneScore, similar: seqOneSimilar, weights: seqOneWeights },
+  },
+];
 
 const bucket = (env as unknown as { MODEL_BUCKET: R2Bucket }).MODEL_BUCKET;
 const shardNs = (env as unknown as { ITEM_SHARDS: ShardNamespace }).ITEM_SHARDS;
@@ -68,22 +121,37 @@ function expectSameTop(got: Scored[], want: Scored[], ties = 0) {
   expect(rows(got)).toEqual(rows(want));
 }
 
+/** The fixture's model whole, and in shards served by Durable Objects reading their files from R2. */
+async function loadPair(fx: Fixture): Promise<{ single: GruModel; sharded: GruModel }> {
+  const prefix = `test-shards/${fx.sharded.manifest.version}`;
+  for (const [name, body] of Object.entries(fx.sharded.files)) await bucket.put(`${prefix}/${name}`, body);
+  const single = await GruModel.load(bundledWasm(), fx.single);
+  const m = parseManifest(fx.sharded.manifest);
+  const { manifest, step, weights } = fx.sharded;
+  const sharded = await GruModel.load(bundledWasm(), { manifest, step, weights }, durableShards(shardNs, shardSpecs(m, prefix)));
+  return { single, sharded };
+}
+
+/** The GRURec fixture, whole (the registry tests compare with it). */
 let single: GruModel;
-let sharded: GruModel;
-const PREFIX = `test-shards/${shManifest.version}`;
 
 beforeAll(async () => {
-  for (const [name, body] of Object.entries(SHARD_FILES)) await bucket.put(`${PREFIX}/${name}`, body);
-  single = await GruModel.load(bundledWasm(), { manifest: oneManifest, step: oneStep, score: oneScore, similar: oneSimilar, weights: oneWeights });
-  const m = parseManifest(shManifest);
-  sharded = await GruModel.load(bundledWasm(), { manifest: shManifest, step: shStep, weights: shWeights }, durableShards(shardNs, shardSpecs(m, PREFIX)));
+  ({ single } = await loadPair(FIXTURES[0]!));
 });
 
-describe("a model in item shards (Durable Objects)", { timeout: 180_000 }, () => {
-  it("keeps no item table in the worker: the step graph takes the event's item as its row, read from its shard", () => {
+describe.each(FIXTURES)("a $kind in item shards (Durable Objects)", { timeout: 180_000 }, (fx) => {
+  let single: GruModel;
+  let sharded: GruModel;
+  const shManifest = fx.sharded.manifest;
+
+  beforeAll(async () => {
+    ({ single, sharded } = await loadPair(fx));
+  });
+
+  it("keeps no item table in the worker: the step graph takes the item rows it reads from their shards", () => {
     const m = parseManifest(shManifest);
     const d = m.graphs.step.outputs[1]!.shape[1] as number;
-    expect(m.graphs.step.inputs.map((t) => t.name)).toEqual(["state", "item_vector", "new_session", "gap"]);
+    expect(m.graphs.step.inputs.map((t) => t.name)).toEqual(fx.stepInputs);
     expect(m.graphs.step.outputs.map((t) => t.name)).toEqual(["next_state", "query"]);
     // weights.bin holds the recurrent weights alone: less than the float16 table it no longer has
     expect(m.weights.bytes).toBeLessThan((m.items.rows * d * 2) / 2);
@@ -96,6 +164,15 @@ describe("a model in item shards (Durable Objects)", { timeout: 180_000 }, () =>
     expect(() => parseManifest(shard1({ ...one, score: { file: "score.s1.onnx" }, similar: { file: "similar.s1.onnx" } }))).toThrow(/shards\.1: a shard has either/);
     expect(() => parseManifest(shard1({ ...one, rank: undefined }))).toThrow(/shards\.1: a shard has either/);
     expect(() => parseManifest(shard1({ ...one, rank: undefined, score: { file: "score.s1.onnx" }, similar: { file: "similar.s1.onnx" } }))).not.toThrow();
+    if (fx.stepInputs.includes("recent_vectors")) {
+      // the ring of rows it takes is the one its state records
+      const layout = m.state.layout.map((l) => (l.name === "recent_items" ? { ...l, name: "ring" } : l));
+      expect(() => parseManifest({ ...shManifest, state: { ...m.state, layout } })).toThrow(/recent_vectors: 8 rows, and the state's recent_items ring holds none/);
+    }
+  });
+
+  it("replays its export's golden vectors (states and top-k lists) through the shards", async () => {
+    expect(await checkGolden(sharded, fx.sharded.golden)).toBeNull();
   });
 
   it("steps a user's state exactly as the single-isolate model", async () => {
@@ -156,6 +233,15 @@ describe("a model in item shards (Durable Objects)", { timeout: 180_000 }, () =>
     for (let i = 0; i < rows.length; i++) for (let j = 1; j < N; j++) expect(Math.abs(a[i]![j]! - b[i]![j]!)).toBeLessThan(1e-5);
   });
 
+  it("reports a shard that cannot load its files as unavailable, not as an error", async () => {
+    const m = parseManifest(shManifest);
+    const broken = durableShards(shardNs, shardSpecs(m, "test-shards/missing-version"), 5000);
+    const model = await GruModel.load(bundledWasm(), { manifest: shManifest, step: fx.sharded.step, weights: fx.sharded.weights }, broken);
+    await expect(model.topK(model.initialState(), { newSession: true, gapHours: 0 }, 5)).rejects.toBeInstanceOf(ShardUnavailableError);
+  });
+});
+
+describe("merging the shards' top-k lists", () => {
   it("merges ties by row and drops excluded (-inf) entries", () => {
     const top = mergeTops(
       [
@@ -169,13 +255,6 @@ describe("a model in item shards (Durable Objects)", { timeout: 180_000 }, () =>
       { row: 2, score: 0.5 },
       { row: 4, score: 0.5 },
     ]);
-  });
-
-  it("reports a shard that cannot load its files as unavailable, not as an error", async () => {
-    const m = parseManifest(shManifest);
-    const broken = durableShards(shardNs, shardSpecs(m, "test-shards/missing-version"), 5000);
-    const model = await GruModel.load(bundledWasm(), { manifest: shManifest, step: shStep, weights: shWeights }, broken);
-    await expect(model.topK(model.initialState(), { newSession: true, gapHours: 0 }, 5)).rejects.toBeInstanceOf(ShardUnavailableError);
   });
 });
 

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import onnx
+import pytest
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -30,9 +31,9 @@ def test_row_ranges_cover_every_row_once_from_the_padding_row():
         assert all(b[i][1] == b[i + 1][0] and b[i][0] < b[i][1] for i in range(len(b) - 1))
 
 
-def _checkpoint(tmp_path, n=300, d=16, kind="seq"):
+def _checkpoint(tmp_path, n=300, d=16, kind="seq", **extra):
     torch.manual_seed(3)
-    cfg = ModelConfig(n_items=n + 1, dim=d, kind="seq", attn=4) if kind == "seq" else ModelConfig(n_items=n + 1, dim=d, kind="hrnn")
+    cfg = ModelConfig(n_items=n + 1, dim=d, kind="seq", attn=4, **extra) if kind == "seq" else ModelConfig(n_items=n + 1, dim=d, kind="hrnn", **extra)
     ids = [f"i{k}" for k in range(1, n + 1)]
     ev = tmp_path / "events.ndjson"
     ev.write_text("".join(json.dumps({"user_id": f"u{u}", "item_id": ids[(u * 13 + j) % n], "timestamp": 1_700_000_000_000 + j * 60_000})
@@ -49,7 +50,7 @@ def test_a_sharded_export_names_every_file_and_covers_the_table(tmp_path):
     out = tmp_path / "sharded"
     export_shards.main(["--ckpt", str(path), "--out", str(out), "--name", "t", "--shards", "3", "--fp16"])
     m = json.load(open(out / "manifest.json"))
-    assert "score" not in m["graphs"] and [o["name"] for o in m["graphs"]["step"]["outputs"]] == ["next_state", "query", "item_vector"]
+    assert "score" not in m["graphs"] and [o["name"] for o in m["graphs"]["step"]["outputs"]] == ["next_state", "query"]
     assert [s["rows"] for s in m["shards"]] == [[0, 101], [101, 202], [202, 301]]
     for s in m["shards"]:
         assert "score" not in s and "similar" not in s                 # one rank graph does both
@@ -60,16 +61,24 @@ def test_a_sharded_export_names_every_file_and_covers_the_table(tmp_path):
     assert "similar" in json.load(open(out / "golden.json"))
 
 
-def test_a_grurec_is_exported_with_no_table_in_the_worker_and_each_shard_says_where_its_rows_are(tmp_path):
-    path, ck = _checkpoint(tmp_path, kind="hrnn")
+@pytest.mark.parametrize("kind, inputs", [
+    ("hrnn", ["state", "item_vector", "new_session", "gap"]),
+    # a SeqRec's state records its recent items: the worker also gives their rows (and the event's
+    # row index, which the state's ring records)
+    ("seq", ["state", "item", "item_vector", "recent_vectors", "new_session", "gap"]),
+])
+def test_a_model_is_exported_with_no_table_in_the_worker_and_each_shard_says_where_its_rows_are(tmp_path, kind, inputs):
+    path, ck = _checkpoint(tmp_path, kind=kind)
     out = tmp_path / "sharded"
     export_shards.main(["--ckpt", str(path), "--out", str(out), "--name", "t", "--shards", "3", "--fp16", "--int8-table"])
     m = json.load(open(out / "manifest.json"))
     step = m["graphs"]["step"]
-    assert [t["name"] for t in step["inputs"]] == ["state", "item_vector", "new_session", "gap"]
+    assert [t["name"] for t in step["inputs"]] == inputs
     assert [t["name"] for t in step["outputs"]] == ["next_state", "query"]
+    if kind == "seq":
+        assert step["inputs"][3]["shape"] == ["batch", 4, 16]                        # attn 4, dim 16
     g = onnx.load(str(out / "step.onnx"), load_external_data=False)
-    assert [i.name for i in g.graph.input] == ["state", "item_vector", "new_session", "gap"]
+    assert [i.name for i in g.graph.input] == inputs
     assert not any(list(i.dims) == [301, 16] for i in g.graph.initializer)          # no table in the worker's graph
     assert "int8_rows" not in m["weights"]                                           # so none to pack
     table = ck["state_dict"]["emb.weight"].numpy().astype(np.float16)
@@ -79,6 +88,17 @@ def test_a_grurec_is_exported_with_no_table_in_the_worker_and_each_shard_says_wh
         raw = open(out / s["weights"]["file"], "rb").read()
         rows = np.frombuffer(raw, dtype=np.float16, count=(hi - lo) * 16, offset=s["table"]["offset"]).reshape(hi - lo, 16)
         np.testing.assert_array_equal(rows, table[lo:hi])
+
+
+def test_the_gated_grurec_keeps_the_table_in_its_step_graph(tmp_path):
+    # its state's ring is not read back as rows by a query the worker could feed: it gathers them
+    path, _ = _checkpoint(tmp_path, kind="hrnn", memory_kind="gated", ring=4)
+    out = tmp_path / "sharded"
+    export_shards.main(["--ckpt", str(path), "--out", str(out), "--name", "t", "--shards", "3", "--fp16"])
+    step = json.load(open(out / "manifest.json"))["graphs"]["step"]
+    assert [t["name"] for t in step["inputs"]] == ["state", "item", "new_session", "gap"]
+    assert [t["name"] for t in step["outputs"]] == ["next_state", "query", "item_vector"]
+    assert all("table" not in s for s in json.load(open(out / "manifest.json"))["shards"])
 
 
 def test_a_checkpoint_read_back_from_an_export_has_the_exported_weights(tmp_path):
