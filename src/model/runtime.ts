@@ -3,8 +3,9 @@
  *   step(state, row, {newSession, gapHours})         -> next state      (one event)
  *   topK(state, {newSession, gapHours}, k, exclude)  -> [{row, score}]  (full ranking, masked)
  *   similar(row, k, mask)                            -> [{row, score}]  (cosine of item embeddings)
- * Sessions are created once per isolate and reused; runs on one session are serialised
- * (onnxruntime-web's wasm backend is single-threaded and not re-entrant).
+ * Sessions are created once per isolate and reused; every ORT call of the isolate (any model's,
+ * any shard's) waits for the previous one (ort.ts's `exclusive`: the one wasm instance is
+ * single-threaded and not re-entrant across sessions).
  * A sharded model (manifest `shards`) holds only the step graph here: it forms the query (or the
  * seed's vector) and the item shards rank their row ranges (src/model/shards.ts).
  */
