@@ -144,7 +144,7 @@ export class GruModel {
 
   /** Free the ONNX sessions (their wasm memory). The model must not be used afterwards. */
   async release(): Promise<void> {
-    await this.serial(async () => {
+    await exclusive(async () => {
       await Promise.all([this.stepSession.release(), this.scoreSession?.release(), this.similarSession?.release()]);
     });
   }
@@ -181,11 +181,6 @@ export class GruModel {
   /** A fresh state (all zeros, as the manifest's `state.initial`). */
   initialState(): Float32Array {
     return new Float32Array(this.stateSize);
-  }
-
-  /** ORT calls wait for every earlier one of the isolate (ort.ts's `exclusive`). */
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    return exclusive(fn);
   }
 
   /** Advance `state` by one event on item `row`. Returns a new array. */
@@ -251,7 +246,7 @@ export class GruModel {
   private async runStep<R>(state: Float32Array, row: number, at: Moment, read: (out: InferenceSession.OnnxValueMapType) => R, ring = false): Promise<R> {
     const T = this.ort.Tensor;
     const item = this.byVector ? await this.vectorInputs(state, row, ring) : { item: new T("int64", BigInt64Array.of(BigInt(row)), [1]) };
-    return this.serial(async () => {
+    return exclusive(async () => {
       const out = await this.stepSession.run({
         state: new T("float32", state, [1, this.stateSize]),
         ...item,
@@ -369,7 +364,7 @@ export class GruModel {
     const kk = this.clampK(k, mask);
     if (kk === 0) return Promise.resolve([]);
     const session = this.scoreSession!;
-    return this.serial(async () => {
+    return exclusive(async () => {
       const out = await session.run({
         state: new T("float32", state, [1, this.stateSize]),
         new_session: new T("float32", Float32Array.of(at.newSession ? 1 : 0), [1]),
@@ -391,7 +386,7 @@ export class GruModel {
     if (!session) return this.fanOut("similar", () => this.itemVector(row), k, mask);
     const kk = this.clampK(k, mask);
     if (kk === 0) return Promise.resolve([]);
-    return this.serial(async () => {
+    return exclusive(async () => {
       const out = await session.run({
         item: new T("int64", BigInt64Array.of(BigInt(row)), [1]),
         mask: new T("float32", mask.toFloats(), [1, this.rows]),
@@ -415,7 +410,7 @@ export class GruModel {
     const N = this.rows;
     const mask = new Float32Array(B * N);
     for (let b = 0; b < B; b++) mask[b * N] = 1;
-    return this.serial(async () => {
+    return exclusive(async () => {
       const out = await session.run({
         item: new T("int64", BigInt64Array.from(rows, (r) => BigInt(r)), [B]),
         mask: new T("float32", mask, [B, N]),

@@ -28,8 +28,6 @@ export interface Loaded {
   /** One session for scores and cosines (`rank`), or, from earlier exports, one for each. */
   sessions: { rank: InferenceSession } | { score: InferenceSession; similar: InferenceSession };
   ort: typeof import("onnxruntime-web/wasm");
-  /** The shard's last run (each runs under ort.ts's `exclusive`), awaited before a release. */
-  queue: Promise<unknown>;
   usedAt: number;
   /** Reused mask buffer, a row an element: bool (a byte, in a buffer of whole 8-byte groups) for
    * the rank graph, float32 for the older graphs. */
@@ -104,7 +102,6 @@ export async function loadShard(bucket: ShardFiles, spec: ShardSpec, wasm: WebAs
     return {
       sessions: rank ? { rank: created[0]! } : { score: created[0]!, similar: created[1]! },
       ort,
-      queue: Promise.resolve(),
       usedAt: Date.now(),
       mask: rank ? new Uint8Array(new ArrayBuffer((n + 7) & ~7), 0, n) : new Float32Array(n),
       ...(table ? { table } : {}),
@@ -123,7 +120,7 @@ async function sweep(keep: string, now: number): Promise<void> {
     }
     if (now - l.usedAt < SHARD_IDLE_MS) continue;
     loaded.delete(key);
-    await l.queue.catch(() => undefined);
+    // after the shard's pending runs: `exclusive` is first in, first out
     await exclusive(() => Promise.all(Object.values(l.sessions).map((x: InferenceSession) => x.release()))).catch(() => undefined);
   }
 }
@@ -133,7 +130,7 @@ export async function runShard(l: Loaded, graph: "score" | "similar", spec: Shar
   const n = spec.rows[1] - spec.rows[0];
   if (vec.length !== spec.dim) throw new Error(`item shard ${spec.index}: a vector of ${vec.length} floats, the model's is ${spec.dim}`);
   if (bits.length !== (n + 7) >> 3) throw new Error(`item shard ${spec.index}: a mask of ${bits.length} bytes for ${n} rows`);
-  const run = exclusive(async () => {
+  return exclusive(async () => {
     const mask = l.mask;
     const free = unpack(bits, mask, n);
     const kk = Math.max(0, Math.min(k, free));
@@ -161,8 +158,6 @@ export async function runShard(l: Loaded, graph: "score" | "similar", spec: Shar
     out.indices!.dispose();
     return { rows, scores };
   });
-  l.queue = run.catch(() => undefined);
-  return run;
 }
 
 /** Bytes 0/1 for each bit value, 8 a value as two little-endian Uint32 (low 4 bits, high 4 bits). */
