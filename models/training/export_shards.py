@@ -195,7 +195,9 @@ def export_sharded(model, out_dir, shards, half=False):
     dyn = lambda names: {n: {0: "batch"} for n in names}  # noqa: E731
     if by_vector == "ring":
         ins, outs = ["state", "item", "item_vector", "recent_vectors", "new_session", "gap"], ["next_state", "query"]
-        ring = model.emb(torch.tensor([[1, 2] + [0] * (model.R - 2), [2] + [0] * (model.R - 1)])).detach()
+        recent = torch.zeros(2, model.R, dtype=torch.long)                  # any ring length R >= 1
+        recent[:, 0] = torch.tensor([1, 2])
+        ring = model.emb(recent).detach()
         torch.onnx.export(_RingVecStep(model).eval(), (state, item, model.emb(item).detach(), ring, ns, gap), step_path,
                           opset_version=E.OPSET, input_names=ins, output_names=outs, dynamic_axes=dyn(ins + outs))
     elif by_vector:
