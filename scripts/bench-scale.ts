@@ -5,7 +5,7 @@
  * Objects, local R2 and D1, redis-server behind the bridge), not Node alone.
  *
  *   npm run bench:scale -- [--sizes 10000,100000,250000,1000000] [--dim 64] [--kind hrnn|seq] [--requests 300]
- *                          [--out bench-scale.json] [--no-measure] [--profile prefix]
+ *                          [--cold-users 300] [--out bench-scale.json] [--no-measure] [--profile prefix]
  *
  * Per size: a randomly initialised GRURec (`--kind seq`: a SeqRec with attention over its last 20
  * items; models/training/random_model.py; the values do not change the cost) exported as `export_shards.py --shards auto` chooses: whole when it fits one isolate,
@@ -14,7 +14,11 @@
  * categories, prices, 2% unavailable; `--no-catalog` leaves it out) uploaded in NDJSON batches of
  * 10,000, so every list applies the availability rule over all rows; 20 users with 10 events each; then --requests
  * sequential GET /recommendations (k=10, one user after another) and as many GET /similar (random
- * seeds), after the worker's catalog copy holds every item and 5 warm-up calls each. Printed per size:
+ * seeds), after the worker's catalog copy holds every item and 5 warm-up calls each. A SeqRec also
+ * times `--cold-users` more users with 20 events each on distinct random items, asked once each in
+ * turn: their ring rows (the 20 items' rows its query attends over) are never in the worker's cache
+ * of the last 4,096 rows read, so every request reads them from their shards first (the cold user).
+ * Printed per size:
  *   - latency p50 / p99 (client wall clock, loopback) of each;
  *   - CPU per request: workerd's CPU time (all its threads: the worker and every shard, which run in
  *     the same process locally) over the timed requests, divided by their count;
@@ -51,6 +55,7 @@ const { values: a } = parseArgs({
     dim: { type: "string", default: "64" },
     kind: { type: "string", default: "hrnn" },
     requests: { type: "string", default: "300" },
+    "cold-users": { type: "string", default: "300" },
     measure: { type: "boolean", default: true },
     catalog: { type: "boolean", default: true },
     out: { type: "string" },
@@ -106,6 +111,8 @@ interface Row {
   items: number;
   shards: number;
   rec: { p50: number; p99: number; cpuMs: number; sub: number; shardCalls: number };
+  /** A SeqRec's users whose ring rows are not cached (--cold-users), or null. */
+  cold: { p50: number; p99: number; cpuMs: number; sub: number; shardCalls: number } | null;
   sim: { p50: number; p99: number; cpuMs: number; sub: number };
   memory: { workerEstimate: number; workerMeasured: number | null; shardEstimate: number | null; shardMeasured: number | null; workerdRssMiB: number };
   plan: string;
@@ -143,8 +150,8 @@ const auth = { authorization: "Bearer sk" };
 const rows: Row[] = [];
 
 /** Time `n` GETs of `path(i)`: wall ms each, Server-Timing subrequests and shard calls, workerd CPU. */
-async function timeGets(n: number, path: (i: number) => string) {
-  for (let i = 0; i < 5; i++) await (await fetch(`${stack.url}${path(i)}`, { headers: auth })).arrayBuffer();
+async function timeGets(n: number, path: (i: number) => string, warmUp = path) {
+  for (let i = 0; i < 5; i++) await (await fetch(`${stack.url}${warmUp(i)}`, { headers: auth })).arrayBuffer();
   const cpu0 = workerdCpu();
   const ms: number[] = [];
   let sub = 0;
@@ -224,6 +231,24 @@ try {
       for (const f of topSelfTime(profile, 15)) console.error(`    ${f.ms.toFixed(0).padStart(6)} ms ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
     }
     const sim = await timeGets(requests, (i) => `/v1/items/${encodeURIComponent(ids[(i * 15485863) % ids.length]!)}/similar?k=10`);
+    let cold: Row["cold"] = null;
+    const coldUsers = kind === "seq" && shards ? Number(a["cold-users"]) : 0;
+    if (coldUsers) {
+      // 20 events each on random items (a user's ring holds its last 20): coldUsers x 20 rows in
+      // all, well past the worker's 4,096-row cache, so asked in the order they were posted, each
+      // user's rows are long gone from it.
+      t = performance.now();
+      const cu = Array.from({ length: coldUsers }, (_, u) => `bench-${n}-cold${u}`);
+      let seed = 12345;
+      const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % ids.length);
+      for (let b = 0; b < cu.length; b += 25) {
+        const evs = cu.slice(b, b + 25).flatMap((u) => Array.from({ length: 20 }, () => ({ user_id: u, item_id: ids[rnd()], type: "view" })));
+        const r = await fetch(`${stack.url}/v1/events`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify(evs) });
+        if (!r.ok) throw new Error(`cold users' events: ${r.status} ${await r.text()}`);
+      }
+      console.error(`  ${coldUsers} cold users' ${coldUsers * 20} events posted in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+      cold = await timeGets(coldUsers, (i) => `/v1/users/${cu[i]}/recommendations?k=10`, (i) => `/v1/users/${users[i % users.length]}/recommendations?k=10`);
+    }
     const files: Record<string, { bytes: number }> = {};
     for (const f of readdirSync(dir)) files[f] = { bytes: statSync(join(dir, f)).size };
     const est = memoryEstimate(files, manifest);
@@ -241,6 +266,7 @@ try {
       items: n,
       shards,
       rec,
+      cold,
       sim,
       memory: {
         workerEstimate,
@@ -253,7 +279,7 @@ try {
     };
     rows.push(row);
     console.error(
-      `  recommendations p50 ${rec.p50.toFixed(1)} ms p99 ${rec.p99.toFixed(1)} ms, CPU ${rec.cpuMs.toFixed(1)} ms, ${rec.sub.toFixed(1)} subrequests; similar p50 ${sim.p50.toFixed(1)} p99 ${sim.p99.toFixed(1)} ms; ${((performance.now() - t) / 1000).toFixed(0)} s`,
+      `  recommendations p50 ${rec.p50.toFixed(1)} ms p99 ${rec.p99.toFixed(1)} ms, CPU ${rec.cpuMs.toFixed(1)} ms, ${rec.sub.toFixed(1)} subrequests; ${cold ? `cold users p50 ${cold.p50.toFixed(1)} p99 ${cold.p99.toFixed(1)} ms, ${cold.shardCalls.toFixed(1)} shard calls; ` : ""}similar p50 ${sim.p50.toFixed(1)} p99 ${sim.p99.toFixed(1)} ms; ${((performance.now() - t) / 1000).toFixed(0)} s`,
     );
   }
 } finally {
@@ -275,4 +301,7 @@ for (const r of rows) {
 }
 const base = rows.find((r) => r.items === Math.min(...rows.map((x) => x.items)));
 if (base) for (const r of rows) if (r !== base) console.log(`${r.items.toLocaleString("en")} items: recommendation p50 ${(r.rec.p50 / base.rec.p50).toFixed(1)}x the ${base.items.toLocaleString("en")} figure`);
+for (const r of rows) {
+  if (r.cold) console.log(`${r.items.toLocaleString("en")} items, users whose 20 ring rows are not cached: recommendation p50 ${f1(r.cold.p50)} / p99 ${f1(r.cold.p99)} ms, CPU ${f1(r.cold.cpuMs)} ms, ${f1(r.cold.sub)} subrequests (${f1(r.cold.shardCalls)} shard calls) a request`);
+}
 if (a.out) writeFileSync(a.out, `${JSON.stringify({ command: `npm run bench:scale -- ${process.argv.slice(2).join(" ")}`.trim(), measured_at: new Date().toISOString(), rows }, null, 1)}\n`);

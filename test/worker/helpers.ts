@@ -117,7 +117,8 @@ export function captureLogs(): { lines: string[]; text(): string } {
  * cosines of the trained items it takes its direction from: w = Σ ê_i / |Σ ê_i|, so
  * cos(w, e_j) = Σ_i cos(i, j) / sqrt(Σ_i Σ_l cos(i, l)). `query` narrows the similar lists (e.g. to
  * the items' category); `newId` is left out of them. Returns the expected score of a
- * trained item j, and the new item's score in a trained seed's list, Σ_i cos(seed, i) / norm.
+ * trained item j, and the new item's score in a trained seed's list: the seed's mean cosine with
+ * the other items, Σ_{i != seed} cos(seed, i) / (n - 1).
  */
 export async function newItemCosines(items: readonly string[], query: string, newId: string) {
   const cos = new Map<string, number>();
@@ -130,6 +131,6 @@ export async function newItemCosines(items: readonly string[], query: string, ne
   return {
     expected: (j: string) => items.reduce((s, i) => s + cos.get(`${i}|${j}`)!, 0) / norm,
     /** The new item's score in trained `seed`'s list. */
-    inSeedList: (seed: string) => items.reduce((s, i) => s + cos.get(`${seed}|${i}`)!, 0) / norm,
+    inSeedList: (seed: string) => items.reduce((s, i) => s + (i === seed ? 0 : cos.get(`${seed}|${i}`)!), 0) / (items.length - 1),
   };
 }

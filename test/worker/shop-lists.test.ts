@@ -266,7 +266,7 @@ describe("new arrivals before a retrain", () => {
       expect(itemIds(ofNew).sort()).toEqual([...tiny].sort());
       for (const it of ofNew.body.items) expect(it.score).toBeCloseTo(expected(it.item_id), 4);
       expect((await api("/v1/items/arrival-d/similar?k=10")).body.items.filter((i: any) => i.source === "model")).toHaveLength(10);
-      // ... and it is found as a similar item of a trained one, with cos(seed, w) = Σ_i cos(seed, i) / norm
+      // ... and it is found as a similar item of a trained one, scored as the seed's mean cosine with the other items of its category
       const seedList = await api(`/v1/items/${tiny[0]}/similar?k=3&${tinyQ}`);
       const found = seedList.body.items.find((i: any) => i.item_id === "arrival-d");
       expect(found).toMatchObject({ source: "model", warm: true });
