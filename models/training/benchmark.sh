@@ -29,7 +29,9 @@ if [ -n "$HALF" ]; then
   FP32="--metrics-fp32 .data/$NAME.metrics-fp32.json"
 fi
 rm -rf "models/$NAME"
-$PY models/training/export.py --ckpt ".data/$NAME.pt" --out "models/$NAME" --name "$NAME" $HALF --metrics ".data/$NAME.metrics.json"
+# export_shards.py chooses (--shards auto): the whole model in one isolate when it fits there with
+# its similar graph (then this is export.py), else item shards (issue 18), which also serve similar items.
+$PY models/training/export_shards.py --ckpt ".data/$NAME.pt" --out "models/$NAME" --name "$NAME" $HALF --metrics ".data/$NAME.metrics.json"
 npx tsx scripts/parity.ts "models/$NAME"
 npx tsx scripts/eval.ts --dataset "$DATASET" --model "models/$NAME" | tee ".data/$NAME.runtime.log"
 LINE=$(tail -n 1 ".data/$NAME.runtime.log")

@@ -273,8 +273,8 @@ def main(argv=None):
         return E.main(["--ckpt", args.ckpt, "--out", args.out, "--name", args.name, "--popular", str(args.popular)]
                       + (["--fp16"] if args.fp16 else []) + (["--int8-table"] if args.int8_table else []) + rest)
     # export.py writes the manifest, golden vectors and popular list; the graphs are replaced below.
-    E.main(["--ckpt", args.ckpt, "--out", args.out, "--name", args.name, "--popular", str(args.popular),
-            "--similar", "no"] + (["--fp16"] if args.fp16 else []) + (["--int8-table"] if args.int8_table else []))
+    E.main(["--ckpt", args.ckpt, "--out", args.out, "--name", args.name, "--popular", str(args.popular)]
+           + (["--fp16"] if args.fp16 else []) + (["--int8-table"] if args.int8_table else []) + rest + ["--similar", "no"])
     for old in os.listdir(args.out):
         if old.startswith(("score.", "similar.", "rank.", "weights.s")):
             os.remove(os.path.join(args.out, old))
