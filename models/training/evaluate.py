@@ -248,11 +248,13 @@ def main(argv=None):
         out["memory_minus_session_only"] = H.paired_diff(ranks[mem[0]], ranks[so])
         d = out["memory_minus_session_only"]
         log("memory - session-only: " + "  ".join(f"{k} {v['diff']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for k, v in d.items()))
-    knn = [n for n in ranks if n.startswith("History-V-SKNN")]
-    if mem and knn and len(ranks[mem[0]]) == len(ranks[knn[0]]):
-        out["model_minus_history_knn"] = H.paired_diff(ranks[mem[0]], ranks[knn[0]])
-        d = out["model_minus_history_knn"]
-        log("model - History-V-SKNN: " + "  ".join(f"{k} {v['diff']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for k, v in d.items()))
+    # the model against the strongest baselines, target by target (paired bootstrap)
+    for key, label, prefix in (("model_minus_history_knn", "History-V-SKNN", "History-V-SKNN"),
+                               ("model_minus_sasrec", "SASRec", "SASRec (in harness)")):
+        base = [n for n in ranks if n.startswith(prefix)]
+        if mem and base and len(ranks[mem[0]]) == len(ranks[base[0]]):
+            out[key] = d = H.paired_diff(ranks[mem[0]], ranks[base[0]])
+            log(f"model - {label}: " + "  ".join(f"{k} {v['diff']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for k, v in d.items()))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
