@@ -300,11 +300,10 @@ export async function newInSimilar(model: GruModel, catalog: CatalogMirror, seed
   for (const d of dirs.values()) for (const r of d.sample) if (mask.has(r) && r !== seedRow) mask.clear(r), n++;
   const seed = new Float64Array(model.rows);
   for (const t of await model.similar(seedRow, n, mask)) seed[t.row] = t.score;
-  seed[seedRow] = 1;
   const cos = new Map<string, number>();
   for (const [g, d] of dirs) {
-    let s = 0;
-    for (const i of d.sample) if (i !== seedRow) s += seed[i]!;
+    let s = 0; // the seed's own row is not ranked, so seed[seedRow] is 0
+    for (const i of d.sample) s += seed[i]!;
     const self = d.sample.includes(seedRow) ? 1 : 0;
     cos.set(g, meanCosine(s, d.sample.length - self, (s + self) / d.norm));
   }
