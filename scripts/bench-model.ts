@@ -26,8 +26,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-web/wasm";
 import { type MemoryEstimate, memoryEstimate, shardEstimates } from "../src/model/memory";
-import { compileOrtWasm, localShards, readModelFolder } from "../src/model/node-files";
-import { runShard, shardSessions } from "../src/model/shard-sessions";
+import { compileOrtWasm, compileScanWasm, folderFiles, localShards, readModelFolder } from "../src/model/node-files";
+import { runShard, scannable, shardSessions } from "../src/model/shard-sessions";
 import { type ShardSpec, shardSpecs } from "../src/model/shards";
 import { withOrt } from "../src/model/ort";
 import { parseManifest } from "../src/model/manifest";
@@ -107,7 +107,7 @@ async function table(): Promise<void> {
         weights: { ...m.weights, sha256: undefined },
         items: { rows: m.items.rows },
         state: { size: m.state.size, layout: m.state.layout.map((p: any) => ({ name: p.name, size: p.size })) },
-        ...(m.shards ? { shards: m.shards.map((s: any) => ({ rows: s.rows, weights: { file: s.weights.file, bytes: s.weights.bytes }, ...(s.rank ? { rank: s.rank } : { score: s.score, similar: s.similar }), ...(s.table ? { table: { dtype: s.table.dtype } } : {}) })) } : {}),
+        ...(m.shards ? { shards: m.shards.map((s: any) => ({ rows: s.rows, weights: { file: s.weights.file, bytes: s.weights.bytes }, ...(s.rank ? { rank: s.rank } : { score: s.score, similar: s.similar }), ...(s.table ? { table: { dtype: s.table.dtype, ...(s.table.bias === undefined ? {} : { bias: s.table.bias, norm: s.table.norm }) } } : {}) })) } : {}),
       },
       measured_mib: { runtime: +mb(measured.runtime), settled: +mb(measured.settled), peak: +mb(measured.peak) },
       estimate_mib: { settled: +mb(est.runtime + est.resident), peak: +mb(est.runtime + est.resident + est.transient) },
@@ -138,11 +138,11 @@ async function oneShard(
   spec: ShardSpec,
   est: MemoryEstimate,
   wasm: WebAssembly.Module,
-  o: { base: Reading; started: Reading; settle: () => Promise<Reading>; isolate: () => Reading; json: boolean },
+  o: { base: Reading; started: Reading; settle: () => Promise<Reading>; isolate: () => Reading; track: (m: WebAssembly.Memory) => void; json: boolean },
 ): Promise<void> {
   const i = spec.index;
-  const files = { get: async (key: string) => ({ arrayBuffer: async () => new Uint8Array(readFileSync(key)).buffer as ArrayBuffer }) };
-  const l = await shardSessions(files, spec, wasm);
+  const l = await shardSessions(folderFiles, spec, wasm, compileScanWasm());
+  if (l.scan) o.track(l.scan.kernel.memory);
   const peak = o.isolate();
   const n = spec.rows[1] - spec.rows[0];
   const mask = new Uint8Array((n + 7) >> 3);
@@ -211,7 +211,8 @@ async function one(dir: string, json: boolean): Promise<void> {
   })();
   const wasmModule = await compileOrtWasm();
   const base = await settle();
-  await withOrt(wasmModule, async () => undefined);
+  // a shard served by the int8 scan loads no onnxruntime
+  if (!(shard && scannable(shard.spec))) await withOrt(wasmModule, async () => undefined);
   const started = await settle();
   // The peak of the load: sampled as each session is created (the files, the expanded weights and
   // every session before it are alive then); wasm memory only grows, so the last sample is the top.
@@ -224,7 +225,8 @@ async function one(dir: string, json: boolean): Promise<void> {
     if (now.total > peak.total) peak = now;
     return s;
   };
-  if (shard) return oneShard(shard.spec, shard.est, wasmModule, { base, started, settle, isolate, json });
+  const track = (m: WebAssembly.Memory) => void wasmMemories.push(m);
+  if (shard) return oneShard(shard.spec, shard.est, wasmModule, { base, started, settle, isolate, track, json });
   // `--catalog`: the worker isolate as it serves, its catalog copy holding every item of the model
   // (facts in 400 categories) before the model loads; every figure below then includes it.
   const mirror = process.argv.includes("--catalog") ? fullCatalog(dir) : undefined;

@@ -26,10 +26,14 @@ about 5 float16 copies of it, its similar graph 8). A sharded export writes:
                                 (`rank_graph`; exports before it had score.s<i>.onnx and
                                 similar.s<i>.onnx, a table each, which the runtime still serves)
   weights.s<i>.bin              shard i's rows of the table, of the item bias and of the row norms
+                                (`table`: where each lies; the worker's int8 scan serves the shard
+                                from them alone, src/model/int8-scan.ts, with the rank graph's
+                                exact answers)
   manifest.json                 as export.py's, without graphs.score / graphs.similar, with
-                                `shards`: [{rows: [lo, hi), rank, weights, table?}] (global
-                                rows lo..hi-1; shard 0 starts at the padding row 0; `table`: {offset,
-                                dtype}, where the shard's rows lie in its weights file, row-major)
+                                `shards`: [{rows: [lo, hi), rank, weights, table}] (global
+                                rows lo..hi-1, lo a multiple of 8; shard 0 starts at the padding row
+                                0; `table`: {offset, dtype, bias, norm}, byte offsets of the shard's
+                                rows (row-major), item bias and row norms in its weights file)
 Scores are the single-isolate score graph's ops on the same floats (a Gemm with the bias), so the
 merged top-k of the shards is the single-isolate top-k; cosines divide q . e by the same stored row
 norms where the single graph multiplies q by the divided rows, equal to float rounding
@@ -164,23 +168,32 @@ def rank_graph(path, emb, bias):
 
 
 def bounds(n_rows, shards):
-    """Contiguous row ranges [lo, hi) of (nearly) equal size covering 0..n_rows-1."""
-    step = -(-n_rows // shards)
+    """Contiguous row ranges [lo, hi) of (nearly) equal size covering 0..n_rows-1, each starting at a
+    multiple of 8 (a shard's part of the worker's bit mask is then a plain copy, row-mask.ts)."""
+    step = -(-(-(-n_rows // shards)) // 8) * 8
     return [(i * step, min(n_rows, (i + 1) * step)) for i in range(shards) if i * step < n_rows]
 
 
-def table_offset(graph_path, n, d, half):
-    """Where the rank graph keeps its (n, d) table in the shard's weights file: its byte offset
-    (checked: an (n, d) initializer of n * d float16 or float32 values, stored outside the graph)."""
+def table_layout(graph_path, n, d, half):
+    """Where the rank graph keeps its (n, d) table, its (n,) item bias and its (n,) row norms in the
+    shard's weights file: the manifest's `table` entry, byte offsets (checked: initializers of the
+    expected shapes and sizes, stored outside the graph, as float16 or float32 values). The int8
+    scan (src/model/int8-scan.ts) reads all three; the worker reads rows from the table."""
     g = onnx.load(graph_path, load_external_data=False)
-    want = "emb__fp16" if half else "emb"
+    size, sfx = (2, "__fp16") if half else (4, "")
+    found = {}
     for init in g.graph.initializer:
-        if init.name == want:
-            ext = {e.key: e.value for e in init.external_data}
-            if list(init.dims) != [n, d] or int(ext.get("length", -1)) != n * d * (2 if half else 4):
-                raise SystemExit(f"{graph_path}: the table {want} is {list(init.dims)}, {ext.get('length')} bytes; expected [{n}, {d}]")
-            return int(ext["offset"])
-    raise SystemExit(f"{graph_path}: no table initializer {want}")
+        for key, name, dims in (("offset", "emb", [n, d]), ("bias", "bias", [n]), ("norm", "norm", [n])):
+            if init.name == name + sfx:
+                ext = {e.key: e.value for e in init.external_data}
+                want = dims[0] * (dims[1] if len(dims) > 1 else 1) * size
+                if list(init.dims) != dims or int(ext.get("length", -1)) != want:
+                    raise SystemExit(f"{graph_path}: {init.name} is {list(init.dims)}, {ext.get('length')} bytes; expected {dims}, {want} bytes")
+                found[key] = int(ext["offset"])
+    missing = [k for k in ("offset", "bias", "norm") if k not in found]
+    if missing:
+        raise SystemExit(f"{graph_path}: no initializer for {missing} (names emb, bias, norm{' + __fp16' if half else ''})")
+    return {"offset": found["offset"], "dtype": "float16" if half else "float32", "bias": found["bias"], "norm": found["norm"]}
 
 
 def export_sharded(model, out_dir, shards, half=False):
@@ -216,33 +229,43 @@ def export_sharded(model, out_dir, shards, half=False):
         n = hi - lo
         rp, wp = (os.path.join(out_dir, f) for f in (f"rank.s{i}.onnx", f"weights.s{i}.bin"))
         rank_graph(rp, table[lo:hi], bias[lo:hi])
-        E.share_weights([rp], wp, half=half)
+        E.share_weights([rp], wp, half=half, min_bytes=1)  # every initializer in the file: table_layout locates them
         out.append({"rows": [lo, hi], "rank": {"file": os.path.basename(rp)},
                     "weights": {"file": os.path.basename(wp), "bytes": os.path.getsize(wp), "sha256": E.sha256(wp)},
-                    **({"table": {"offset": table_offset(rp, n, d, half), "dtype": "float16" if half else "float32"}} if by_vector else {})})
+                    "table": table_layout(rp, n, d, half)})
     shape = {"state": ["batch", S], "item_vector": ["batch", d], "recent_vectors": ["batch", getattr(model, "R", 0), d]}
     inputs = [{"name": n, "dtype": "int64" if n == "item" else "float32", "shape": shape.get(n, ["batch"])} for n in ins]
     outputs = [{"name": n, "dtype": "float32", "shape": ["batch", S if n == "next_state" else d]} for n in outs]
     return out, inputs, outputs
 
 
-# What an item shard's rows may take, bytes (ORT's base, about 18 MiB, comes on top). A rank graph
-# holds about 9 bytes a table value in onnxruntime's memory (the float16 rows, their float32 cast and
-# the Gemm's prepacked copy) and the shard keeps its weights file, whose rows the worker reads (2
-# bytes a value); float32 exports 8 + 4, estimated alike. Measured (scripts/bench-model.ts --shard):
-# see models/README.md ("Sharded item tables"); 80 MiB keeps a shard under 110 MiB at its peak.
+# What an item shard's rows may take, bytes. A shard is served by the int8 scan
+# (src/model/int8-scan.ts: no onnxruntime in its isolate) while the dim is at most SCAN_MAX_DIM: per
+# row it keeps its weights file (the table, 2 bytes a value in a float16 export, and its bias and
+# norm), int8 codes (the dim rounded up to 16 bytes), six float32 of the kernel's and two in JS.
+# Above it, the rank graph in onnxruntime holds about 9 bytes a table value (the float16 rows, their
+# float32 cast and the Gemm's prepacked copy) beside the weights file, with ORT's base (about 18 MiB)
+# on top; float32 exports 8 + 4, estimated alike. Measured (scripts/bench-model.ts --shard): see
+# models/README.md ("Sharded item tables"); 80 MiB keeps a shard under 110 MiB at its peak.
 SHARD_BYTES = 80 * 2 ** 20
+SCAN_MAX_DIM = 512
 # A whole model fits one isolate while its table is at most this many floats (export.py's similar
 # graph limit, measured: above it the similar graph alone outgrows an isolate).
 SINGLE_MAX_FLOATS = E.SIMILAR_MAX_FLOATS
+
+
+def shard_row_bytes(dim, half=True):
+    """Memory per table row in an item shard's isolate, bytes (see SHARD_BYTES)."""
+    if dim <= SCAN_MAX_DIM:
+        return (2 if half else 4) * (dim + 2) + -(-dim // 16) * 16 + 6 * 4 + 2 * 4
+    return (11 if half else 12) * dim + 40
 
 
 def shards_needed(n_items, dim, half=True):
     """0 when one isolate serves the whole model, else the shards whose rows fit SHARD_BYTES each."""
     if n_items * dim <= SINGLE_MAX_FLOATS:
         return 0
-    per_row = (11 if half else 12) * dim + 40
-    return -(-n_items * per_row // SHARD_BYTES)
+    return -(-n_items * shard_row_bytes(dim, half) // SHARD_BYTES)
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@
  * worker turns into ShardUnavailableError and a `model-unavailable` degradation.
  */
 import { DurableObject } from "cloudflare:workers";
-import { bundledWasm } from "./registry";
+import { bundledScan, bundledWasm } from "./registry";
 import { readRows, runShard, shardSessions } from "./shard-sessions";
 import type { ShardAnswer, ShardRows, ShardSpec } from "./shards";
 
@@ -14,7 +14,7 @@ export class ItemShard extends DurableObject<{ MODEL_BUCKET?: R2Bucket }> {
   private sessions(spec: ShardSpec) {
     const bucket = this.env.MODEL_BUCKET;
     if (!bucket) throw new Error("item shards need MODEL_BUCKET (R2) for their files");
-    return shardSessions(bucket, spec, bundledWasm());
+    return shardSessions(bucket, spec, bundledWasm(), bundledScan());
   }
 
   private async answer(graph: "score" | "similar", spec: ShardSpec, vec: Float32Array, mask: Uint8Array, k: number): Promise<ShardAnswer> {

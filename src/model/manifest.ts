@@ -62,8 +62,17 @@ export const ManifestSchema = z.object({
         score: z.object({ file: z.string().min(1) }).optional(),
         similar: z.object({ file: z.string().min(1) }).optional(),
         weights: z.object({ file: z.string().min(1), bytes: z.number().int().positive(), sha256: z.string().length(64) }),
-        /** Where the shard's rows of the table lie in its weights file (a step graph that takes item vectors). */
-        table: z.object({ offset: z.number().int().nonnegative(), dtype: z.enum(["float16", "float32"]) }).optional(),
+        /** Where the shard's rows of the table lie in its weights file (every rank export since the
+         * int8 scan; before it, only a step graph that takes item vectors): byte offsets of its rows,
+         * and of its item bias and row norms (stored as the rows), which the int8 scan needs. */
+        table: z
+          .object({
+            offset: z.number().int().nonnegative(),
+            dtype: z.enum(["float16", "float32"]),
+            bias: z.number().int().nonnegative().optional(),
+            norm: z.number().int().nonnegative().optional(),
+          })
+          .optional(),
       }),
     )
     .min(1)

@@ -21,8 +21,9 @@ export interface SizedManifest {
     /** Exports before `rank`: a score graph and a similar graph, each with its copy. */
     score?: { file: string };
     similar?: { file: string };
-    /** The shard keeps its rows of the table in JS (the worker reads item vectors from it). */
-    table?: { dtype: "float16" | "float32" };
+    /** Where its rows lie in its weights file, which it then keeps (the worker reads item vectors
+     * from it); with `bias` and `norm` a rank shard is served by the int8 scan. */
+    table?: { dtype: "float16" | "float32"; bias?: number; norm?: number };
   }[];
 }
 
@@ -125,8 +126,10 @@ export function memoryEstimate(files: Record<string, { bytes: number }>, manifes
  */
 export function shardEstimates(manifest: SizedManifest): MemoryEstimate[] {
   const f32 = manifest.weights.dtype !== "float16";
+  const dim = Number(manifest.graphs.step?.outputs?.[1]?.shape[1] ?? 0);
   return (manifest.shards ?? []).map((s) => {
     const T = s.weights.bytes;
+    if (s.rank && s.table?.bias !== undefined && s.table.norm !== undefined && dim > 0 && dim <= 512) return scanEstimate(s.rows[1] - s.rows[0], dim, T);
     const allocs: number[] = [];
     if (s.rank) allocs.push(T, ...(f32 ? [T] : [2 * T, 2 * T]));
     else {
@@ -139,6 +142,21 @@ export function shardEstimates(manifest: SizedManifest): MemoryEstimate[] {
     // view of it); any other lets it go once its sessions are made.
     return { runtime: ORT_INITIAL_WASM + ORT_JS, resident: Math.round(wasm + (s.table ? T : 0)), transient: (s.table ? 0 : T) + 4096, masks: 0 };
   });
+}
+
+/** The float16 widening table of the int8 scan (256 KiB) and its kernel's first memory page. */
+const SCAN_RUNTIME = 0.32 * MiB;
+
+/**
+ * A shard served by the int8 scan (int8-scan.ts), n rows of `dim`, T its weights file: no
+ * onnxruntime; the weights file, kept (its rows are rescored from it), the kernel's memory (int8
+ * codes, the dim rounded up to 16 bytes a row, and six float32 arrays a row, in whole 64 KiB pages),
+ * and the bias and norms as float32 in JS.
+ */
+function scanEstimate(n: number, dim: number, T: number): MemoryEstimate {
+  const n4 = (n + 3) & ~3;
+  const kernel = Math.ceil((((dim + 15) & ~15) * (n4 + 2) + 24 * n4 + n4 / 8 + 64) / 65536) * 65536;
+  return { runtime: SCAN_RUNTIME, resident: T + kernel + 8 * n, transient: 8 * n + 4096, masks: 0 };
 }
 
 /** Per catalog item, the catalog copy's fact columns (catalog/mirror.ts: live, available, price,

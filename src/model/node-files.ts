@@ -8,21 +8,33 @@ import { join } from "node:path";
 import { parseManifest } from "./manifest";
 import { readManifestText } from "./manifest-ids";
 import { GruModel, type ModelFiles } from "./runtime";
-import { readRows, runShard, shardSessions } from "./shard-sessions";
+import { readRows, runShard, type ShardFiles, shardSessions } from "./shard-sessions";
 import { type ShardBackend, shardSpecs } from "./shards";
 
+/** A folder's files as a shard reads them from its bucket (keys are paths). */
+export const folderFiles: ShardFiles = { get: async (key: string) => ({ arrayBuffer: async () => new Uint8Array(readFileSync(key)).buffer as ArrayBuffer }) };
+
 /** A sharded model folder's item shards run in this process (benchmarks, evaluation replay): the
- * same sessions and runs as the ItemShard Durable Objects, without the RPC. */
+ * same loads and runs as the ItemShard Durable Objects (the int8 scan where they use it), without
+ * the RPC. */
 export function localShards(dir: string, manifest: unknown, wasm: WebAssembly.Module): ShardBackend {
   const specs = shardSpecs(parseManifest(manifest), dir);
-  const files = { get: async (key: string) => ({ arrayBuffer: async () => new Uint8Array(readFileSync(key)).buffer as ArrayBuffer }) };
-  const run = async (graph: "score" | "similar", i: number, vec: Float32Array, mask: Uint8Array, k: number) => runShard(await shardSessions(files, specs[i]!, wasm), graph, specs[i]!, vec, mask, k);
+  const scan = compileScanWasm();
+  const load = (i: number) => shardSessions(folderFiles, specs[i]!, wasm, scan);
+  const run = async (graph: "score" | "similar", i: number, vec: Float32Array, mask: Uint8Array, k: number) => runShard(await load(i), graph, specs[i]!, vec, mask, k);
   return {
     specs,
     score: (i, q, mask, k) => run("score", i, q, mask, k),
     similar: (i, v, mask, k) => run("similar", i, v, mask, k),
-    rows: async (i, local, normalized) => readRows(await shardSessions(files, specs[i]!, wasm), specs[i]!, local, normalized),
+    rows: async (i, local, normalized) => readRows(await load(i), specs[i]!, local, normalized),
   };
+}
+
+/** The int8 scan kernel (src/model/kernel/scan.wasm), compiled. */
+export function compileScanWasm(): WebAssembly.Module {
+  // Worker types declare Module abstract (workerd compiles no bytes); Node compiles them.
+  const Module = WebAssembly.Module as unknown as new (bytes: Uint8Array) => WebAssembly.Module;
+  return new Module(readFileSync(new URL("./kernel/scan.wasm", import.meta.url)));
 }
 
 /** The model folder's files as the runtime takes them. */

@@ -12,6 +12,7 @@
  */
 // wrangler resolves .wasm module imports by path, not through package exports.
 import ortWasm from "../../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm";
+import scanWasm from "./kernel/scan.wasm";
 import mlSmallManifest from "../../models/ml-small/manifest.json";
 import mlSmallScore from "../../models/ml-small/score.onnx";
 import mlSmallSimilar from "../../models/ml-small/similar.onnx";
@@ -212,4 +213,9 @@ export function bundledFiles(name: string): ModelFiles | undefined {
 /** The ORT wasm module this worker bundles. */
 export function bundledWasm(): WebAssembly.Module {
   return ortWasm;
+}
+
+/** The int8 scan kernel this worker bundles (item shards' top-k, src/model/int8-scan.ts). */
+export function bundledScan(): WebAssembly.Module {
+  return scanWasm;
 }

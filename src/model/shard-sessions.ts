@@ -5,7 +5,9 @@
  *
  * A shard's files (rank.s<i>.onnx, or score.s<i>.onnx and similar.s<i>.onnx from earlier exports,
  * and weights.s<i>.bin) are read from MODEL_BUCKET under the spec's prefix on first use, the weights
- * checked against their SHA-256, and kept as ORT sessions (one, or two). Sessions are cached per
+ * checked against their SHA-256. A rank shard whose manifest entry says where its rows, bias and
+ * norms are is served by the int8 scan (int8-scan.ts: no onnxruntime in its isolate, the same
+ * answers); any other is kept as ORT sessions (one, or two). Shards are cached per
  * isolate by (prefix, shard, checksum): objects of one class may share an isolate, and then share
  * one load. A shard not used for SHARD_IDLE_MS is released by a
  * later call of any shard in the isolate (looked for once a minute), so retired versions do not hold
@@ -13,6 +15,7 @@
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
 import { fromHalfBits, toHalfBits } from "./int8-rows";
+import { buildScan, type ScanTable, scanTop } from "./int8-scan";
 import { BITS_SET } from "./row-mask";
 import { exclusive, withOrt } from "./ort";
 import type { ShardAnswer, ShardSpec, ShardTop } from "./shards";
@@ -25,13 +28,15 @@ const SWEEP_EVERY_MS = 60_000;
 let sweptAt = 0;
 
 export interface Loaded {
-  /** One session for scores and cosines (`rank`), or, from earlier exports, one for each. */
-  sessions: { rank: InferenceSession } | { score: InferenceSession; similar: InferenceSession };
-  ort: typeof import("onnxruntime-web/wasm");
+  /** The int8 scan of its rows (a rank shard whose entry locates its rows, bias and norms), or ORT
+   * sessions: one for scores and cosines (`rank`), or, from earlier exports, one for each. */
+  sessions?: { rank: InferenceSession } | { score: InferenceSession; similar: InferenceSession };
+  scan?: ScanTable;
+  ort?: typeof import("onnxruntime-web/wasm");
   usedAt: number;
-  /** Reused mask buffer, a row an element: bool (a byte, in a buffer of whole 8-byte groups) for
-   * the rank graph, float32 for the older graphs. */
-  mask: Uint8Array | Float32Array;
+  /** ORT's reused mask buffer, a row an element: bool (a byte, in a buffer of whole 8-byte groups)
+   * for the rank graph, float32 for the older graphs. */
+  mask?: Uint8Array | Float32Array;
   /** The shard's rows of the table as stored (float16 or float32, row-major), when the spec has
    * `table`: what `readRows` answers from. A view of the weights file, which stays alive (its rows
    * are most of it): a copy would hold them twice while the sessions load. */
@@ -47,8 +52,9 @@ export interface ShardFiles {
 }
 
 /** This isolate's sessions of `spec` (loaded once, shared by the objects of the isolate); shards
- * idle for SHARD_IDLE_MS are released first. */
-export async function shardSessions(bucket: ShardFiles, spec: ShardSpec, wasm: WebAssembly.Module): Promise<Loaded> {
+ * idle for SHARD_IDLE_MS are released first. `scan`: the int8 scan kernel (kernel/scan.wasm),
+ * used where the spec allows it (`scannable`). */
+export async function shardSessions(bucket: ShardFiles, spec: ShardSpec, wasm: WebAssembly.Module, scan?: WebAssembly.Module): Promise<Loaded> {
   const key = keyOf(spec);
   const now = Date.now();
   if (now - sweptAt >= SWEEP_EVERY_MS) {
@@ -57,7 +63,7 @@ export async function shardSessions(bucket: ShardFiles, spec: ShardSpec, wasm: W
   }
   let p = loaded.get(key);
   if (!p) {
-    p = loadShard(bucket, spec, wasm);
+    p = loadShard(bucket, spec, wasm, scan);
     loaded.set(key, p);
     p.catch(() => loaded.delete(key));
   }
@@ -71,17 +77,38 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return Array.from(d, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-/** Load a shard's sessions from the bucket (checked against the spec). */
-export async function loadShard(bucket: ShardFiles, spec: ShardSpec, wasm: WebAssembly.Module): Promise<Loaded> {
+/** Whether a shard can be served by the int8 scan: a rank graph's shard whose entry says where its
+ * rows, bias and norms are, with a dim the kernel's int32 sums hold. */
+export function scannable(spec: ShardSpec): boolean {
+  return "rank" in spec.graphs && spec.table?.bias !== undefined && spec.table.norm !== undefined && spec.dim > 0 && spec.dim <= 512;
+}
+
+/** Load a shard from the bucket (checked against the spec): its int8 scan where `scan` is given
+ * and the spec allows it, else its ORT sessions. */
+export async function loadShard(bucket: ShardFiles, spec: ShardSpec, wasm: WebAssembly.Module, scan?: WebAssembly.Module): Promise<Loaded> {
   const read = async (file: string) => {
     const obj = await bucket.get(`${spec.prefix}/${file}`);
     if (!obj) throw new Error(`item shard ${spec.index}: ${spec.prefix}/${file} not found in the model bucket`);
     return new Uint8Array(await obj.arrayBuffer());
   };
   const g = spec.graphs;
-  const [graphs, weights] = await Promise.all([Promise.all(("rank" in g ? [g.rank] : [g.score, g.similar]).map(read)), read(spec.weights.file)]);
+  const byScan = scan !== undefined && scannable(spec);
+  const [graphs, weights] = await Promise.all([byScan ? [] : Promise.all(("rank" in g ? [g.rank] : [g.score, g.similar]).map(read)), read(spec.weights.file)]);
   if (weights.byteLength !== spec.weights.bytes || (await sha256Hex(weights)) !== spec.weights.sha256) {
     throw new Error(`item shard ${spec.index}: ${spec.weights.file} differs from the manifest (size or checksum)`);
+  }
+  const n = spec.rows[1] - spec.rows[0];
+  const tableOf = () => {
+    if (!spec.table) return undefined;
+    const bytes = n * spec.dim * (spec.table.dtype === "float16" ? 2 : 4);
+    if (spec.table.offset + bytes > weights.byteLength) throw new Error(`item shard ${spec.index}: its table runs past ${spec.weights.file}`);
+    return weights.subarray(spec.table.offset, spec.table.offset + bytes);
+  };
+  if (byScan) {
+    const t = spec.table!;
+    const table = tableOf()!;
+    const s = buildScan(scan, weights, { n, dim: spec.dim, dtype: t.dtype, table: t.offset, bias: t.bias!, norm: t.norm! });
+    return { scan: s, usedAt: Date.now(), table };
   }
   return withOrt(wasm, async (ort) => {
     const opts = (): InferenceSession.SessionOptions => ({
@@ -91,13 +118,7 @@ export async function loadShard(bucket: ShardFiles, spec: ShardSpec, wasm: WebAs
     });
     const created: InferenceSession[] = [];
     for (const bytes of graphs) created.push(await ort.InferenceSession.create(bytes, opts()));
-    const n = spec.rows[1] - spec.rows[0];
-    let table: Uint8Array | undefined;
-    if (spec.table) {
-      const bytes = n * spec.dim * (spec.table.dtype === "float16" ? 2 : 4);
-      if (spec.table.offset + bytes > weights.byteLength) throw new Error(`item shard ${spec.index}: its table runs past ${spec.weights.file}`);
-      table = weights.subarray(spec.table.offset, spec.table.offset + bytes);
-    }
+    const table = tableOf();
     const rank = "rank" in g;
     return {
       sessions: rank ? { rank: created[0]! } : { score: created[0]!, similar: created[1]! },
@@ -120,8 +141,9 @@ async function sweep(keep: string, now: number): Promise<void> {
     }
     if (now - l.usedAt < SHARD_IDLE_MS) continue;
     loaded.delete(key);
-    // after the shard's pending runs: `exclusive` is first in, first out
-    await exclusive(() => Promise.all(Object.values(l.sessions).map((x: InferenceSession) => x.release()))).catch(() => undefined);
+    // after the shard's pending runs: `exclusive` is first in, first out (a scan is only memory)
+    const sessions = l.sessions;
+    if (sessions) await exclusive(() => Promise.all(Object.values(sessions).map((x: InferenceSession) => x.release()))).catch(() => undefined);
   }
 }
 
@@ -130,14 +152,15 @@ export async function runShard(l: Loaded, graph: "score" | "similar", spec: Shar
   const n = spec.rows[1] - spec.rows[0];
   if (vec.length !== spec.dim) throw new Error(`item shard ${spec.index}: a vector of ${vec.length} floats, the model's is ${spec.dim}`);
   if (bits.length !== (n + 7) >> 3) throw new Error(`item shard ${spec.index}: a mask of ${bits.length} bytes for ${n} rows`);
+  if (l.scan) return scanTop(l.scan, vec, bits, Math.max(0, k), graph === "similar");
   return exclusive(async () => {
-    const mask = l.mask;
+    const mask = l.mask!;
     const free = unpack(bits, mask, n);
     const kk = Math.max(0, Math.min(k, free));
     if (kk === 0) return { rows: new Int32Array(0), scores: new Float32Array(0) };
-    const T = l.ort.Tensor;
+    const T = l.ort!.Tensor;
     const k1 = new T("int64", BigInt64Array.of(BigInt(kk)), [1]);
-    const s = l.sessions;
+    const s = l.sessions!;
     const out =
       "rank" in s
         ? await s.rank.run({

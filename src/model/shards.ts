@@ -4,13 +4,15 @@
  * (`ItemShard`, src/model/item-shard.ts), and the worker merges their top-k lists.
  *
  *   worker (coordinator)                        ItemShard "<prefix>#<i>", one per row range
- *   step graph: next_state, query               rank.s<i>.onnx, one copy of E_i for both:
- *   the rules -> one mask over all rows  ---->    score:   q . E_i + b_i, masked, top-k
- *   merge: best k of the shards' lists   <----    similar: cos(vec, E_i), masked, top-k
+ *   step graph: next_state, query               the int8 scan of E_i (int8-scan.ts), exactly
+ *   the rules -> one mask over all rows  ---->  rank.s<i>.onnx's answers, for both:
+ *   merge: best k of the shards' lists   <----    score:   q . E_i + b_i, masked, top-k
+ *                                                 similar: cos(vec, E_i), masked, top-k
  *                                               (global rows = lo + local row)
  *   an event's item, a similar-items seed ---->  rows: the item's row of E_i (raw, or normalised)
  *
- * (Exports before the rank graph have score.s<i>.onnx and similar.s<i>.onnx, each with its own copy
+ * (A shard whose entry does not locate its bias and norms runs rank.s<i>.onnx in onnxruntime;
+ * exports before the rank graph have score.s<i>.onnx and similar.s<i>.onnx, each with its own copy
  * of the rows; they are served alike.)
  *
  * The worker holds no item table: a GRURec's step graph takes the event's item as its row, read
@@ -41,7 +43,7 @@ export interface ShardSpec {
   dim: number;
   /** Where the shard's rows of the table lie in its weights file (row-major, `dim` values a row):
    * present when the worker reads item vectors from the shards. */
-  table?: { offset: number; dtype: "float16" | "float32" };
+  table?: { offset: number; dtype: "float16" | "float32"; bias?: number; norm?: number };
 }
 
 /** One shard's answer: local rows and their scores, best first. */

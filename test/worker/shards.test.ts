@@ -155,7 +155,7 @@ describe.each(FIXTURES)("a $kind in item shards (Durable Objects)", { timeout: 1
     expect(m.graphs.step.outputs.map((t) => t.name)).toEqual(["next_state", "query"]);
     // weights.bin holds the recurrent weights alone: less than the float16 table it no longer has
     expect(m.weights.bytes).toBeLessThan((m.items.rows * d * 2) / 2);
-    for (const s of m.shards!) expect(s.table).toEqual({ offset: expect.any(Number), dtype: "float16" });
+    for (const s of m.shards!) expect(s.table).toEqual({ offset: expect.any(Number), dtype: "float16", bias: expect.any(Number), norm: expect.any(Number) });
     const bare = { ...shManifest, shards: shManifest.shards.map((s: object, i: number) => (i === 1 ? { ...s, table: undefined } : s)) };
     expect(() => parseManifest(bare)).toThrow(/shards\.1\.table/);
     // a shard has one rank graph, or (older exports) a score and a similar graph: not both, not neither
@@ -231,6 +231,24 @@ describe.each(FIXTURES)("a $kind in item shards (Durable Objects)", { timeout: 1
     const rows = [3, 500, 1500];
     const [a, b] = [await single.similarityRows(rows), await sharded.similarityRows(rows)];
     for (let i = 0; i < rows.length; i++) for (let j = 1; j < N; j++) expect(Math.abs(a[i]![j]! - b[i]![j]!)).toBeLessThan(1e-5);
+  });
+
+  it("serves its shards by the int8 scan: from their weights files alone, no graph read, the same top-k", async () => {
+    const weightsOnly = async (prefix: string) => {
+      for (const [name, body] of Object.entries(fx.sharded.files)) if (!name.startsWith("rank.")) await bucket.put(`${prefix}/${name}`, body);
+      return shardSpecs(parseManifest(shManifest), prefix);
+    };
+    const specs = await weightsOnly(`test-shards/${shManifest.version}-weights-only`);
+    const scanned = await GruModel.load(bundledWasm(), { manifest: shManifest, step: fx.sharded.step, weights: fx.sharded.weights }, durableShards(shardNs, specs));
+    const r = rng(4);
+    let state = single.initialState();
+    for (let i = 0; i < 5; i++) state = await single.step(state, 1 + Math.floor(r() * (single.rows - 1)), { newSession: i === 0, gapHours: 0 });
+    const at = { newSession: false, gapHours: 0.1 };
+    expectSameTop(await scanned.topK(state, at, 50), await single.topK(state, at, 50));
+    // without the bias and norm offsets a shard needs its rank graph (onnxruntime), which is not there
+    const bare = (await weightsOnly(`test-shards/${shManifest.version}-weights-only-bare`)).map((s) => ({ ...s, table: { offset: s.table!.offset, dtype: s.table!.dtype } }));
+    const graphless = await GruModel.load(bundledWasm(), { manifest: shManifest, step: fx.sharded.step, weights: fx.sharded.weights }, durableShards(shardNs, bare, 5000));
+    await expect(graphless.topK(state, at, 5)).rejects.toBeInstanceOf(ShardUnavailableError);
   });
 
   it("reports a shard that cannot load its files as unavailable, not as an error", async () => {

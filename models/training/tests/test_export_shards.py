@@ -19,9 +19,14 @@ def test_shards_are_chosen_only_for_tables_too_large_for_one_isolate():
     assert export_shards.shards_needed(31_000, 64) == 0         # the similar graph's limit
     assert export_shards.shards_needed(100_000, 64) == 1         # out of the worker, in one shard
     one_m = export_shards.shards_needed(1_000_000, 64)
-    # each shard's rows fit the per-shard memory (a rank graph: about 9 bytes a float16 table value
-    # in onnxruntime, 2 more for the weights file the shard keeps)
-    assert 1_000_000 / one_m * (64 * 11 + 40) <= export_shards.SHARD_BYTES < 1_000_000 / (one_m - 1) * (64 * 11 + 40)
+    # each shard's rows fit the per-shard memory (the int8 scan: the weights file the shard keeps,
+    # 2 bytes a float16 value and its bias and norm, a byte a value of codes, 32 bytes a row more)
+    per_row = 2 * 66 + 64 + 32
+    assert export_shards.shard_row_bytes(64) == per_row
+    assert 1_000_000 / one_m * per_row <= export_shards.SHARD_BYTES < 1_000_000 / (one_m - 1) * per_row
+    assert one_m == 3
+    # above the scan's dim, onnxruntime's rank graph: about 9 bytes a float16 table value, 2 more kept
+    assert export_shards.shard_row_bytes(640) == 640 * 11 + 40
 
 
 def test_row_ranges_cover_every_row_once_from_the_padding_row():
@@ -29,6 +34,8 @@ def test_row_ranges_cover_every_row_once_from_the_padding_row():
         b = export_shards.bounds(n, s)
         assert b[0][0] == 0 and b[-1][1] == n
         assert all(b[i][1] == b[i + 1][0] and b[i][0] < b[i][1] for i in range(len(b) - 1))
+        assert all(lo % 8 == 0 for lo, _ in b)
+    assert len(export_shards.bounds(1_000_001, 3)) == 3
 
 
 def _checkpoint(tmp_path, n=300, d=16, kind="seq", **extra):
@@ -51,7 +58,7 @@ def test_a_sharded_export_names_every_file_and_covers_the_table(tmp_path):
     export_shards.main(["--ckpt", str(path), "--out", str(out), "--name", "t", "--shards", "3", "--fp16"])
     m = json.load(open(out / "manifest.json"))
     assert "score" not in m["graphs"] and [o["name"] for o in m["graphs"]["step"]["outputs"]] == ["next_state", "query"]
-    assert [s["rows"] for s in m["shards"]] == [[0, 101], [101, 202], [202, 301]]
+    assert [s["rows"] for s in m["shards"]] == [[0, 104], [104, 208], [208, 301]]       # from multiples of 8
     for s in m["shards"]:
         assert "score" not in s and "similar" not in s                 # one rank graph does both
         g = onnx.load(str(out / s["rank"]["file"]), load_external_data=False)
@@ -88,6 +95,11 @@ def test_a_model_is_exported_with_no_table_in_the_worker_and_each_shard_says_whe
         raw = open(out / s["weights"]["file"], "rb").read()
         rows = np.frombuffer(raw, dtype=np.float16, count=(hi - lo) * 16, offset=s["table"]["offset"]).reshape(hi - lo, 16)
         np.testing.assert_array_equal(rows, table[lo:hi])
+        # the item bias and the row norms the int8 scan reads (the rank graph's, as it stores them)
+        bias = np.frombuffer(raw, dtype=np.float16, count=hi - lo, offset=s["table"]["bias"])
+        np.testing.assert_array_equal(bias, ck["state_dict"]["item_bias"].numpy().astype(np.float16)[lo:hi])
+        norm = np.frombuffer(raw, dtype=np.float16, count=hi - lo, offset=s["table"]["norm"])
+        np.testing.assert_allclose(norm, ck["state_dict"]["emb.weight"].norm(dim=1).numpy()[lo:hi], rtol=1e-3)   # to float16 rounding
 
 
 def test_the_gated_grurec_keeps_the_table_in_its_step_graph(tmp_path):
@@ -98,7 +110,8 @@ def test_the_gated_grurec_keeps_the_table_in_its_step_graph(tmp_path):
     step = json.load(open(out / "manifest.json"))["graphs"]["step"]
     assert [t["name"] for t in step["inputs"]] == ["state", "item", "new_session", "gap"]
     assert [t["name"] for t in step["outputs"]] == ["next_state", "query", "item_vector"]
-    assert all("table" not in s for s in json.load(open(out / "manifest.json"))["shards"])
+    # its shards still say where their rows, bias and norms are: the int8 scan serves them
+    assert all(set(s["table"]) == {"offset", "dtype", "bias", "norm"} for s in json.load(open(out / "manifest.json"))["shards"])
 
 
 def test_a_checkpoint_read_back_from_an_export_has_the_exported_weights(tmp_path):
