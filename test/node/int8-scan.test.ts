@@ -12,20 +12,9 @@ import { fromHalfBits, toHalfBits } from "../../src/model/int8-rows";
 import { buildScan, type ScanLayout, scanTop } from "../../src/model/int8-scan";
 import { compileOrtWasm, compileScanWasm } from "../../src/model/node-files";
 import { withOrt } from "../../src/model/ort";
+import { rng } from "../seeded";
 
 const kernel = compileScanWasm();
-
-/** A seeded PRNG (mulberry32), so a failure replays. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A shard's weights file: the table, then the bias, then the norms (as export_shards.py lays them
  * out), stored as float16 or float32; `values` are the float32 values the graph reads. */

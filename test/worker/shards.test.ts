@@ -46,6 +46,7 @@ import { GruModel, type Scored } from "../../src/model/runtime";
 import { type ShardNamespace, ShardUnavailableError, durableShards, mergeTops, shardSpecs } from "../../src/model/shards";
 import { DIG_SHARDED_FILES, digGolden, digManifest } from "./dig-sharded";
 import { KEY, api, ev, manifest as bundledManifest, newItemCosines, uid } from "./helpers";
+import { rng } from "../seeded";
 
 const SHARD_FILES: Record<string, ArrayBuffer> = {
   "rank.s0.onnx": shRank0,
@@ -95,18 +96,6 @@ const FIXTURES: Fixture[] = [
 
 const bucket = (env as unknown as { MODEL_BUCKET: R2Bucket }).MODEL_BUCKET;
 const shardNs = (env as unknown as { ITEM_SHARDS: ShardNamespace }).ITEM_SHARDS;
-
-/** A seeded PRNG (mulberry32), so a failure replays. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Same rows in the same order, scores equal to float precision; rows may trade places only where
  * their scores are within `ties` (scores: 0, the same floats; cosines: float rounding). */
