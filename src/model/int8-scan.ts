@@ -63,8 +63,6 @@ export interface ScanTable {
   at: Layout;
   /** gamma + 2^-18, rounded up: the widening of every interval for float32 rounding. */
   grow: number;
-  /** Value i of the table (row-major): float32 of the stored value (float16 widened exactly). */
-  value: (i: number) => number;
   /** The stored table: float16 bits (`half` widens them) or float32 values. */
   raw: Uint16Array | Float32Array;
   half: Float32Array | undefined;
@@ -105,6 +103,21 @@ function floats(bytes: Uint8Array, offset: number, count: number, dtype: "float1
 
 const roundUp = (x: number) => Math.fround(x * (1 + 2 ** -20));
 
+/** The largest dim the kernel's int32 sums hold (127 x 32767 x 512 < 2^31). */
+export const SCAN_MAX_DIM = 512;
+
+/** Whether a shard entry can be served by the int8 scan: a rank shard whose `table` gives its bias
+ * and norm offsets, with a dim up to SCAN_MAX_DIM (shard-sessions.ts loads it so; memory.ts
+ * estimates it so). */
+export function scannableEntry(hasRank: boolean, table: { bias?: number; norm?: number } | undefined, dim: number): boolean {
+  return hasRank && table?.bias !== undefined && table.norm !== undefined && dim > 0 && dim <= SCAN_MAX_DIM;
+}
+
+/** The kernel's memory for n rows of `dim`, bytes: its arrays (layoutOf) in whole 64 KiB pages. */
+export function scanKernelBytes(n: number, dim: number): number {
+  return Math.ceil(layoutOf((n + 3) & ~3, (dim + 15) & ~15).end / 65536) * 65536;
+}
+
 /**
  * Build a shard's scan table from its weights file (`layout`: where its rows, bias and norms are)
  * and the compiled kernel (`kernel`: kernel/scan.wasm). Time: a pass over the rows (about 160 ms for
@@ -113,7 +126,7 @@ const roundUp = (x: number) => Math.fround(x * (1 + 2 ** -20));
  */
 export function buildScan(kernel: WebAssembly.Module, weights: Uint8Array, layout: ScanLayout): ScanTable {
   const { n, dim: d, dtype } = layout;
-  if (d > 512) throw new Error(`the int8 scan takes a dim up to 512 (int32 sums), not ${d}`);
+  if (d > SCAN_MAX_DIM) throw new Error(`the int8 scan takes a dim up to ${SCAN_MAX_DIM} (int32 sums), not ${d}`);
   const half = dtype === "float16" ? halfTable() : undefined;
   const raw = floats(weights, layout.table, n * d, dtype);
   const value = half ? (i: number) => half[(raw as Uint16Array)[i]!]! : (i: number) => (raw as Float32Array)[i]!;
@@ -156,7 +169,7 @@ export function buildScan(kernel: WebAssembly.Module, weights: Uint8Array, layou
     width[r] = roundUp(Math.sqrt(ee) + g * Math.sqrt(rr) + s * Math.sqrt(cc) * dq);
     inv[r] = 1 / norm[r]!;
   }
-  return { n, dim: d, kernel: k, stride, at, grow: roundUp(g + 2 ** -18), value, raw, half, bias, norm };
+  return { n, dim: d, kernel: k, stride, at, grow: roundUp(g + 2 ** -18), raw, half, bias, norm };
 }
 
 /** The arrays' offsets for n4 rows (a multiple of 4) of `stride` code bytes. */

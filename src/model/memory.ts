@@ -5,6 +5,7 @@
  * it measures; the measured table it is held to (within 15%, test/worker/memory-estimate.test.ts)
  * is test/fixtures/model-memory.json, summarised in models/README.md ("Memory per isolate").
  */
+import { scanKernelBytes, scannableEntry } from "./int8-scan";
 
 /** What `memoryEstimate` reads: the sizes of a version's files and its manifest (item ids not needed). */
 export interface SizedManifest {
@@ -129,7 +130,7 @@ export function shardEstimates(manifest: SizedManifest): MemoryEstimate[] {
   const dim = Number(manifest.graphs.step?.outputs?.[1]?.shape[1] ?? 0);
   return (manifest.shards ?? []).map((s) => {
     const T = s.weights.bytes;
-    if (s.rank && s.table?.bias !== undefined && s.table.norm !== undefined && dim > 0 && dim <= 512) return scanEstimate(s.rows[1] - s.rows[0], dim, T);
+    if (scannableEntry(s.rank !== undefined, s.table, dim)) return scanEstimate(s.rows[1] - s.rows[0], dim, T);
     const allocs: number[] = [];
     if (s.rank) allocs.push(T, ...(f32 ? [T] : [2 * T, 2 * T]));
     else {
@@ -150,13 +151,11 @@ const SCAN_RUNTIME = 0.32 * MiB;
 /**
  * A shard served by the int8 scan (int8-scan.ts), n rows of `dim`, T its weights file: no
  * onnxruntime; the weights file, kept (its rows are rescored from it), the kernel's memory (int8
- * codes, the dim rounded up to 16 bytes a row, and six float32 arrays a row, in whole 64 KiB pages),
- * and the bias and norms as float32 in JS.
+ * codes, the dim rounded up to 16 bytes a row, and six float32 arrays a row, in whole 64 KiB pages:
+ * `scanKernelBytes`), and the bias and norms as float32 in JS.
  */
 function scanEstimate(n: number, dim: number, T: number): MemoryEstimate {
-  const n4 = (n + 3) & ~3;
-  const kernel = Math.ceil((((dim + 15) & ~15) * (n4 + 2) + 24 * n4 + n4 / 8 + 64) / 65536) * 65536;
-  return { runtime: SCAN_RUNTIME, resident: T + kernel + 8 * n, transient: 8 * n + 4096, masks: 0 };
+  return { runtime: SCAN_RUNTIME, resident: T + scanKernelBytes(n, dim) + 8 * n, transient: 8 * n + 4096, masks: 0 };
 }
 
 /** Per catalog item, the catalog copy's fact columns (catalog/mirror.ts: live, available, price,

@@ -15,7 +15,7 @@
  */
 import type { InferenceSession } from "onnxruntime-web/wasm";
 import { fromHalfBits, toHalfBits } from "./int8-rows";
-import { buildScan, type ScanTable, scanTop } from "./int8-scan";
+import { buildScan, type ScanTable, scannableEntry, scanTop } from "./int8-scan";
 import { BITS_SET } from "./row-mask";
 import { exclusive, withOrt } from "./ort";
 import type { ShardAnswer, ShardSpec, ShardTop } from "./shards";
@@ -80,7 +80,7 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
 /** Whether a shard can be served by the int8 scan: a rank graph's shard whose entry says where its
  * rows, bias and norms are, with a dim the kernel's int32 sums hold. */
 export function scannable(spec: ShardSpec): boolean {
-  return "rank" in spec.graphs && spec.table?.bias !== undefined && spec.table.norm !== undefined && spec.dim > 0 && spec.dim <= 512;
+  return scannableEntry("rank" in spec.graphs, spec.table, spec.dim);
 }
 
 /** Load a shard from the bucket (checked against the spec): its int8 scan where `scan` is given
