@@ -107,6 +107,7 @@ async function table(): Promise<void> {
         weights: { ...m.weights, sha256: undefined },
         items: { rows: m.items.rows },
         state: { size: m.state.size, layout: m.state.layout.map((p: any) => ({ name: p.name, size: p.size })) },
+        ...(m.transitions ? { transitions: { bytes: m.transitions.bytes } } : {}),
         ...(m.shards ? { shards: m.shards.map((s: any) => ({ rows: s.rows, weights: { file: s.weights.file, bytes: s.weights.bytes }, ...(s.rank ? { rank: s.rank } : { score: s.score, similar: s.similar }), ...(s.table ? { table: { dtype: s.table.dtype, ...(s.table.bias === undefined ? {} : { bias: s.table.bias, norm: s.table.norm }) } } : {}) })) } : {}),
       },
       measured_mib: { runtime: +mb(measured.runtime), settled: +mb(measured.settled), peak: +mb(measured.peak) },

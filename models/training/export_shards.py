@@ -268,6 +268,23 @@ def shards_needed(n_items, dim, half=True):
     return -(-n_items * shard_row_bytes(dim, half) // SHARD_BYTES)
 
 
+def append_transitions(weights_path, model):
+    """The item-transition term (transitions.py) of a sharded model is the worker's to add: its
+    constants are appended to the worker's weights file, which no graph reads past its own
+    initializers (successor rows int32, weight codes uint8, one float32 scale per item, little-endian,
+    each at a multiple of 8). Returns the manifest's `transitions` entry with their byte offsets."""
+    parts = [("idx", model.trans_idx.numpy().astype("<i4")), ("q", model.trans_q.numpy().astype("u1")),
+             ("scale", model.trans_scale.detach().numpy().astype("<f4"))]
+    offsets = {}
+    with open(weights_path, "ab") as f:
+        for name, a in parts:
+            f.write(b"\0" * (-f.tell() % 8))
+            offsets[name] = f.tell()
+            f.write(a.tobytes())
+    entry = E.transitions_entry(model, half=False)
+    return {**entry, "bytes": sum(a.nbytes for _, a in parts), "offsets": offsets}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True)
@@ -308,6 +325,11 @@ def main(argv=None):
     int8_rows, expanded = E.pack_int8_table(args.out, model, graph="step.onnx") if args.int8_table else (None, None)
     mpath = os.path.join(args.out, "manifest.json")
     m = json.load(open(mpath))
+    if getattr(model.cfg, "trans_m", None):
+        # appended past expanded_bytes, the constants would not survive the int8 expansion; a SeqRec
+        # (the only model with the term) has no table in its worker, so nothing is packed
+        assert not int8_rows, "the transition term with an int8-packed worker table"
+        m["transitions"] = append_transitions(os.path.join(args.out, "weights.bin"), model)
     wsum = E.sha256(os.path.join(args.out, "weights.bin"))
     m["version"] = f"{args.name}-{m['created_at'][:10].replace('-', '')}-{wsum[:8]}"
     m["graphs"] = {"step": {**m["graphs"]["step"], "inputs": inputs, "outputs": outputs}}

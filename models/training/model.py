@@ -72,10 +72,20 @@ class ModelConfig:
     norm_scale: float = None  # SeqRec: normalised scores (NISER / CORE): every item row is L2-normalised
                               # wherever it is read (GRU input, attention keys and values, output) and
                               # score = norm_scale * cos(query, row) + item_bias (None: plain dot product)
+    trans_m: int = None     # SeqRec: an item-transition term added to the scores (transitions.py, set
+                            # after training): each item's trans_m strongest successors in the training
+                            # sessions, weighted by 1 / distance within trans_window events and
+                            # normalised per item; score += trans_alpha * log1p(sum over the recent
+                            # items j (most recent first) of trans_decay^j * w(item_j -> row) / trans_eps)
+    trans_window: int = None
+    trans_alpha: float = None
+    trans_eps: float = None
+    trans_decay: float = None
 
     # fields that older checkpoints do not have: left out of the dict while unset, so a model built
     # without them records exactly the configuration it recorded before
-    OPTIONAL = ("emb_dropout", "heads", "pos_emb", "norm_scale")
+    OPTIONAL = ("emb_dropout", "heads", "pos_emb", "norm_scale",
+                "trans_m", "trans_window", "trans_alpha", "trans_eps", "trans_decay")
 
     def to_dict(self):
         return {k: v for k, v in asdict(self).items() if not (k in self.OPTIONAL and v is None)}
@@ -286,6 +296,16 @@ class SeqRec(nn.Module):
         # exported graphs read the table as it is (no normalisation of the table in any graph) and
         # only normalise and scale the query
         self.table_normed = False
+        if cfg.trans_m:
+            assert R, "the transition term reads the recent items: needs attn > 0"
+            # successors of each item (N, trans_m): rows, and weights as uint8 codes times a scale per
+            # item (weight = code * scale; 0 / 0 where an item has fewer), so the graph's constants
+            # take 5 bytes a successor and nothing is cast at load (only the gathered ones, per query)
+            self.register_buffer("trans_idx", torch.zeros(cfg.n_items, cfg.trans_m, dtype=torch.int32))
+            self.register_buffer("trans_q", torch.zeros(cfg.n_items, cfg.trans_m, dtype=torch.uint8))
+            self.register_buffer("trans_scale", torch.zeros(cfg.n_items))
+            self.register_buffer("trans_slot", cfg.trans_decay ** torch.arange(R, dtype=torch.float32),
+                                 persistent=False)                          # (R,) weight per recency slot
 
     # ---- item rows as the model reads them (normalised with cfg.norm_scale) ----
     @property
@@ -399,7 +419,20 @@ class SeqRec(nn.Module):
 
     def logits(self, state, new_session, gap=None):
         """Scores of every item for the next event. (B, S), (B,), (B,) -> (B, N)."""
-        return F.linear(self.query(state, new_session, gap), self.table(), self.item_bias) + self.pad_mask
+        lg = F.linear(self.query(state, new_session, gap), self.table(), self.item_bias) + self.pad_mask
+        if self.cfg.trans_m:
+            lg = lg + self.transition_scores(self.split(state)[2].long())
+        return lg
+
+    def transition_scores(self, recent):
+        """The item-transition term (cfg.trans_m): recent (B, R) int64, most recent first, 0 = empty
+        -> (B, N), 0 for every item that no recent item leads to."""
+        RM = self.R * self.cfg.trans_m
+        idx = self.trans_idx[recent].long().reshape(-1, RM)                          # (B, R * M)
+        w = self.trans_q[recent].float() * (self.trans_scale[recent] * self.trans_slot).unsqueeze(2)
+        w = w.reshape(-1, RM)                                                        # (B, R * M)
+        sc = torch.zeros(recent.shape[0], self.cfg.n_items, dtype=w.dtype).scatter_add(1, idx, w)   # (B, N)
+        return self.cfg.trans_alpha * torch.log1p(sc / self.cfg.trans_eps)
 
     def out_logits(self, q):
         """Scores of every item for the training path's queries q (M, d) (_query) -> (M, N), padding at -inf."""

@@ -52,6 +52,10 @@ def rebuild_command(man, a):
             continue
         opts.append(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}"))
     fp = ("INT8=1 " if man["weights"].get("int8_rows") else "") if man["weights"].get("dtype") == "float16" else "FP16=0 "
+    t = man.get("transitions")
+    if t:                                                        # transitions.py's options
+        fp = (f'TRANS="--window {t["window"]} --m {t["successors"]} --alpha {t["alpha"]:g} --eps {t["eps"]:g} '
+              f'--decay {t["decay"]:g}" ') + fp
     return f"{fp}sh models/training/benchmark.sh {man['training']['dataset']} {man['name']} " + " ".join(opts)
 
 

@@ -24,7 +24,7 @@
  * by max(norm, 1e-12) (similar).
  */
 import { fromHalfBits } from "./int8-rows";
-import type { ShardTop } from "./shards";
+import type { Boost, ShardTop } from "./shards";
 
 /** The kernel's exports (kernel/scan.wat). */
 interface Kernel {
@@ -191,8 +191,11 @@ function layoutOf(n4: number, stride: number): Layout {
  * The k best rows of the table for `vec` that `bits` (a bit a row, 1 = never return) leaves:
  * scores q . e + b (`similar` false) or cosines q . e / max(|e|, 1e-12) (`similar` true), exactly the
  * floats of the rank graph, best first, equal scores by row. Local rows.
+ * `boost` (scores only): values added to some rows' scores (the item-transition term, all >= 0).
+ * Still exact: a row outside `boost` that belongs to the boosted top-k has its plain score there, so
+ * it is in the plain top-k, whose candidates are rescored here together with the boosted rows.
  */
-export function scanTop(t: ScanTable, vec: Float32Array, bits: Uint8Array, k: number, similar: boolean): ShardTop {
+export function scanTop(t: ScanTable, vec: Float32Array, bits: Uint8Array, k: number, similar: boolean, boost?: Boost): ShardTop {
   const { n, dim: d, stride, at, kernel } = t;
   const n4 = (n + 3) & ~3;
   const mem = kernel.memory.buffer;
@@ -220,13 +223,25 @@ export function scanTop(t: ScanTable, vec: Float32Array, bits: Uint8Array, k: nu
   const count = kernel.collect(at.hi, n4, tau, at.heap);
   const cand = new Int32Array(mem, at.heap, count);
 
-  // the candidates, rescored as the graph scores them
+  // the candidates (and the boosted rows the mask leaves), rescored as the graph scores them
   const rows = Array.from(cand);
+  const added = new Map<number, number>();
+  if (boost && !similar) {
+    const seen = new Set(rows);
+    for (let j = 0; j < boost.rows.length; j++) {
+      const r = boost.rows[j]!;
+      if (!(r >= 0 && r < n) || (bits[r >> 3]! >> (r & 7)) & 1) continue;
+      added.set(r, boost.values[j]!);
+      if (!seen.has(r)) rows.push(r), seen.add(r);
+    }
+  }
   const scores: number[] = [];
   const { bias, norm } = t;
   for (const r of rows) {
     const acc = t.half ? dotHalf(vec, t.raw as Uint16Array, t.half, r * d, d) : dotFloat(vec, t.raw as Float32Array, r * d, d);
-    scores.push(similar ? Math.fround(acc / norm[r]!) : Math.fround(acc + bias[r]!));
+    const base = similar ? Math.fround(acc / norm[r]!) : Math.fround(acc + bias[r]!);
+    const b = added.get(r);
+    scores.push(b === undefined ? base : Math.fround(base + b));
   }
   const order = rows.map((_, i) => i).sort((a, b) => scores[b]! - scores[a]! || rows[a]! - rows[b]!);
   const top = Math.min(kk, order.length);

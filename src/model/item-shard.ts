@@ -7,7 +7,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { bundledScan, bundledWasm } from "./registry";
 import { readRows, runShard, shardSessions } from "./shard-sessions";
-import type { ShardAnswer, ShardRows, ShardSpec } from "./shards";
+import type { Boost, ShardAnswer, ShardRows, ShardSpec } from "./shards";
 
 /** The Durable Object class bound as ITEM_SHARDS (wrangler.toml); RPC methods only. */
 export class ItemShard extends DurableObject<{ MODEL_BUCKET?: R2Bucket }> {
@@ -17,9 +17,9 @@ export class ItemShard extends DurableObject<{ MODEL_BUCKET?: R2Bucket }> {
     return shardSessions(bucket, spec, bundledWasm(), bundledScan());
   }
 
-  private async answer(graph: "score" | "similar", spec: ShardSpec, vec: Float32Array, mask: Uint8Array, k: number): Promise<ShardAnswer> {
+  private async answer(graph: "score" | "similar", spec: ShardSpec, vec: Float32Array, mask: Uint8Array, k: number, boost?: Boost): Promise<ShardAnswer> {
     try {
-      return await runShard(await this.sessions(spec), graph, spec, vec, mask, k);
+      return await runShard(await this.sessions(spec), graph, spec, vec, mask, k, boost);
     } catch (e) {
       return { error: (e as Error).message };
     }
@@ -34,9 +34,9 @@ export class ItemShard extends DurableObject<{ MODEL_BUCKET?: R2Bucket }> {
     }
   }
 
-  /** The k best rows of this shard for query `q` (scores q . e + b), never a masked row. */
-  async score(spec: ShardSpec, q: Float32Array, mask: Uint8Array, k: number): Promise<ShardAnswer> {
-    return this.answer("score", spec, q, mask, k);
+  /** The k best rows of this shard for query `q` (scores q . e + b, plus `boost` where given), never a masked row. */
+  async score(spec: ShardSpec, q: Float32Array, mask: Uint8Array, k: number, boost?: Boost): Promise<ShardAnswer> {
+    return this.answer("score", spec, q, mask, k, boost);
   }
 
   /** The k rows of this shard closest to `vec` (a normalised item vector) by cosine, never a masked row. */

@@ -41,6 +41,20 @@ export const ManifestSchema = z.object({
     initial: z.literal("zeros"),
     layout: z.array(z.object({ name: z.string(), offset: z.number().int().nonnegative(), size: z.number().int().positive() })),
   }),
+  /** The score graph's item-transition term (models/training/transitions.py): its settings and the
+   * bytes its constants take in the weights file (the memory estimate counts them apart). */
+  transitions: z
+    .object({
+      bytes: z.number().int().nonnegative(),
+      successors: z.number().int().positive(),
+      alpha: z.number(),
+      eps: z.number().positive(),
+      decay: z.number().nonnegative(),
+      /** A sharded model's: where the constants lie past the step graph's in the worker's weights file. */
+      offsets: z.object({ idx: z.number().int().nonnegative(), q: z.number().int().nonnegative(), scale: z.number().int().nonnegative() }).optional(),
+    })
+    .passthrough()
+    .optional(),
   /** `ids`: an array, or an IdList left in the manifest's text (readManifestText, manifest-ids.ts). */
   items: z.object({ rows: z.number().int().positive(), padding_row: z.literal(0), ids: z.union([z.instanceof(IdList), z.array(z.string())]) }),
   popular: z.object({ ids: z.array(z.string()), counts: z.array(z.number()) }).passthrough(),

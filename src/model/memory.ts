@@ -13,6 +13,9 @@ export interface SizedManifest {
   graphs: Partial<Record<"step" | "score" | "similar", { file: string; outputs?: { shape: (number | string)[] }[] } | undefined>>;
   items: { rows: number };
   state?: { layout?: { name: string }[] };
+  /** The score graph's item-transition term (transitions.py): `bytes` of its constants in the
+   * weights file, copied in once and never cast. */
+  transitions?: { bytes: number };
   /** A sharded model: the worker holds the step graph; each shard its rows' score and similar graphs. */
   shards?: {
     rows: [number, number];
@@ -78,7 +81,8 @@ function grow(size: number, used: number, allocs: number[]): number {
 
 /**
  * Estimated memory of a version in one isolate, from its file sizes and manifest. T is the weights'
- * bytes as the graphs read them (float16 once an int8 table is expanded), N the table's rows.
+ * bytes as the graphs read them (float16 once an int8 table is expanded) less the item-transition
+ * constants, N the table's rows.
  *   - step graph: keeps its own copy of the table (it gathers rows from it): T.
  *   - score graph: its N-long constants (15 bytes a row), then the table copied in, the float16 ->
  *     float32 cast folded and the transposed table prepacked for the MatMul: 5T at the high-water
@@ -87,6 +91,10 @@ function grow(size: number, used: number, allocs: number[]): number {
  *   - similar graph: the normalised table and its transposes, folded in many smaller pieces: 8T
  *     (11T for a SeqRec model, whose state has `recent_items`; 3T for float32), rounded up by
  *     emscripten's 1.2x growth steps.
+ *   - the item-transition constants (`transitions.bytes`, not part of T): in the files read and the
+ *     expanded weights (transient) like any weight, but the score graph's copy adds nothing measured
+ *     once settled (models/diginetica: 77.9 MiB with 2.2 MB of them and with 4.4 MB, 78.1 without),
+ *     so they are not counted in the wasm memory; a sharded model's worker copies them into JS.
  *   - JS: the manifest loaded (its ids as keys, the row <-> key arrays), 2.8 bytes per manifest byte.
  * `runtime` (ORT's base) is paid once per isolate; `transient` (every file read plus the expanded
  * weights, alive while the graphs load) once per load.
@@ -94,7 +102,8 @@ function grow(size: number, used: number, allocs: number[]): number {
 export function memoryEstimate(files: Record<string, { bytes: number }>, manifest: SizedManifest): MemoryEstimate {
   const w = manifest.weights;
   const stored = files[w.file]?.bytes ?? w.bytes ?? 0;
-  const T = w.expanded_bytes ?? stored;
+  const X = manifest.transitions?.bytes ?? 0;
+  const T = (w.expanded_bytes ?? stored) - X;
   const f32 = w.dtype !== "float16";
   const N = manifest.items.rows;
   const seq = manifest.state?.layout?.some((p) => p.name === "recent_items") ?? false;
@@ -108,7 +117,8 @@ export function memoryEstimate(files: Record<string, { bytes: number }>, manifes
     for (let i = 0; i < 8; i++) allocs.push((k * T) / 8);
   }
   const wasm = grow(ORT_INITIAL_WASM, USED_AT_FIRST_TABLE, allocs) - ORT_INITIAL_WASM;
-  const heap = HEAP_PER_MANIFEST_BYTE * (files["manifest.json"]?.bytes ?? 0);
+  // a sharded model's worker copies the transition constants out of its weights file (transitions.ts)
+  const heap = HEAP_PER_MANIFEST_BYTE * (files["manifest.json"]?.bytes ?? 0) + (manifest.shards ? X : 0);
   // The files this isolate reads while loading (a sharded model's shard files are read by its shards).
   const elsewhere = new Set((manifest.shards ?? []).flatMap((s) => [s.weights.file, s.rank?.file, s.score?.file, s.similar?.file]));
   const transient = Object.entries(files).reduce((n, [name, f]) => n + (elsewhere.has(name) ? 0 : f.bytes), 0) + (w.expanded_bytes ?? 0);

@@ -9,7 +9,7 @@ import { parseManifest } from "./manifest";
 import { readManifestText } from "./manifest-ids";
 import { GruModel, type ModelFiles } from "./runtime";
 import { readRows, runShard, type ShardFiles, shardSessions } from "./shard-sessions";
-import { type ShardBackend, shardSpecs } from "./shards";
+import { type Boost, type ShardBackend, shardSpecs } from "./shards";
 
 /** A folder's files as a shard reads them from its bucket (keys are paths). */
 export const folderFiles: ShardFiles = { get: async (key: string) => ({ arrayBuffer: async () => new Uint8Array(readFileSync(key)).buffer as ArrayBuffer }) };
@@ -21,10 +21,11 @@ export function localShards(dir: string, manifest: unknown, wasm: WebAssembly.Mo
   const specs = shardSpecs(parseManifest(manifest), dir);
   const scan = compileScanWasm();
   const load = (i: number) => shardSessions(folderFiles, specs[i]!, wasm, scan);
-  const run = async (graph: "score" | "similar", i: number, vec: Float32Array, mask: Uint8Array, k: number) => runShard(await load(i), graph, specs[i]!, vec, mask, k);
+  const run = async (graph: "score" | "similar", i: number, vec: Float32Array, mask: Uint8Array, k: number, boost?: Boost) =>
+    runShard(await load(i), graph, specs[i]!, vec, mask, k, boost);
   return {
     specs,
-    score: (i, q, mask, k) => run("score", i, q, mask, k),
+    score: (i, q, mask, k, boost) => run("score", i, q, mask, k, boost),
     similar: (i, v, mask, k) => run("similar", i, v, mask, k),
     rows: async (i, local, normalized) => readRows(await load(i), specs[i]!, local, normalized),
   };

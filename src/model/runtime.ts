@@ -15,7 +15,8 @@ import { RowKeys } from "./item-keys";
 import { exclusive, withOrt } from "./ort";
 import { expandInt8Rows } from "./int8-rows";
 import { RowMask } from "./row-mask";
-import { type ShardBackend, mergeTops } from "./shards";
+import { type Boost, type ShardBackend, mergeTops } from "./shards";
+import { type Transitions, boostsByShard, loadTransitions, transitionScores } from "./transitions";
 
 /** The bytes of one exported model folder. */
 export interface ModelFiles {
@@ -69,6 +70,9 @@ export class GruModel {
   private readonly ring?: { offset: number; size: number };
   /** Item rows read from the shards lately (row -> d floats; raw rows, negative keys normalised). */
   private readonly rowCache = new Map<number, Float32Array>();
+  /** A sharded model's item-transition term, which the worker adds (src/model/transitions.ts);
+   * with the state's recent items it reads. */
+  private readonly transitions?: { t: Transitions; recent: { offset: number; size: number } };
 
   /** The manifest without its item ids (rowOf / idOf / rowKeys answer for them). */
   readonly manifest: LoadedManifest;
@@ -81,7 +85,9 @@ export class GruModel {
     private readonly scoreSession: InferenceSession | undefined,
     private readonly similarSession: InferenceSession | undefined,
     private readonly shards?: ShardBackend,
+    transitions?: { t: Transitions; recent: { offset: number; size: number } },
   ) {
+    this.transitions = transitions;
     this.manifest = { ...manifest, items: { rows: manifest.items.rows, padding_row: manifest.items.padding_row } };
     this.keys = keys;
     this.version = manifest.version;
@@ -138,7 +144,7 @@ export class GruModel {
       }
       if (m.graphs.similar && !similar) throw new ModelLoadError(`model ${m.name}: manifest names ${m.graphs.similar.file} but it was not supplied`);
       checkSessions(m, { step, score, similar });
-      return new GruModel(m, keys, ort, step, score, similar, m.shards ? shards : undefined);
+      return new GruModel(m, keys, ort, step, score, similar, m.shards ? shards : undefined, m.shards ? workerTransitions(m, weights) : undefined);
     });
   }
 
@@ -292,6 +298,14 @@ export class GruModel {
     return this.shards !== undefined;
   }
 
+  /** A sharded model's item-transition term for `state`, per shard (none without the term). */
+  private boosts(state: Float32Array): Boost[] | undefined {
+    const tr = this.transitions;
+    if (!tr) return undefined;
+    const recent = state.subarray(tr.recent.offset, tr.recent.offset + tr.recent.size);
+    return boostsByShard(transitionScores(tr.t, recent), this.shards!.specs.map((s) => s.rows));
+  }
+
   /** A sharded model's query for `state` at `at` (the step graph's `query` output). */
   private query(state: Float32Array, at: Moment): Promise<Float32Array> {
     return this.runStep(state, 0, at, (out) => new Float32Array(out.query!.data as Float32Array), true);
@@ -309,7 +323,7 @@ export class GruModel {
    * of the mask's bits is taken first (which also counts what each leaves free), so nothing
    * runs when the rules leave no row; `vector` (the step graph's run) comes after that.
    */
-  private async fanOut(graph: "score" | "similar", vector: () => Promise<Float32Array>, k: number, mask: RowMask): Promise<Scored[]> {
+  private async fanOut(graph: "score" | "similar", vector: () => Promise<Float32Array>, k: number, mask: RowMask, boosts?: Boost[]): Promise<Scored[]> {
     const b = this.shards!;
     const packed = b.specs.map((s) => mask.range(s.rows[0], s.rows[1]));
     if (k <= 0 || packed.every((p) => p.free === 0)) return [];
@@ -318,7 +332,7 @@ export class GruModel {
       b.specs.map(async (s, i) => {
         const { bits, free } = packed[i]!;
         const kk = Math.min(k, free);
-        const top = kk > 0 ? await (graph === "score" ? b.score(i, vec, bits, kk) : b.similar(i, vec, bits, kk)) : { rows: new Int32Array(0), scores: new Float32Array(0) };
+        const top = kk > 0 ? await (graph === "score" ? b.score(i, vec, bits, kk, boosts?.[i]) : b.similar(i, vec, bits, kk)) : { rows: new Int32Array(0), scores: new Float32Array(0) };
         return { lo: s.rows[0], top };
       }),
     );
@@ -360,7 +374,7 @@ export class GruModel {
   topKMasked(state: Float32Array, at: Moment, k: number, mask: RowMask): Promise<Scored[]> {
     const T = this.ort.Tensor;
     mask.set(0);
-    if (this.shards) return this.fanOut("score", () => this.query(state, at), k, mask);
+    if (this.shards) return this.fanOut("score", () => this.query(state, at), k, mask, this.boosts(state));
     const kk = this.clampK(k, mask);
     if (kk === 0) return Promise.resolve([]);
     const session = this.scoreSession!;
@@ -452,5 +466,19 @@ export class GruModel {
     out.scores!.dispose();
     out.indices!.dispose();
     return result;
+  }
+}
+
+/** A sharded manifest's item-transition term (`transitions` with the offsets of its constants in
+ * the worker's weights file), read from `weights`; undefined without one. */
+function workerTransitions(m: Manifest, weights: Uint8Array): { t: Transitions; recent: { offset: number; size: number } } | undefined {
+  const e = m.transitions;
+  if (!e) return undefined;
+  const recent = m.state.layout.find((p) => p.name === "recent_items");
+  if (!e.offsets || !recent) throw new ModelLoadError(`model ${m.name}: a sharded model's item-transition term needs its constants' offsets and the state's recent_items`);
+  try {
+    return { t: loadTransitions(e, weights, m.items.rows, recent.size), recent };
+  } catch (err) {
+    throw new ModelLoadError(`model ${m.name}: ${(err as Error).message}`);
   }
 }

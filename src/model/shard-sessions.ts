@@ -18,7 +18,7 @@ import { fromHalfBits, toHalfBits } from "./int8-rows";
 import { buildScan, type ScanTable, scannableEntry, scanTop } from "./int8-scan";
 import { BITS_SET } from "./row-mask";
 import { exclusive, withOrt } from "./ort";
-import type { ShardAnswer, ShardSpec, ShardTop } from "./shards";
+import type { Boost, ShardAnswer, ShardSpec, ShardTop } from "./shards";
 
 /** A shard unused this long is released (ms). */
 const SHARD_IDLE_MS = 10 * 60_000;
@@ -147,12 +147,14 @@ async function sweep(keep: string, now: number): Promise<void> {
   }
 }
 
-/** Run one shard graph: (vector, packed mask, k) -> local top-k. */
-export async function runShard(l: Loaded, graph: "score" | "similar", spec: ShardSpec, vec: Float32Array, bits: Uint8Array, k: number): Promise<ShardTop> {
+/** Run one shard graph: (vector, packed mask, k) -> local top-k; `boost`: values added to some rows'
+ * scores (int8-scan.ts scanTop), which only the scan serves (every export since it can). */
+export async function runShard(l: Loaded, graph: "score" | "similar", spec: ShardSpec, vec: Float32Array, bits: Uint8Array, k: number, boost?: Boost): Promise<ShardTop> {
   const n = spec.rows[1] - spec.rows[0];
   if (vec.length !== spec.dim) throw new Error(`item shard ${spec.index}: a vector of ${vec.length} floats, the model's is ${spec.dim}`);
   if (bits.length !== (n + 7) >> 3) throw new Error(`item shard ${spec.index}: a mask of ${bits.length} bytes for ${n} rows`);
-  if (l.scan) return scanTop(l.scan, vec, bits, Math.max(0, k), graph === "similar");
+  if (l.scan) return scanTop(l.scan, vec, bits, Math.max(0, k), graph === "similar", boost);
+  if (boost?.rows.length) throw new Error(`item shard ${spec.index}: added scores need the int8 scan (its manifest entry has no table offsets)`);
   return exclusive(async () => {
     const mask = l.mask!;
     const free = unpack(bits, mask, n);

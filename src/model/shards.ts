@@ -52,6 +52,13 @@ export interface ShardTop {
   scores: Float32Array;
 }
 
+/** Values added to some of a shard's rows' scores (local rows; the item-transition term, all >= 0,
+ * src/model/transitions.ts), which the shard ranks by with its plain scores: still exactly. */
+export interface Boost {
+  rows: Int32Array;
+  values: Float32Array;
+}
+
 /** What an ItemShard call returns: its top-k, or why it could not answer (a value, not a throw). */
 export type ShardAnswer = ShardTop | { error: string };
 
@@ -61,7 +68,7 @@ export type ShardRows = { vectors: Float32Array } | { error: string };
 /** The calls a sharded model makes; `ItemShard` stubs in the worker, anything alike in tests. */
 export interface ShardBackend {
   readonly specs: readonly ShardSpec[];
-  score(i: number, q: Float32Array, mask: Uint8Array, k: number): Promise<ShardTop>;
+  score(i: number, q: Float32Array, mask: Uint8Array, k: number, boost?: Boost): Promise<ShardTop>;
   similar(i: number, vec: Float32Array, mask: Uint8Array, k: number): Promise<ShardTop>;
   /** Shard i's rows `local` (local row numbers) of the table, `dim` floats each, one after another;
    * `normalized`: each divided by its norm as the similar graphs divide (a similar-items seed). */
@@ -115,7 +122,7 @@ export function mergeTops(parts: { lo: number; top: ShardTop }[], k: number): { 
 export interface ShardNamespace {
   idFromName(name: string): DurableObjectId;
   get(id: DurableObjectId): {
-    score(spec: ShardSpec, q: Float32Array, mask: Uint8Array, k: number): Promise<ShardAnswer>;
+    score(spec: ShardSpec, q: Float32Array, mask: Uint8Array, k: number, boost?: Boost): Promise<ShardAnswer>;
     similar(spec: ShardSpec, vec: Float32Array, mask: Uint8Array, k: number): Promise<ShardAnswer>;
     rows(spec: ShardSpec, local: Int32Array, normalized: boolean): Promise<ShardRows>;
   };
@@ -153,7 +160,7 @@ export function durableShards(ns: ShardNamespace, specs: ShardSpec[], timeoutMs 
   };
   return {
     specs,
-    score: (i, q, mask, k) => call<ShardTop>(`item shard ${i} score`, () => stub(i).score(specs[i]!, q, mask, k)),
+    score: (i, q, mask, k, boost) => call<ShardTop>(`item shard ${i} score`, () => stub(i).score(specs[i]!, q, mask, k, boost)),
     similar: (i, vec, mask, k) => call<ShardTop>(`item shard ${i} similar`, () => stub(i).similar(specs[i]!, vec, mask, k)),
     rows: async (i, local, normalized) => (await call<{ vectors: Float32Array }>(`item shard ${i} rows`, () => stub(i).rows(specs[i]!, local, normalized))).vectors,
   };

@@ -240,6 +240,35 @@ describe.each(FIXTURES)("a $kind in item shards (Durable Objects)", { timeout: 1
     await expect(graphless.topK(state, at, 5)).rejects.toBeInstanceOf(ShardUnavailableError);
   });
 
+  it("ranks by score plus the worker's added values (the item-transition term) inside its Durable Objects, masked rows never", async () => {
+    const b = durableShards(shardNs, shardSpecs(parseManifest(shManifest), `test-shards/${shManifest.version}`));
+    const n = b.specs[0]!.rows[1] - b.specs[0]!.rows[0];
+    const r = rng(11);
+    const q = Float32Array.from({ length: b.specs[0]!.dim }, () => r() - 0.5);
+    const free = new Uint8Array((n + 7) >> 3);
+    free[0] = 1; // the padding row, as the worker masks it
+    const plain = await b.score(0, q, free, n - 1); // the whole shard, best first
+    const scoreOf = new Map(Array.from(plain.rows, (row, j) => [row, plain.scores[j]!] as const));
+    // rows from the bottom of the list lifted by more than the spread of scores, one of them masked
+    const spread = plain.scores[0]! - plain.scores[n - 2]!;
+    const lifted = [plain.rows[n - 2]!, plain.rows[n - 3]!, plain.rows[n >> 1]!, plain.rows[5]!];
+    const boost = { rows: Int32Array.from(lifted), values: Float32Array.of(2 * spread, 3 * spread, 0.5 * spread, 1e-3) };
+    const mask = new Uint8Array(free);
+    mask[lifted[1]! >> 3]! |= 1 << (lifted[1]! & 7);
+    const got = await b.score(0, q, mask, 10, boost);
+    const total = (row: number) => {
+      const j = lifted.indexOf(row);
+      return j >= 0 ? Math.fround(scoreOf.get(row)! + boost.values[j]!) : scoreOf.get(row)!;
+    };
+    const want = Array.from(plain.rows)
+      .filter((row) => row !== lifted[1])
+      .sort((x, y) => total(y) - total(x) || x - y)
+      .slice(0, 10);
+    expect(Array.from(got.rows)).toEqual(want);
+    expect(Array.from(got.scores)).toEqual(want.map(total));
+    expect(got.rows[0]).toBe(lifted[0]);
+  });
+
   it("reports a shard that cannot load its files as unavailable, not as an error", async () => {
     const m = parseManifest(shManifest);
     const broken = durableShards(shardNs, shardSpecs(m, "test-shards/missing-version"), 5000);
