@@ -27,6 +27,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from model import ModelConfig, build  # noqa: E402
 
 
+# The item-transition term (transitions.py) is counted from data after training, not trained: a
+# warm start leaves it out, and a retrained model gets it again from transitions.py on its own data.
+TERM_FIELDS = {"trans_m", "trans_window", "trans_alpha", "trans_eps", "trans_decay"}
+
+
 def folder_tensors(folder):
     """Every initializer named `model.*` in the folder's graphs, as float32 numpy arrays."""
     out = {}
@@ -51,7 +56,7 @@ def from_folder(folder):
         manifest = json.load(f)
     cfg = dict(manifest["training"]["config"])
     cfg["n_items"] = manifest["items"]["rows"]
-    known = set(ModelConfig.__dataclass_fields__)
+    known = set(ModelConfig.__dataclass_fields__) - TERM_FIELDS
     model = build(ModelConfig(**{k: v for k, v in cfg.items() if k in known}))
     tensors = folder_tensors(folder)
     sd = model.state_dict()
@@ -72,8 +77,8 @@ def from_folder(folder):
 def from_checkpoint(path):
     """(model, item ids, checkpoint dict) from a train.py checkpoint."""
     ck = torch.load(path, map_location="cpu")
-    model = build(ModelConfig(**ck["config"]))
-    model.load_state_dict(ck["state_dict"])
+    model = build(ModelConfig(**{k: v for k, v in ck["config"].items() if k not in TERM_FIELDS}))
+    model.load_state_dict({k: v for k, v in ck["state_dict"].items() if not k.startswith("trans_")})
     model.eval()
     return model, list(ck["item_ids"]), ck
 

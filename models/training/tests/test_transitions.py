@@ -17,6 +17,7 @@ import export  # noqa: E402
 import export_shards  # noqa: E402
 import transitions as TR  # noqa: E402
 from model import ModelConfig, build  # noqa: E402
+from test_norm_scores import _checkpoint  # noqa: E402  (a checkpoint file of a model, with events)
 
 
 def _seq(rows, sessions, split=None):
@@ -75,6 +76,24 @@ def _model(n=40, d=16, R=4, m=3, alpha=1.5, eps=0.05, decay=0.5):
     return model
 
 
+def _without_term(m, weights_of=None):
+    """The same model without the transition term (its weights from `weights_of`, default m)."""
+    base = build(ModelConfig(**{k: v for k, v in m.cfg.to_dict().items() if not k.startswith("trans_")})).eval()
+    src = weights_of if weights_of is not None else m
+    base.load_state_dict({k: v for k, v in src.state_dict().items() if not k.startswith("trans_")})
+    base.table_normed = src.table_normed
+    return base
+
+
+def _exported(tmp_path, main, args):
+    """(model, checkpoint path, export folder) of _model() exported by `main` with `args`."""
+    m = _model()
+    path = _checkpoint(tmp_path, m, m.cfg.n_items)
+    out = tmp_path / "out"
+    main(["--ckpt", str(path), "--out", str(out), "--name", "trans"] + args)
+    return m, path, out
+
+
 def test_the_term_adds_alpha_log1p_of_the_decayed_successor_weights_of_the_recent_items():
     m = _model()
     state = torch.zeros(2, m.state_size)
@@ -83,9 +102,7 @@ def test_the_term_adds_alpha_log1p_of_the_decayed_successor_weights_of_the_recen
             state = m.advance(state, torch.tensor(it), torch.zeros(2), torch.zeros(2))
         state[1, m.n_rec:] = torch.tensor([9.0, 9.0, 0.0, 0.0])
         got = m.logits(state, torch.zeros(2), torch.zeros(2))
-        base = build(ModelConfig(**{k: v for k, v in m.cfg.to_dict().items() if not k.startswith("trans_")})).eval()
-        base.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("trans_")})
-        plain = base.logits(state, torch.zeros(2), torch.zeros(2))
+        plain = _without_term(m).logits(state, torch.zeros(2), torch.zeros(2))
     for b in range(2):
         sc = np.zeros(m.cfg.n_items)
         for j, r in enumerate(state[b, m.n_rec:].long().tolist()):
@@ -96,33 +113,14 @@ def test_the_term_adds_alpha_log1p_of_the_decayed_successor_weights_of_the_recen
         assert (sc[1:] == 0).any() and np.allclose(got[b, 1:][sc[1:] == 0], plain[b, 1:][sc[1:] == 0])
 
 
-def _checkpoint(tmp_path, m, n):
-    ids = [f"i{k}" for k in range(1, n)]
-    ev = tmp_path / "events.ndjson"
-    ev.write_text("".join(json.dumps({"user_id": f"u{u}", "item_id": ids[(u * 7 + j) % (n - 1)],
-                                      "timestamp": 1_700_000_000_000 + j * 60_000}) + "\n"
-                          for u in range(3) for j in range(14)))
-    ck = {"config": m.cfg.to_dict(), "state_dict": m.state_dict(), "item_ids": ids,
-          "item_counts": list(range(n - 1, 0, -1)), "args": {"idle_gap": 1800.0}, "dataset": "synthetic",
-          "events_path": str(ev), "train_seconds": 0.0, "history": [], "metrics": {}}
-    path = tmp_path / "ck.pt"
-    torch.save(ck, path)
-    return path
-
-
 @pytest.mark.parametrize("half", [False, True])
 def test_the_exported_score_graph_holds_the_term_and_the_runtime_serves_it(tmp_path, half):
-    n = 40
-    m = _model(n=n)
-    path = _checkpoint(tmp_path, m, n)
-    out = tmp_path / "m"
-    export.main(["--ckpt", str(path), "--out", str(out), "--name", "trans"] + (["--fp16", "--int8-table"] if half else []))
+    m, path, out = _exported(tmp_path, export.main, ["--fp16", "--int8-table"] if half else [])
+    n = m.cfg.n_items
     # the golden top-k (what parity holds the runtime to) carries the term: without it the lists differ
     gold = json.loads((out / "golden.json").read_text())
     em, _ = export.load(str(path), half=half, int8=half)
-    base = build(ModelConfig(**{k: v for k, v in m.cfg.to_dict().items() if not k.startswith("trans_")})).eval()
-    base.load_state_dict({k: v for k, v in em.state_dict().items() if not k.startswith("trans_")})
-    base.table_normed = em.table_normed
+    base = _without_term(m, weights_of=em)
     ids = [f"i{k}" for k in range(1, n)]
     st = torch.zeros(1, m.state_size)
     with torch.no_grad():
@@ -148,11 +146,8 @@ def _parity(out):
 
 @pytest.mark.parametrize("half", [False, True])
 def test_a_sharded_export_leaves_the_term_to_its_worker_and_serves_the_same_top_k(tmp_path, half):
-    n = 40
-    m = _model(n=n)
-    path = _checkpoint(tmp_path, m, n)
-    out = tmp_path / "s"
-    export_shards.main(["--ckpt", str(path), "--out", str(out), "--name", "s", "--shards", "2"] + (["--fp16"] if half else []))
+    m, path, out = _exported(tmp_path, export_shards.main, ["--shards", "2"] + (["--fp16"] if half else []))
+    n = m.cfg.n_items
     man = json.loads((out / "manifest.json").read_text())
     t = man["transitions"]
     assert (t["successors"], t["alpha"], t["eps"], t["decay"]) == (3, 1.5, 0.05, 0.5)
