@@ -431,8 +431,10 @@ class SeqRec(nn.Module):
         idx = self.trans_idx[recent].long().reshape(-1, RM)                          # (B, R * M)
         w = self.trans_q[recent].float() * (self.trans_scale[recent] * self.trans_slot).unsqueeze(2)
         w = w.reshape(-1, RM)                                                        # (B, R * M)
-        sc = torch.zeros(recent.shape[0], self.cfg.n_items, dtype=w.dtype).scatter_add(1, idx, w)   # (B, N)
-        return self.cfg.trans_alpha * torch.log1p(sc / self.cfg.trans_eps)
+        zeros = torch.zeros(recent.shape[0], self.cfg.n_items, dtype=w.dtype)          # (B, N)
+        sc = zeros.scatter_add(1, idx, w).gather(1, idx)          # (B, R * M): each successor's sum
+        # log1p on the R * M sums only, written back to their rows (repeated rows get equal values)
+        return zeros.scatter(1, idx, self.cfg.trans_alpha * torch.log1p(sc / self.cfg.trans_eps))
 
     def out_logits(self, q):
         """Scores of every item for the training path's queries q (M, d) (_query) -> (M, N), padding at -inf."""
