@@ -15,6 +15,9 @@
      finetune  warm start, only the events after the base model's training data (the new period)
      replay    warm start, the new period plus a sample of older users' histories (`--replay`)
    The default (replay) was chosen by the study in models/INCREMENTAL.md.
+   A base with the item-transition term (transitions.py) gets it again with the same settings,
+   counted from the log's training events, on both the base (grown) and the retrained model: a warm
+   start leaves it out, as it is counted, not trained.
 5. Evaluate the base model and the new one on both tests (Recall@20, MRR@20 over all items) and
    save a checkpoint that export.py reads, with the report in it (`ck["retrain"]`).
 
@@ -35,6 +38,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import data as D  # noqa: E402
 import harness as H  # noqa: E402
 import train as T  # noqa: E402
+import transitions as TR  # noqa: E402
 import warmstart as W  # noqa: E402
 from metrics import summary  # noqa: E402
 from model import ModelConfig, build  # noqa: E402
@@ -167,6 +171,27 @@ def build(mode, base, base_ids, ev, rows_all_ids, train_mask, new_mask, old_mask
     return model, hist, secs, int(sum(len(s[0]) for s in seqs))
 
 
+def base_term(cfg):
+    """The base model's item-transition settings (transitions.py; model config `trans_*`), or None."""
+    if not cfg.get("trans_m"):
+        return None
+    return {k: cfg[f"trans_{k}"] for k in ("m", "window", "alpha", "eps", "decay")}
+
+
+def with_term(model, term, ev, rows, mask):
+    """`model` with the item-transition term of settings `term`, counted again from the log's events
+    under `mask` (a warm start leaves the term out: it is counted, not trained)."""
+    seqs = []
+    for a, b in user_bounds(ev):
+        m = mask[a:b] & (rows[a:b] > 0)
+        n = int(m.sum())
+        if n >= 2:        # harness.sequences' shape, every event a training one
+            seqs.append((rows[a:b][m], None, None, ev.session[a:b][m], None, np.full(n, H.TRAIN)))
+    idx, wt = TR.top_successors(TR.successors(seqs, model.cfg.n_items, term["window"]), term["m"])
+    ck = {"config": model.cfg.to_dict(), "state_dict": model.state_dict()}
+    return TR.with_transitions(ck, idx, wt, term["window"], term["alpha"], term["eps"], term["decay"])
+
+
 def read_catalog(path):
     """Catalog NDJSON (the admin export or the /v1/items/batch upload format): id -> category path."""
     out = {}
@@ -210,9 +235,11 @@ def main(argv=None):
     if args.base.endswith(".pt"):
         base, base_ids, ck = W.from_checkpoint(args.base)
         idle_gap, base_end = ck["args"]["idle_gap"], ck.get("data_end")
+        term = base_term(ck["config"])
     else:
         base, base_ids, manifest = W.from_folder(args.base)
         idle_gap = manifest["session"]["idle_gap_seconds"]
+        term = base_term(manifest["training"]["config"])
         base_end = (manifest.get("training") or {}).get("data_end")
         if base.warm_report["fresh"]:
             log(f"parameters not in the export, freshly initialised: {base.warm_report['fresh']}")
@@ -251,6 +278,10 @@ def main(argv=None):
     log(f"split: {int(train_mask.sum())} training events ({int(new_mask.sum())} new, {int(old_mask.sum())} older), "
         f"held out {int((split == 2).sum())} recent and {int((split == 1).sum())} older test events")
 
+    if term:
+        # both models scored with the term as they would be served, counted from the training events
+        log(f"item-transition term {term}: counted again from the {int(train_mask.sum())} training events")
+        grown = with_term(grown, term, ev, rows, train_mask)
     recent_seqs, recent_lost = eval_sequences(ev, rows, split == 2)
     older_seqs, older_lost = eval_sequences(ev, rows, split == 1)
     before = {"recent": evaluate(grown, recent_seqs, recent_lost), "older": evaluate(grown, older_seqs, older_lost)}
@@ -261,6 +292,8 @@ def main(argv=None):
         log("no events after the base model's data: fine-tuning on every training event instead")
         new_mask = train_mask
     model, hist, secs, n_train = build(mode, grown, base_ids, ev, rows, train_mask, new_mask, old_mask, args, rng)
+    if term:
+        model = with_term(model, term, ev, rows, train_mask)
     after = {"recent": evaluate(model, recent_seqs, recent_lost), "older": evaluate(model, older_seqs, older_lost)}
     log(f"{mode}: recent {after['recent']}  older {after['older']}  ({secs:.0f}s)")
 

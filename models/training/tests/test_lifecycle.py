@@ -97,3 +97,26 @@ def test_retrain_runs_end_to_end_and_reports_both_tests(tmp_path, capsys):
     assert report["retrained"]["recent"]["targets"] > 0 and report["retrained"]["older"]["targets"] > 0
     ck = torch.load(tmp_path / "r.pt")
     assert ck["item_ids"][:30] == [f"sku-{i}" for i in range(1, 31)]
+
+
+def test_retrain_counts_the_item_transition_term_again_on_the_log_with_the_base_settings(tmp_path, capsys):
+    log = str(tmp_path / "log.ndjson")
+    event_log(log, users=16)
+    cfg = ModelConfig(n_items=31, dim=8, kind="seq", attn=3, trans_m=4, trans_window=2, trans_alpha=1.5,
+                      trans_eps=0.05, trans_decay=0.5)
+    model = build(cfg)
+    torch.save({"state_dict": model.state_dict(), "config": cfg.to_dict(), "item_ids": [f"sku-{i}" for i in range(1, 31)],
+                "item_counts": [1] * 30, "dataset": "shop", "args": {"idle_gap": 1800.0}}, tmp_path / "base.pt")
+    retrain.main(["--events", log, "--base", str(tmp_path / "base.pt"), "--out", str(tmp_path / "r.pt"),
+                  "--epochs", "1", "--recent-days", "1"])
+    ck = torch.load(tmp_path / "r.pt")
+    assert {k: v for k, v in ck["config"].items() if k.startswith("trans_")} == \
+        {"trans_m": 4, "trans_window": 2, "trans_alpha": 1.5, "trans_eps": 0.05, "trans_decay": 0.5}
+    n = len(ck["item_ids"]) + 1
+    idx, q = ck["state_dict"]["trans_idx"], ck["state_dict"]["trans_q"]
+    assert idx.shape == (n, 4) and q.shape == (n, 4)
+    # counted from the log's training events: items the base never had (rows past 30) lead to
+    # successors, and are successors; the base checkpoint's (zero) counts are gone
+    assert (q[31:] > 0).any() and ((idx > 30) & (q > 0)).any()
+    m = build(ModelConfig(**ck["config"]))
+    m.load_state_dict(ck["state_dict"])
