@@ -7,8 +7,9 @@ step counts them exactly and stores them in the model:
 - w(a -> b) = sum over the training sessions of 1 / distance, for b within `--window` events after a
   in the same session, normalised so that each a's weights sum to 1; the `--m` largest are kept.
 - score(row) += alpha * log1p(sum over the recent items j (most recent first) of decay^j *
-  w(item_j -> row) / eps), computed inside the score graph from the state's recent items, so the
-  serving runtime, golden vectors and `npm run eval` see it unchanged.
+  w(item_j -> row) / eps), from the state's recent items: inside the score graph of a single-isolate
+  export (so the runtime, golden vectors and `npm run eval` see it unchanged), by the worker of a
+  sharded one (export_shards.py appends the constants; src/model/transitions.ts).
 
 The counts come from the checkpoint's own training data: the training split, plus validation for a
 `--refit` checkpoint. `--validate` builds them from the training split alone and prints train.py's
@@ -128,8 +129,8 @@ def main(argv=None):
         if a["valid_users"] and len(valid) > a["valid_users"]:       # train.py's validation users
             pick = np.random.default_rng(0).choice(len(valid), a["valid_users"], replace=False)
             valid = [valid[i] for i in sorted(pick)]
-        base = build(ModelConfig(**ck["config"]))
-        base.load_state_dict(ck["state_dict"])
+        base = build(ModelConfig(**{k: v for k, v in ck["config"].items() if not k.startswith("trans_")}))
+        base.load_state_dict({k: v for k, v in ck["state_dict"].items() if not k.startswith("trans_")})
         points = [None] + [tuple(float(x) for x in g.split(",")) for g in args.grid]
         for pt in points:
             model = base.eval() if pt is None else with_transitions(ck, idx, wt, args.window, *pt)
