@@ -342,12 +342,12 @@ TOPK_OUTPUTS = [
 ]
 
 
-def transitions_entry(model, half):
-    """The manifest's `transitions` (transitions.py's term in the score graph): its settings and
-    `bytes`, what its constants take in weights.bin (successor rows int32, weight codes uint8, one
-    scale per item), which the runtime copies once and never casts (src/model/memory.ts)."""
+def transitions_entry(model, scale_bytes):
+    """The manifest's `transitions` (transitions.py's term): its settings and `bytes`, what its
+    constants take in a weights file (successor rows int32, weight codes uint8, one scale per item of
+    `scale_bytes`: 2 where an fp16 export stores it as float16), which src/model/memory.ts counts."""
     c = model.cfg
-    scale = model.trans_scale.numel() * (2 if half else 4)
+    scale = model.trans_scale.numel() * scale_bytes
     return {"successors": c.trans_m, "window": c.trans_window, "alpha": c.trans_alpha, "eps": c.trans_eps,
             "decay": c.trans_decay,
             "bytes": model.trans_idx.numel() * 4 + model.trans_q.numel() + scale}
@@ -436,7 +436,7 @@ def main(argv=None):
         "weights": {"file": "weights.bin", "bytes": os.path.getsize(os.path.join(args.out, "weights.bin")),
                     "sha256": wsum, "dtype": "float16" if args.fp16 else "float32",
                     **({"int8_rows": int8_rows, "expanded_bytes": expanded} if int8_rows else {})},
-        **({"transitions": transitions_entry(model, args.fp16)} if getattr(model.cfg, "trans_m", None) else {}),
+        **({"transitions": transitions_entry(model, 2 if args.fp16 else 4)} if getattr(model.cfg, "trans_m", None) else {}),
         "state": {
             "size": S,
             "dtype": "float32",

@@ -281,8 +281,7 @@ def append_transitions(weights_path, model):
             f.write(b"\0" * (-f.tell() % 8))
             offsets[name] = f.tell()
             f.write(a.tobytes())
-    entry = E.transitions_entry(model, half=False)
-    return {**entry, "bytes": sum(a.nbytes for _, a in parts), "offsets": offsets}
+    return {**E.transitions_entry(model, scale_bytes=4), "offsets": offsets}
 
 
 def main(argv=None):

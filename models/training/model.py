@@ -84,11 +84,19 @@ class ModelConfig:
 
     # fields that older checkpoints do not have: left out of the dict while unset, so a model built
     # without them records exactly the configuration it recorded before
-    OPTIONAL = ("emb_dropout", "heads", "pos_emb", "norm_scale",
-                "trans_m", "trans_window", "trans_alpha", "trans_eps", "trans_decay")
+    # the item-transition term's fields (transitions.py): counted after training, not trained
+    TERM = ("trans_m", "trans_window", "trans_alpha", "trans_eps", "trans_decay")
+    OPTIONAL = ("emb_dropout", "heads", "pos_emb", "norm_scale") + TERM
 
     def to_dict(self):
         return {k: v for k, v in asdict(self).items() if not (k in self.OPTIONAL and v is None)}
+
+
+def without_term(config, state_dict):
+    """A checkpoint's (config dict, state_dict) without the item-transition term (transitions.py):
+    the trained model alone, e.g. to warm-start from or to compare with."""
+    return ({k: v for k, v in config.items() if k not in ModelConfig.TERM},
+            {k: v for k, v in state_dict.items() if not k.startswith("trans_")})
 
 
 class GRURec(nn.Module):

@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as H  # noqa: E402
 import train as T  # noqa: E402
-from model import ModelConfig, build  # noqa: E402
+from model import ModelConfig, build, without_term  # noqa: E402
 from prepare import prepare  # noqa: E402
 
 
@@ -81,10 +81,9 @@ def quantize(wt):
 
 def with_transitions(ck, idx, wt, window, alpha, eps, decay):
     """A model from checkpoint dict ck with the transition term set (float32, eval mode)."""
-    cfg = dict(ck["config"], trans_m=int(idx.shape[1]), trans_window=window, trans_alpha=alpha,
-               trans_eps=eps, trans_decay=decay)
+    cfg, sd = without_term(ck["config"], ck["state_dict"])
+    cfg.update(trans_m=int(idx.shape[1]), trans_window=window, trans_alpha=alpha, trans_eps=eps, trans_decay=decay)
     model = build(ModelConfig(**cfg))
-    sd = {k: v for k, v in ck["state_dict"].items() if not k.startswith("trans_")}
     q, scale = quantize(wt)
     sd.update(trans_idx=torch.from_numpy(idx), trans_q=torch.from_numpy(q), trans_scale=torch.from_numpy(scale))
     model.load_state_dict(sd)
@@ -129,8 +128,9 @@ def main(argv=None):
         if a["valid_users"] and len(valid) > a["valid_users"]:       # train.py's validation users
             pick = np.random.default_rng(0).choice(len(valid), a["valid_users"], replace=False)
             valid = [valid[i] for i in sorted(pick)]
-        base = build(ModelConfig(**{k: v for k, v in ck["config"].items() if not k.startswith("trans_")}))
-        base.load_state_dict({k: v for k, v in ck["state_dict"].items() if not k.startswith("trans_")})
+        cfg, sd = without_term(ck["config"], ck["state_dict"])
+        base = build(ModelConfig(**cfg))
+        base.load_state_dict(sd)
         points = [None] + [tuple(float(x) for x in g.split(",")) for g in args.grid]
         for pt in points:
             model = base.eval() if pt is None else with_transitions(ck, idx, wt, args.window, *pt)

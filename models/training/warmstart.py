@@ -24,12 +24,7 @@ import torch
 from onnx import numpy_helper
 
 sys.path.insert(0, os.path.dirname(__file__))
-from model import ModelConfig, build  # noqa: E402
-
-
-# The item-transition term (transitions.py) is counted from data after training, not trained: a
-# warm start leaves it out, and a retrained model gets it again from transitions.py on its own data.
-TERM_FIELDS = {"trans_m", "trans_window", "trans_alpha", "trans_eps", "trans_decay"}
+from model import ModelConfig, build, without_term  # noqa: E402
 
 
 def folder_tensors(folder):
@@ -56,7 +51,9 @@ def from_folder(folder):
         manifest = json.load(f)
     cfg = dict(manifest["training"]["config"])
     cfg["n_items"] = manifest["items"]["rows"]
-    known = set(ModelConfig.__dataclass_fields__) - TERM_FIELDS
+    # the item-transition term is counted after training, not trained: a warm start leaves it out
+    # (retrain.py counts it again on the log)
+    known = set(ModelConfig.__dataclass_fields__) - set(ModelConfig.TERM)
     model = build(ModelConfig(**{k: v for k, v in cfg.items() if k in known}))
     tensors = folder_tensors(folder)
     sd = model.state_dict()
@@ -77,8 +74,9 @@ def from_folder(folder):
 def from_checkpoint(path):
     """(model, item ids, checkpoint dict) from a train.py checkpoint."""
     ck = torch.load(path, map_location="cpu")
-    model = build(ModelConfig(**{k: v for k, v in ck["config"].items() if k not in TERM_FIELDS}))
-    model.load_state_dict({k: v for k, v in ck["state_dict"].items() if not k.startswith("trans_")})
+    cfg, sd = without_term(ck["config"], ck["state_dict"])       # as from_folder: no item-transition term
+    model = build(ModelConfig(**cfg))
+    model.load_state_dict(sd)
     model.eval()
     return model, list(ck["item_ids"]), ck
 

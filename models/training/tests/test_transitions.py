@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 import export  # noqa: E402
 import export_shards  # noqa: E402
 import transitions as TR  # noqa: E402
-from model import ModelConfig, build  # noqa: E402
+from model import ModelConfig, build, without_term  # noqa: E402
 from test_norm_scores import _checkpoint  # noqa: E402  (a checkpoint file of a model, with events)
 
 
@@ -78,9 +78,10 @@ def _model(n=40, d=16, R=4, m=3, alpha=1.5, eps=0.05, decay=0.5):
 
 def _without_term(m, weights_of=None):
     """The same model without the transition term (its weights from `weights_of`, default m)."""
-    base = build(ModelConfig(**{k: v for k, v in m.cfg.to_dict().items() if not k.startswith("trans_")})).eval()
     src = weights_of if weights_of is not None else m
-    base.load_state_dict({k: v for k, v in src.state_dict().items() if not k.startswith("trans_")})
+    cfg, sd = without_term(m.cfg.to_dict(), src.state_dict())
+    base = build(ModelConfig(**cfg)).eval()
+    base.load_state_dict(sd)
     base.table_normed = src.table_normed
     return base
 
